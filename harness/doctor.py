@@ -1,0 +1,207 @@
+"""``multiarch doctor``: can each requested platform be built and run here, and if not, why."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.commands import run_command
+from harness.emulation import check_emulator
+from harness.engine import EngineInfo, buildx_info, docker, engine_info
+from harness.errors import CommandError, EngineUnavailable
+from harness.platforms import Platform
+
+PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
+BASE_REFERENCES = ("debian:bookworm-slim", "busybox:latest")
+PROBE_LABEL = "pytest-multiarch.probe"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    platform: str  # "" for host-wide checks
+    status: str  # "ok", "fail", "warn"
+    detail: str
+    remedy: str = ""
+
+
+def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
+    try:
+        info = engine_info(timeout=10)
+    except EngineUnavailable as exc:
+        return [Check("engine", "", "fail", str(exc), "multiarch host up")], None
+    checks = [
+        Check(
+            "engine",
+            "",
+            "ok",
+            f"Docker {info.version} (API {info.api_version}), {info.image_store} image store"
+            + (f", mirrors {', '.join(info.registry_mirrors)}" if info.registry_mirrors else ""),
+        )
+    ]
+    try:
+        bx = buildx_info(timeout=20)
+        checks.append(
+            Check("buildx", "", "ok", f"buildx {bx.version}, builder {bx.builder} ({bx.driver})")
+        )
+    except CommandError as exc:
+        checks.append(
+            Check(
+                "buildx",
+                "",
+                "fail",
+                f"docker buildx unusable (exit {exc.returncode})",
+                "multiarch host up (installs Debian's docker-buildx)",
+            )
+        )
+    return checks, info
+
+
+def _manifest_platforms(reference: str) -> set[str] | None:
+    result = run_command(
+        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=30, check=False
+    )
+    if not result.ok:
+        return None
+    data: dict[str, Any] = json.loads(result.stdout)
+    if "manifests" not in data:
+        return set()  # a single-platform manifest: platform unknown without fetching config
+    found = set()
+    for entry in data["manifests"]:
+        plat = entry.get("platform") or {}
+        parts = (plat.get("os"), plat.get("architecture"), plat.get("variant"))
+        found.add("/".join(p for p in parts if p))
+    return found
+
+
+def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
+    """For each base reference: where it comes from and which platforms it has."""
+    available: dict[str, tuple[str, set[str]]] = {}
+    for reference in BASE_REFERENCES:
+        public = _manifest_platforms(reference)
+        if public is not None:
+            available[reference] = ("registry", public)
+            continue
+        for mirror in info.registry_mirrors:
+            host = mirror.split("://", 1)[-1].rstrip("/")
+            name, _, tag = reference.partition(":")
+            mirrored = _manifest_platforms(f"{host}/library/{name}:{tag}")
+            if mirrored is not None:
+                available[reference] = (f"mirror {host}", mirrored)
+                break
+    return available
+
+
+def _probe(platform: Platform) -> Check:
+    command = docker(
+        "run", "--rm", "--platform", platform.name, "--label", f"{PROBE_LABEL}=1",
+        PROBE_IMAGE, "uname", "-m",
+    )
+    try:
+        result = run_command(command, timeout=90, check=False)
+    except CommandError as exc:
+        return Check("probe", platform.short, "fail", str(exc).splitlines()[0], "multiarch host up")
+    answer = result.stdout.strip()
+    if result.ok and answer == platform.uname:
+        return Check("probe", platform.short, "ok", f"{PROBE_IMAGE} answered uname -m = {answer}")
+    if result.ok:
+        return Check(
+            "probe",
+            platform.short,
+            "fail",
+            f"{PROBE_IMAGE} for {platform.name} answered {answer!r}, expected {platform.uname!r}: "
+            "the wrong architecture ran",
+            f"check that {PROBE_IMAGE} has a {platform.name} variant",
+        )
+    error = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return Check(
+        "probe",
+        platform.short,
+        "fail",
+        f"`docker run --platform {platform.name} {PROBE_IMAGE} uname -m` failed: "
+        f"{error[-1] if error else result.returncode}",
+        f"multiarch host up --platforms {platform.short}",
+    )
+
+
+def _reaper_check() -> Check:
+    try:
+        from testcontainers.core.config import testcontainers_config
+    except ImportError:
+        return Check("reaper", "", "warn", "testcontainers is not installed")
+    image = str(testcontainers_config.ryuk_image)
+    present = run_command(docker("image", "inspect", image), timeout=20, check=False).ok
+    if present:
+        return Check("reaper", "", "ok", f"{image} is available locally")
+    return Check(
+        "reaper",
+        "",
+        "warn",
+        f"{image} is not available (it cannot be pulled offline); the plugin runs without Ryuk "
+        "and removes its containers by label itself",
+    )
+
+
+def run_doctor(platforms: Sequence[Platform], *, probe: bool = True) -> list[Check]:
+    checks, info = _engine_checks()
+    bases = _base_sources(info) if info is not None else {}
+    for plat in platforms:
+        status = check_emulator(plat)
+        if status.native:
+            checks.append(Check("emulator", plat.short, "ok", "native"))
+        elif status.usable:
+            checks.append(Check("emulator", plat.short, "ok", status.summary))
+        else:
+            checks.append(Check("emulator", plat.short, "fail", status.problem, status.remedy))
+        if info is None:
+            checks.append(
+                Check("probe", plat.short, "fail", "skipped: the engine is not reachable",
+                      "multiarch host up")
+            )
+        elif probe and status.usable:
+            checks.append(_probe(plat))
+        for reference in BASE_REFERENCES:
+            if info is None:
+                continue
+            source = bases.get(reference)
+            if source is None:
+                checks.append(
+                    Check("base", plat.short, "warn", f"{reference} cannot be pulled",
+                          "offline: multiarch host up (seeds the local mirror)")
+                )
+            elif source[1] and plat.name not in source[1]:
+                checks.append(
+                    Check("base", plat.short, "warn",
+                          f"{reference} from {source[0]} has no {plat.name} variant",
+                          f"multiarch host up --platforms {plat.short}")
+                )
+            else:
+                checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
+    if info is not None:
+        checks.append(_reaper_check())
+    return checks
+
+
+def doctor_ok(checks: Sequence[Check]) -> bool:
+    return all(check.status != "fail" for check in checks)
+
+
+def format_table(checks: Sequence[Check]) -> str:
+    rows = [("CHECK", "PLATFORM", "STATUS", "DETAIL")]
+    rows += [(c.name, c.platform or "-", c.status.upper(), c.detail) for c in checks]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for row, check in zip(rows, [None, *checks], strict=True):
+        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+        if check is not None and check.remedy and check.status != "ok":
+            lines.append(" " * (sum(widths) + 6) + f"remedy: {check.remedy}")
+    return "\n".join(lines)
+
+
+def to_json(checks: Sequence[Check]) -> str:
+    return json.dumps(
+        {"ok": doctor_ok(checks), "checks": [asdict(check) for check in checks]}, indent=2
+    )

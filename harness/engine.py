@@ -1,0 +1,97 @@
+"""Facts about the Docker engine and buildx, asked through the docker CLI with time limits."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from harness.commands import run_command
+from harness.errors import CommandError, EngineUnavailable
+
+DOCKER = os.environ.get("MULTIARCH_DOCKER", "docker")
+START_HINT = "start it with `multiarch host up` (or as root: `containerd &` then `dockerd &`)"
+
+
+def docker(*args: str) -> list[str]:
+    """A docker CLI command line."""
+    return [DOCKER, *args]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    version: str
+    api_version: str
+    image_store: str  # "containerd" or "classic"
+    storage_driver: str
+    registry_mirrors: tuple[str, ...]
+    architecture: str
+
+    @property
+    def multi_platform_store(self) -> bool:
+        """The containerd image store keeps several platforms under one tag."""
+        return self.image_store == "containerd"
+
+
+def engine_info(timeout: float = 15) -> EngineInfo:
+    """Ask the engine what it is. Raises EngineUnavailable, quickly, when it does not answer."""
+    try:
+        version = run_command(docker("version", "--format", "{{json .}}"), timeout=timeout)
+        info = run_command(docker("info", "--format", "{{json .}}"), timeout=timeout)
+    except CommandError as exc:
+        detail = (exc.stderr.strip() or exc.stdout.strip()).splitlines()
+        reason = detail[-1] if detail else str(exc).splitlines()[0]
+        raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
+    version_data: dict[str, Any] = json.loads(version.stdout)
+    info_data: dict[str, Any] = json.loads(info.stdout)
+    server = version_data.get("Server") or {}
+    driver_status = info_data.get("DriverStatus") or []
+    containerd_store = any(
+        "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
+    )
+    mirrors = tuple(
+        str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or [])
+    )
+    return EngineInfo(
+        version=str(server.get("Version", "?")),
+        api_version=str(server.get("ApiVersion", "?")),
+        image_store="containerd" if containerd_store else "classic",
+        storage_driver=str(info_data.get("Driver", "?")),
+        registry_mirrors=mirrors,
+        architecture=str(info_data.get("Architecture", "?")),
+    )
+
+
+@dataclass(frozen=True)
+class BuildxInfo:
+    version: str
+    builder: str
+    driver: str
+    platforms: tuple[str, ...]
+
+
+def buildx_info(timeout: float = 20) -> BuildxInfo:
+    """The buildx plugin's version and current builder. Raises CommandError when absent."""
+    hint = "install the buildx plugin: `multiarch host up` (Debian package docker-buildx)"
+    version = run_command(docker("buildx", "version"), timeout=timeout, hint=hint)
+    inspect = run_command(docker("buildx", "inspect"), timeout=timeout, hint=hint)
+    builder = driver = ""
+    platforms: tuple[str, ...] = ()
+    for line in inspect.stdout.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        value = value.strip()
+        if key == "Name" and not builder:
+            builder = value
+        elif key == "Driver" and not driver:
+            driver = value
+        elif key == "Platforms" and not platforms:
+            platforms = tuple(p.strip() for p in value.split(",") if p.strip())
+    parts = version.stdout.split()
+    return BuildxInfo(
+        version=parts[1] if len(parts) > 1 else version.stdout.strip(),
+        builder=builder,
+        driver=driver,
+        platforms=platforms,
+    )
