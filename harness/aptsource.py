@@ -35,9 +35,9 @@ class ConfiguredSources:
     def for_suite(self, suite: str) -> AptSource:
         """The source to use for ``suite``: the one that already serves the distribution."""
         for source in self.sources:
-            if any(s == suite or s.startswith(suite + "-") for s in source.suites):
-                if not any(s.endswith("-security") for s in source.suites):
-                    return source
+            serves = any(s == suite or s.startswith(suite + "-") for s in source.suites)
+            if serves and not any(s.endswith("-security") for s in source.suites):
+                return source
         for source in self.sources:
             if not any(s.endswith("-security") for s in source.suites):
                 return AptSource(source.uri, (suite,))
@@ -88,9 +88,9 @@ def configured_sources(
     for path in sorted(glob.glob(str(sources_dir / "*.sources"))):
         found.extend(parse_deb822(Path(path).read_text()))
     lists = [sources_list, *sorted(Path(p) for p in glob.glob(str(sources_dir / "*.list")))]
-    for path in lists:
-        if path.exists():
-            found.extend(parse_one_line(path.read_text()))
+    for list_path in lists:
+        if list_path.exists():
+            found.extend(parse_one_line(list_path.read_text()))
     debian = [s for s in found if "debian" in s.uri]
     return ConfiguredSources(tuple(debian or found))
 
@@ -104,12 +104,18 @@ def private_apt_options(suite: str, state: Path) -> list[str]:
     sources_file = state / "sources.list"
     sources_file.write_text(f"deb [signed-by={KEYRING}] {source.uri} {suite} main\n")
     options = [
-        "-o", f"Dir::Etc::SourceList={sources_file}",
-        "-o", "Dir::Etc::SourceParts=/dev/null",
-        "-o", f"Dir::State::Lists={state / 'lists'}",
-        "-o", f"Dir::Cache::Archives={state / 'archives'}",
-        "-o", "Dir::State::Status=/dev/null",
-        "-o", "APT::Sandbox::User=root",
+        "-o",
+        f"Dir::Etc::SourceList={sources_file}",
+        "-o",
+        "Dir::Etc::SourceParts=/dev/null",
+        "-o",
+        f"Dir::State::Lists={state / 'lists'}",
+        "-o",
+        f"Dir::Cache::Archives={state / 'archives'}",
+        "-o",
+        "Dir::State::Status=/dev/null",
+        "-o",
+        "APT::Sandbox::User=root",
     ]
     for arch in FOREIGN_ARCHES:
         options += ["-o", f"APT::Architectures::={arch}"]

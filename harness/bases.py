@@ -122,9 +122,7 @@ def _busybox_applets() -> list[str]:
     # The applet list is the same for every architecture of one busybox-static version, so the
     # host's native copy answers for all of them without emulation.
     host = shutil.which("busybox") or "/bin/busybox"
-    result = run_command(
-        [host, "--list-full"], timeout=30, hint="apt-get install busybox-static"
-    )
+    result = run_command([host, "--list-full"], timeout=30, hint="apt-get install busybox-static")
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
@@ -149,7 +147,9 @@ def _write_busybox_tar(binary: bytes, applets: Sequence[str], out: Path) -> None
         add_dir(tar, "var/tmp", 0o1777)
         add_file(tar, "bin/busybox", binary, 0o755)
         add_file(
-            tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"
+            tar,
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n",
         )
         add_file(tar, "etc/group", b"root:x:0:\nnogroup:x:65534:\n")
         seen = {"bin/busybox"}
@@ -185,7 +185,9 @@ def index_platforms(reference: str) -> set[str]:
         plat = entry.get("platform") or {}
         if plat.get("os") == "unknown":
             continue  # attestation manifests
-        name = "/".join(p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p)
+        name = "/".join(
+            p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+        )
         found.add(name)
     return found
 
@@ -243,8 +245,15 @@ def _build_and_push(
         )
         run_command(
             docker(
-                "buildx", "build", "--platform", platform.name, "--provenance=false",
-                "--load", "-t", reference, str(context),
+                "buildx",
+                "build",
+                "--platform",
+                platform.name,
+                "--provenance=false",
+                "--load",
+                "-t",
+                reference,
+                str(context),
             ),
             timeout=600,
         )
@@ -260,5 +269,3 @@ def seedable(names: Sequence[str]) -> list[BaseImage]:
             f"unknown base image(s) {', '.join(unknown)}: known are {', '.join(BASE_IMAGES)}"
         )
     return [BASE_IMAGES[n] for n in names]
-
-

@@ -30,8 +30,8 @@ def _default_platforms(fallback: str) -> tuple[str, str]:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from harness.doctor import doctor_ok, format_table, run_doctor, to_json
 
-    spec, source = (args.platforms, "--platforms") if args.platforms else _default_platforms(
-        "native"
+    spec, source = (
+        (args.platforms, "--platforms") if args.platforms else _default_platforms("native")
     )
     platforms = _platforms(spec, source)
     checks = run_doctor(platforms, probe=not args.no_probe)
@@ -47,8 +47,8 @@ def cmd_host_up(args: argparse.Namespace) -> int:
     from harness.bases import seedable
     from harness.host import HostSetup
 
-    spec, source = (args.platforms, "--platforms") if args.platforms else _default_platforms(
-        "amd64,arm64"
+    spec, source = (
+        (args.platforms, "--platforms") if args.platforms else _default_platforms("amd64,arm64")
     )
     platforms = _platforms(spec, source, host_can_run=False)
     setup = HostSetup(
@@ -98,9 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="image store for a newly configured engine (an existing choice is kept)",
     )
     up.add_argument("--registry-port", type=int, default=None, help="local mirror port (5000)")
-    up.add_argument(
-        "--offline", action="store_true", help="seed the local mirror even if online"
-    )
+    up.add_argument("--offline", action="store_true", help="seed the local mirror even if online")
     up.set_defaults(func=cmd_host_up)
     return parser
 

@@ -97,8 +97,15 @@ def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
 
 def _probe(platform: Platform) -> Check:
     command = docker(
-        "run", "--rm", "--platform", platform.name, "--label", f"{PROBE_LABEL}=1",
-        PROBE_IMAGE, "uname", "-m",
+        "run",
+        "--rm",
+        "--platform",
+        platform.name,
+        "--label",
+        f"{PROBE_LABEL}=1",
+        PROBE_IMAGE,
+        "uname",
+        "-m",
     )
     try:
         result = run_command(command, timeout=90, check=False)
@@ -158,8 +165,13 @@ def run_doctor(platforms: Sequence[Platform], *, probe: bool = True) -> list[Che
             checks.append(Check("emulator", plat.short, "fail", status.problem, status.remedy))
         if info is None:
             checks.append(
-                Check("probe", plat.short, "fail", "skipped: the engine is not reachable",
-                      "multiarch host up")
+                Check(
+                    "probe",
+                    plat.short,
+                    "fail",
+                    "skipped: the engine is not reachable",
+                    "multiarch host up",
+                )
             )
         elif probe and status.usable:
             checks.append(_probe(plat))
@@ -169,14 +181,23 @@ def run_doctor(platforms: Sequence[Platform], *, probe: bool = True) -> list[Che
             source = bases.get(reference)
             if source is None:
                 checks.append(
-                    Check("base", plat.short, "warn", f"{reference} cannot be pulled",
-                          "offline: multiarch host up (seeds the local mirror)")
+                    Check(
+                        "base",
+                        plat.short,
+                        "warn",
+                        f"{reference} cannot be pulled",
+                        "offline: multiarch host up (seeds the local mirror)",
+                    )
                 )
             elif source[1] and plat.name not in source[1]:
                 checks.append(
-                    Check("base", plat.short, "warn",
-                          f"{reference} from {source[0]} has no {plat.name} variant",
-                          f"multiarch host up --platforms {plat.short}")
+                    Check(
+                        "base",
+                        plat.short,
+                        "warn",
+                        f"{reference} from {source[0]} has no {plat.name} variant",
+                        f"multiarch host up --platforms {plat.short}",
+                    )
                 )
             else:
                 checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
@@ -195,7 +216,9 @@ def format_table(checks: Sequence[Check]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = []
     for row, check in zip(rows, [None, *checks], strict=True):
-        lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3])
+        lines.append(
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+        )
         if check is not None and check.remedy and check.status != "ok":
             lines.append(" " * (sum(widths) + 6) + f"remedy: {check.remedy}")
     return "\n".join(lines)

@@ -75,17 +75,17 @@ def is_static_elf(path: str | os.PathLike[str]) -> bool | None:
             is64 = header[4] == 2
             endian = "<" if header[5] == 1 else ">"
             if is64:
-                phoff, = struct.unpack_from(endian + "Q", header, 0x20)
+                (phoff,) = struct.unpack_from(endian + "Q", header, 0x20)
                 phentsize, phnum = struct.unpack_from(endian + "HH", header, 0x36)
             else:
-                phoff, = struct.unpack_from(endian + "I", header, 0x1C)
+                (phoff,) = struct.unpack_from(endian + "I", header, 0x1C)
                 phentsize, phnum = struct.unpack_from(endian + "HH", header, 0x2A)
             for index in range(phnum):
                 handle.seek(phoff + index * phentsize)
                 entry = handle.read(4)
                 if len(entry) < 4:
                     return None
-                p_type, = struct.unpack(endian + "I", entry)
+                (p_type,) = struct.unpack(endian + "I", entry)
                 if p_type == 3:  # PT_INTERP
                     return False
             return True

@@ -50,9 +50,7 @@ def engine_info(timeout: float = 15) -> EngineInfo:
     containerd_store = any(
         "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
     )
-    mirrors = tuple(
-        str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or [])
-    )
+    mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
     return EngineInfo(
         version=str(server.get("Version", "?")),
         api_version=str(server.get("ApiVersion", "?")),

@@ -68,9 +68,7 @@ def registry_address(port: int | None = None) -> str:
 def missing_packages(names: Sequence[str]) -> list[str]:
     missing = []
     for name in names:
-        result = run_command(
-            ["dpkg-query", "-W", "-f=${Status}", name], timeout=30, check=False
-        )
+        result = run_command(["dpkg-query", "-W", "-f=${Status}", name], timeout=30, check=False)
         if "install ok installed" not in result.stdout:
             missing.append(name)
     return missing
@@ -91,7 +89,7 @@ def _engine_answers() -> bool:
 def _start_background(command: Sequence[str], log_name: str) -> None:
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     with open(LOG_DIR / log_name, "ab") as log_file:
-        subprocess.Popen(  # noqa: S603 - argument list, detached on purpose: it must outlive us
+        subprocess.Popen(
             list(command),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -112,7 +110,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0
 
 def _registry_answers(address: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{address}/v2/", timeout=3) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=3) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
@@ -147,7 +145,7 @@ def desired_daemon_json(
     current: dict[str, Any], image_store: str, mirror: str | None
 ) -> dict[str, Any]:
     """``current`` with our settings added. A store the user already chose is kept."""
-    wanted = json.loads(json.dumps(current))
+    wanted: dict[str, Any] = json.loads(json.dumps(current))
     features = wanted.setdefault("features", {})
     if "containerd-snapshotter" not in features:
         features["containerd-snapshotter"] = image_store == "containerd"
@@ -326,9 +324,7 @@ class HostSetup:
             self.report.add("emulators", "skipped", "no foreign platform asked", self.log)
             return
         if not binfmt_mounted():
-            run_command(
-                ["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], timeout=30
-            )
+            run_command(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)], timeout=30)
             self.report.add("binfmt_misc", "done", f"mounted {BINFMT_DIR}", self.log)
         for plat in foreign:
             handler_name = f"qemu-{plat.qemu_name}"
@@ -350,7 +346,9 @@ class HostSetup:
     def step_offline_registry(self) -> None:
         if not self.force_offline and _public_registry_reachable():
             self.report.add(
-                "offline mirror", "skipped", "the public registry answers; bases pull from it",
+                "offline mirror",
+                "skipped",
+                "the public registry answers; bases pull from it",
                 self.log,
             )
             return

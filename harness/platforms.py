@@ -136,9 +136,7 @@ def parse_platforms(
             expanded = [host]
         elif lowered == "all":
             expanded = [
-                p
-                for p in KNOWN_PLATFORMS
-                if p.name == host.name or can_run is None or can_run(p)
+                p for p in KNOWN_PLATFORMS if p.name == host.name or can_run is None or can_run(p)
             ]
         else:
             os_name = lowered.split("/", 1)[0] if "/" in lowered else "linux"

@@ -1,0 +1,197 @@
+"""Building an image for one platform with buildx: at most once per test run, whatever ``-n`` is.
+
+Each (image, platform) gets its own tag derived from a hash of its inputs, so the classic image
+store (one platform per tag) and the containerd store behave the same, and unchanged inputs are
+found again on the next run without calling buildx at all. Across xdist workers a file lock per
+(image, platform) makes one worker build while only the workers that need that image wait.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.commands import run_command
+from harness.engine import docker
+from harness.errors import CommandError, MultiarchError
+from harness.images import ImageSpec
+from harness.platforms import Platform
+
+TAG_REPOSITORY = "pytest-multiarch"
+IMAGE_LABEL = "pytest-multiarch.image"
+BUILD_TIMEOUT = float(os.environ.get("MULTIARCH_BUILD_TIMEOUT", "3600"))
+BUILD_MODES = ("auto", "always", "never")
+
+
+class BuildFailed(MultiarchError):
+    """buildx failed for one (image, platform)."""
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    image: str
+    platform: str
+    reference: str
+    image_id: str
+    seconds: float
+    cached: bool
+    error: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def input_digest(spec: ImageSpec, platform: Platform) -> str:
+    """A hash of everything that goes into the build of ``spec`` for ``platform``."""
+    digest = hashlib.sha256()
+    digest.update(f"platform={platform.name}\0target={spec.target}\0ref={spec.ref}\0".encode())
+    for key in sorted(spec.build_args):
+        digest.update(f"arg {key}={spec.build_args[key]}\0".encode())
+    if not spec.ref:
+        for path in sorted(p for p in spec.directory.rglob("*") if p.is_file()):
+            relative = path.relative_to(spec.directory).as_posix()
+            if relative == "image.toml" or "__pycache__" in relative:
+                continue
+            digest.update(f"file {relative} {os.stat(path).st_mode & 0o111}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def image_tag(spec: ImageSpec, platform: Platform) -> str:
+    return f"{TAG_REPOSITORY}/{spec.name}:{input_digest(spec, platform)}-{platform.short}"
+
+
+def build_command(spec: ImageSpec, platform: Platform, tag: str) -> list[str]:
+    """The buildx command line for ``spec`` on ``platform``. An image with ``ref`` is taken as a
+    one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform."""
+    command = docker(
+        "buildx",
+        "build",
+        "--platform",
+        platform.name,
+        "--load",
+        "--provenance=false",
+        "--progress=plain",
+        "--tag",
+        tag,
+        "--label",
+        f"{IMAGE_LABEL}={spec.name}",
+    )
+    if spec.target:
+        command += ["--target", spec.target]
+    for key in sorted(spec.build_args):
+        command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    if spec.ref:
+        command += ["-"]
+    else:
+        command += ["--file", str(spec.dockerfile), str(spec.directory)]
+    return command
+
+
+def inspect_platform(reference: str) -> tuple[str, str] | None:
+    """(image id, os/arch[/variant]) of a local image, or None when absent."""
+    result = run_command(
+        docker("image", "inspect", "--format", "{{json .}}", reference), timeout=60, check=False
+    )
+    if not result.ok:
+        return None
+    data = json.loads(result.stdout)
+    parts = (data.get("Os", ""), data.get("Architecture", ""), data.get("Variant", ""))
+    return str(data.get("Id", "")), "/".join(p for p in parts if p)
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def build_image(spec: ImageSpec, platform: Platform, mode: str) -> BuildRecord:
+    """Build (or find) ``spec`` for ``platform``. Never raises for a failed build: the record
+    carries the error, so every test of that (image, platform) reports the same cause."""
+    tag = image_tag(spec, platform)
+    start = time.monotonic()
+    existing = inspect_platform(tag)
+    if mode != "always" and existing is not None:
+        return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+    if mode == "never":
+        return BuildRecord(
+            spec.name,
+            platform.name,
+            tag,
+            "",
+            0.0,
+            False,
+            f"image {tag} is not built and --build=never was given; run with --build=auto",
+        )
+    command = build_command(spec, platform, tag)
+    try:
+        run_command(
+            command,
+            timeout=BUILD_TIMEOUT,
+            input_text=f"FROM {spec.ref}\n" if spec.ref else None,
+        )
+    except CommandError as exc:
+        seconds = time.monotonic() - start
+        return BuildRecord(
+            spec.name,
+            platform.name,
+            tag,
+            "",
+            seconds,
+            False,
+            f"build of image {spec.name!r} for {platform.name} failed "
+            f"(exit {exc.returncode}); command: {' '.join(exc.command)}\n"
+            f"last lines of the build log:\n{_tail(exc.stderr or exc.stdout)}",
+        )
+    seconds = time.monotonic() - start
+    found = inspect_platform(tag)
+    if found is None:
+        return BuildRecord(
+            spec.name,
+            platform.name,
+            tag,
+            "",
+            seconds,
+            False,
+            f"buildx reported success but {tag} is not in the engine's image store",
+        )
+    return BuildRecord(spec.name, platform.name, tag, found[0], seconds, False)
+
+
+class BuildCoordinator:
+    """Builds each (image, platform) once per run, shared by every process of the run.
+
+    ``state_dir`` must be shared by all xdist workers of the run and unique to the run.
+    """
+
+    def __init__(self, state_dir: Path, mode: str) -> None:
+        if mode not in BUILD_MODES:
+            raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
+        self.state_dir = state_dir
+        self.mode = mode
+        self._seen: dict[tuple[str, str], BuildRecord] = {}
+
+    def get(self, spec: ImageSpec, platform: Platform) -> tuple[BuildRecord, bool]:
+        """The build record, and whether this call is the one that produced it in this run."""
+        key = (spec.name, platform.name)
+        if key in self._seen:
+            return self._seen[key], False
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        stem = f"{spec.name}--{platform.short}"
+        result_file = self.state_dir / f"{stem}.json"
+        with FileLock(str(self.state_dir / f"{stem}.lock")):
+            if result_file.exists():
+                record = BuildRecord(**json.loads(result_file.read_text()))
+                produced = False
+            else:
+                record = build_image(spec, platform, self.mode)
+                result_file.write_text(json.dumps(record.to_dict()))
+                produced = True
+        self._seen[key] = record
+        return record, produced
