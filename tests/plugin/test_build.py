@@ -1,0 +1,118 @@
+"""Builds: once per (image, platform) per run whatever -n is, cached across runs, and a build
+that fails on one platform errors only that platform's tests."""
+
+from __future__ import annotations
+
+import pytest
+from acceptance import BUSYBOX_IMAGE, Project, read_json
+
+MANY_TESTS = """
+    import pytest
+
+    pytestmark = pytest.mark.image("box")
+
+    @pytest.mark.parametrize("n", range(6))
+    def test_many(run, platform, n):
+        assert run(["cat", "/target-arch"]).stdout.strip() == platform.arch
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "3"])
+def test_each_image_platform_is_built_once(project: Project, workers: str) -> None:
+    project.image("box", BUSYBOX_IMAGE)
+    project.image("other", BUSYBOX_IMAGE)
+    project.tests(MANY_TESTS)
+    report = project.path / "report.json"
+    result = project.run(
+        "--platforms", "amd64,arm64", "-n", workers, "--multiarch-json", str(report)
+    )
+    result.assert_outcomes(passed=12)
+    builds = project.builds()
+    # Exactly one buildx call per platform of the image the tests use; none for "other".
+    assert sorted(call.split("--platform ")[1].split()[0] for call in builds) == [
+        "linux/amd64",
+        "linux/arm64",
+    ], builds
+    assert all("images/box" in call for call in builds)
+    records = read_json(report)["builds"]
+    assert [(r["image"], r["platform"], r["cached"]) for r in records] == [
+        ("box", "linux/amd64", False),
+        ("box", "linux/arm64", False),
+    ]
+    assert all(r["image_id"].startswith("sha256:") and r["seconds"] > 0 for r in records)
+
+    # Unchanged inputs: the next run finds the images without calling buildx at all.
+    again = project.run("--platforms", "amd64,arm64", "-n", workers, "--multiarch-json", str(report))
+    again.assert_outcomes(passed=12)
+    assert project.builds() == builds
+    assert [r["cached"] for r in read_json(report)["builds"]] == [True, True]
+
+
+def test_changed_input_rebuilds_only_that_image(project: Project) -> None:
+    box = project.image("box", BUSYBOX_IMAGE)
+    project.tests(MANY_TESTS)
+    project.run("--platforms", "amd64").assert_outcomes(passed=6)
+    assert len(project.builds()) == 1
+    (box / "extra.txt").write_text("changed\n")
+    project.run("--platforms", "amd64").assert_outcomes(passed=6)
+    assert len(project.builds()) == 2
+    project.run("--platforms", "amd64", "--build=always").assert_outcomes(passed=6)
+    assert len(project.builds()) == 3
+
+
+def test_build_never_without_an_image_errors_clearly(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(MANY_TESTS)
+    result = project.run("--platforms", "amd64", "--build=never")
+    result.assert_outcomes(errors=6)
+    result.stdout.fnmatch_lines(["*is not built and --build=never was given*"])
+    assert project.builds() == []
+
+
+def test_a_failing_build_errors_only_its_platform(project: Project) -> None:
+    project.image(
+        "box",
+        """
+        FROM busybox:latest
+        ARG TARGETARCH
+        RUN if [ "$TARGETARCH" = "arm64" ]; then echo "boom: no arm64 support" >&2; exit 3; fi
+        RUN echo "$TARGETARCH" > /target-arch
+        """,
+    )
+    project.tests(MANY_TESTS)
+    report = project.path / "report.json"
+    result = project.run(
+        "--platforms", "amd64,arm64", "-n", "2", "--multiarch-json", str(report)
+    )
+    result.assert_outcomes(passed=6, errors=6)
+    result.stdout.fnmatch_lines(
+        [
+            "*build of image 'box' for linux/arm64 failed (exit 1)*",
+            "*boom: no arm64 support*",
+        ]
+    )
+    # The failed build ran once, not once per test.
+    assert sum("linux/arm64" in call for call in project.builds()) == 1
+    failed = [b for b in read_json(report)["builds"] if b["error"]]
+    assert [b["platform"] for b in failed] == ["linux/arm64"]
+    result.stdout.fnmatch_lines(["*box*linux/arm64*FAILED*"])
+
+
+def test_ref_image_is_pulled_per_platform(project: Project) -> None:
+    directory = project.path / "images" / "upstream"
+    directory.mkdir(parents=True)
+    (directory / "image.toml").write_text('ref = "busybox:latest"\n')
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("upstream")
+        def test_it(run, platform):
+            assert run(["uname", "-m"]).stdout.strip() == platform.uname
+        """
+    )
+    result = project.run("--platforms", "amd64,arm64")
+    result.assert_outcomes(passed=2)
+    builds = project.builds()
+    assert len(builds) == 2
+    assert all(call.rstrip().endswith(" -") for call in builds)
