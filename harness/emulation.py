@@ -100,8 +100,10 @@ def qemu_version(interpreter: str) -> str | None:
     """The QEMU release of ``interpreter`` (``"7.2.19"``), or None when it cannot be asked."""
     if not interpreter:
         return None
+    # Debian's handlers point at a wrapper (aarch64-binfmt-P) that refuses to run outside
+    # binfmt_misc; the real emulator it links to answers --version.
     try:
-        result = run_command([interpreter, "--version"], timeout=10, check=False)
+        result = run_command([os.path.realpath(interpreter), "--version"], timeout=10, check=False)
     except CommandError:
         return None
     match = _QEMU_VERSION.search(result.stdout)

@@ -168,6 +168,7 @@ class HostSetup:
         registry_port: int | None = None,
         force_offline: bool = False,
         log: Log = print,
+        is_root: bool | None = None,
     ) -> None:
         self.platforms = list(platforms)
         self.bases = list(bases)
@@ -176,7 +177,7 @@ class HostSetup:
         self.force_offline = force_offline
         self.log = log
         self.report = HostReport()
-        self.is_root = os.geteuid() == 0
+        self.is_root = os.geteuid() == 0 if is_root is None else is_root
 
     # ---- planning (no changes) -------------------------------------------------------------
     def pending_root_work(self) -> list[str]:

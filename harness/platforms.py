@@ -142,14 +142,14 @@ def parse_platforms(
             os_name = lowered.split("/", 1)[0] if "/" in lowered else "linux"
             if os_name != "linux" and lowered.split("/", 1)[0] not in _by_key():
                 raise PlatformError(
-                    f"invalid platform {raw!r} from {source}: only linux platforms can be "
+                    f"Invalid platform {raw!r} from {source}: only linux platforms can be "
                     f"emulated here; valid names are {valid_names_text()}"
                 )
             try:
                 expanded = [lookup(raw)]
             except PlatformError:
                 raise PlatformError(
-                    f"invalid platform {raw!r} from {source}: valid names are {valid_names_text()}"
+                    f"Invalid platform {raw!r} from {source}: valid names are {valid_names_text()}"
                 ) from None
         for found in expanded:
             marked = replace(found, emulated=found.name != host.name)

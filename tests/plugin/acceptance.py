@@ -77,9 +77,7 @@ class Project:
         return path
 
     def run(self, *args: str, timeout: float = 900) -> pytest.RunResult:
-        return self.pytester.runpytest_subprocess(
-            "-p", "no:cacheprovider", *args, timeout=timeout
-        )
+        return self.pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=timeout)
 
     def docker_calls(self) -> list[str]:
         if not self.docker_log.exists():

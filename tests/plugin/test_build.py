@@ -42,7 +42,9 @@ def test_each_image_platform_is_built_once(project: Project, workers: str) -> No
     assert all(r["image_id"].startswith("sha256:") and r["seconds"] > 0 for r in records)
 
     # Unchanged inputs: the next run finds the images without calling buildx at all.
-    again = project.run("--platforms", "amd64,arm64", "-n", workers, "--multiarch-json", str(report))
+    again = project.run(
+        "--platforms", "amd64,arm64", "-n", workers, "--multiarch-json", str(report)
+    )
     again.assert_outcomes(passed=12)
     assert project.builds() == builds
     assert [r["cached"] for r in read_json(report)["builds"]] == [True, True]
@@ -81,9 +83,7 @@ def test_a_failing_build_errors_only_its_platform(project: Project) -> None:
     )
     project.tests(MANY_TESTS)
     report = project.path / "report.json"
-    result = project.run(
-        "--platforms", "amd64,arm64", "-n", "2", "--multiarch-json", str(report)
-    )
+    result = project.run("--platforms", "amd64,arm64", "-n", "2", "--multiarch-json", str(report))
     result.assert_outcomes(passed=6, errors=6)
     result.stdout.fnmatch_lines(
         [

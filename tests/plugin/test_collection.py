@@ -113,7 +113,9 @@ def test_default_is_native_only(project: Project) -> None:
     assert_outcome(result, "test_it[amd64]", "PASSED")
 
 
-def test_platforms_from_ini_and_environment(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_platforms_from_ini_and_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.tests("def test_it(platform):\n    pass\n")
     project.pytester.makeini("[pytest]\nmultiarch_platforms = arm64\n")
     result = project.run("-v")

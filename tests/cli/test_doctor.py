@@ -1,0 +1,157 @@
+"""`multiarch doctor` against the real host: ready after bootstrap, and clear (and quick) when an
+emulator or the engine is missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+MULTIARCH = [sys.executable, "-m", "harness.cli"]
+
+
+def doctor(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*MULTIARCH, "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture(autouse=True)
+def needs_engine() -> None:
+    ok = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs a Docker engine: scripts/bootstrap starts one")
+        pytest.skip("no Docker engine: run scripts/bootstrap first")
+
+
+def test_ready_after_bootstrap() -> None:
+    result = doctor("--platforms", "amd64,arm64,s390x")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for expected in ("engine", "buildx", "containerd image store"):
+        assert expected in result.stdout
+    lines = result.stdout.splitlines()
+    for short, machine in (("arm64", "aarch64"), ("s390x", "s390x")):
+        assert any(
+            line.startswith("probe") and f" {short} " in line and f"uname -m = {machine}" in line
+            for line in lines
+        ), result.stdout
+        assert any(
+            line.startswith("emulator")
+            and f" {short} " in line
+            and "flags PF" in line
+            and "QEMU" in line
+            for line in lines
+        ), result.stdout
+    assert result.stdout.rstrip().endswith("OK: amd64, arm64, s390x")
+
+
+def test_json_output() -> None:
+    result = doctor("--platforms", "arm64", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    probe = [c for c in data["checks"] if c["name"] == "probe" and c["platform"] == "arm64"]
+    assert [c["status"] for c in probe] == ["ok"]
+
+
+@pytest.fixture
+def s390x_unregistered() -> Iterator[None]:
+    """Unregister the real s390x handler (as the issue describes), and register it again."""
+    handler = BINFMT / "qemu-s390x"
+    if os.geteuid() != 0 or not handler.exists():
+        pytest.skip("needs root and a registered qemu-s390x handler (scripts/bootstrap)")
+    handler.write_text("-1")
+    try:
+        yield
+    finally:
+        subprocess.run(
+            ["update-binfmts", "--enable", "qemu-s390x"], check=False, capture_output=True
+        )
+        assert handler.exists(), "could not register qemu-s390x again"
+
+
+def test_unregistered_emulator_names_platform_and_remedy(s390x_unregistered: None) -> None:
+    started = time.monotonic()
+    result = doctor("--platforms", "amd64,arm64,s390x", timeout=60)
+    elapsed = time.monotonic() - started
+    assert elapsed < 30
+    assert result.returncode == 1, result.stdout
+    lines = result.stdout.splitlines()
+    failing = [i for i, line in enumerate(lines) if " s390x " in line and "FAIL" in line]
+    assert failing, result.stdout
+    assert "no binfmt_misc handler qemu-s390x" in lines[failing[0]]
+    assert "remedy:" in lines[failing[0] + 1]
+    assert "update-binfmts --enable qemu-s390x" in lines[failing[0] + 1]
+    assert "apt-get install qemu-user-static" in lines[failing[0] + 1]
+    # The other platforms are still reported ready.
+    assert any(line.startswith("probe") and " arm64 " in line and " OK " in line for line in lines)
+    assert "NOT READY" in result.stdout
+
+
+def test_engine_down_is_a_clear_line_not_a_hang(tmp_path: Path) -> None:
+    # A socket path with nothing behind it: what the CLI sees when dockerd is stopped.
+    started = time.monotonic()
+    result = doctor(
+        "--platforms",
+        "amd64,arm64",
+        env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"},
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1
+    engine_line = next(line for line in result.stdout.splitlines() if line.startswith("engine"))
+    assert "FAIL" in engine_line
+    assert "Docker engine not reachable" in engine_line
+    assert "multiarch host up" in result.stdout
+
+
+def test_hung_engine_times_out(tmp_path: Path) -> None:
+    # A daemon that accepts connections and never answers must not hang doctor.
+    path = str(tmp_path / "hung.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_forever() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_forever, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        result = doctor("--platforms", "amd64", env={"DOCKER_HOST": f"unix://{path}"}, timeout=90)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+    assert result.returncode == 1
+    assert elapsed < 40
+    assert "did not finish within" in result.stdout or "not reachable" in result.stdout

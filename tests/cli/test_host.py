@@ -1,0 +1,116 @@
+"""`multiarch host up` on the real host: idempotent, honest when it cannot act, and the offline
+base images it seeds work unchanged in a Dockerfile."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.bases import BASE_IMAGES
+from harness.host import HostSetup
+from harness.platforms import parse_platforms
+
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+
+@pytest.fixture(autouse=True)
+def needs_bootstrapped_root_host() -> None:
+    ready = (
+        os.geteuid() == 0
+        and subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
+    )
+    if not ready:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root after scripts/bootstrap")
+        pytest.skip("needs root and a bootstrapped host (scripts/bootstrap)")
+
+
+def test_second_run_changes_nothing() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "host",
+            "up",
+            "--platforms",
+            "amd64,arm64",
+            "--bases",
+            "busybox",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    steps = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    assert steps, result.stdout
+    assert all("skipped]" in line for line in steps), result.stdout
+    assert "host ready for amd64, arm64" in result.stdout
+
+
+@pytest.fixture
+def ppc64le_disabled() -> Iterator[Path]:
+    handler = BINFMT / "qemu-ppc64le"
+    if not handler.exists():
+        pytest.skip("no registered qemu-ppc64le handler")
+    handler.write_text("0")
+    try:
+        yield handler
+    finally:
+        handler.write_text("1")
+
+
+def test_without_root_it_lists_the_remedy_and_changes_nothing(ppc64le_disabled: Path) -> None:
+    lines: list[str] = []
+    setup = HostSetup(
+        parse_platforms("ppc64le", source="test"),
+        [BASE_IMAGES["busybox"]],
+        log=lines.append,
+        is_root=False,
+    )
+    report = setup.run()
+    assert not report.ok
+    assert any("ppc64le" in line and "echo 1 >" in line for line in lines), lines
+    assert all(step.status == "needs-root" for step in report.steps)
+    assert "enabled" not in ppc64le_disabled.read_text().splitlines()[0]
+
+
+def test_debian_base_builds_offline_for_arm64(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim\nRUN uname -m > /m\n")
+    tag = f"multiarch-offline-check:{uuid.uuid4().hex[:12]}"
+    try:
+        subprocess.run(
+            [
+                "docker",
+                "buildx",
+                "build",
+                "--platform",
+                "linux/arm64",
+                "--load",
+                "-t",
+                tag,
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=True,
+        )
+        out = subprocess.run(
+            ["docker", "run", "--rm", "--platform", "linux/arm64", tag, "cat", "/m"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert out.stdout.strip() == "aarch64"
+    finally:
+        subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, check=False)

@@ -1,0 +1,169 @@
+"""Nothing is left behind: after a failing run, after Ctrl-C, and (by the next run) after a
+SIGKILL; a run that is still alive is never swept; --keep-containers keeps and says how."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run
+
+SLOW_TEST = """
+    import time
+    import pytest
+
+    @pytest.mark.image("box")
+    def test_slow(container, platform):
+        print("CONTAINER-STARTED", flush=True)
+        time.sleep(300)
+"""
+
+SERVER_IMAGE = """
+    FROM busybox:latest
+    RUN mkdir -p /www && echo hello > /www/index.html
+    CMD ["sh", "-c", "echo starting; httpd -f -v -p 8080 -h /www"]
+"""
+
+
+def _start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            f"--testrunuid={run_id}",
+            *args,
+        ],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_for_containers(run_id: str, timeout: float = 120) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = containers_of_run(run_id, all_states=False)
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"no container of run {run_id} appeared within {timeout}s")
+
+
+def test_failing_run_leaves_nothing(project: Project) -> None:
+    project.image("web", SERVER_IMAGE, 'ports = [8080]\n[wait]\nhttp = "/"\nport = 8080\n')
+    project.tests(
+        """
+        import urllib.request
+        import pytest
+
+        @pytest.mark.image("web")
+        def test_serves_then_fails(container, run, platform):
+            port = container.get_exposed_port(8080)
+            host = container.get_container_host_ip()
+            body = urllib.request.urlopen(f"http://{host}:{port}/index.html").read()
+            assert body == b"hello\\n"
+            assert run(["false"]).exit_code == 1
+            assert False, "deliberate failure"
+        """
+    )
+    run_id = uuid.uuid4().hex
+    result = project.run("--platforms", "amd64,arm64", "-n", "2", f"--testrunuid={run_id}")
+    result.assert_outcomes(failed=2)
+    # The failing test's report carries its container's logs.
+    result.stdout.fnmatch_lines(["*container logs ?arm64?*", "*starting*"])
+    assert containers_of_run(run_id) == []
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist-2"])
+def test_ctrl_c_leaves_nothing(project: Project, workers: list[str]) -> None:
+    project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
+    project.tests(SLOW_TEST)
+    run_id = uuid.uuid4().hex
+    inner = _start_inner(project, run_id, "--platforms", "amd64,arm64", *workers)
+    try:
+        _wait_for_containers(run_id)
+        os.killpg(inner.pid, signal.SIGINT)
+        output, _ = inner.communicate(timeout=120)
+    finally:
+        if inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGKILL)
+    assert inner.returncode != 0, output
+    assert containers_of_run(run_id) == [], output
+
+
+def test_killed_run_is_reaped_by_the_next_run_but_a_live_run_is_not(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
+    project.tests(SLOW_TEST)
+    dead_id, live_id = uuid.uuid4().hex, uuid.uuid4().hex
+    dead = _start_inner(project, dead_id, "--platforms", "amd64")
+    live = _start_inner(project, live_id, "--platforms", "amd64")
+    try:
+        _wait_for_containers(dead_id)
+        _wait_for_containers(live_id)
+        os.killpg(dead.pid, signal.SIGKILL)
+        dead.wait(timeout=60)
+        assert containers_of_run(dead_id), "SIGKILL leaves containers behind (no teardown runs)"
+
+        project.tests(
+            """
+            import pytest
+
+            @pytest.mark.image("box")
+            def test_quick(run, platform):
+                assert run(["true"]).exit_code == 0
+            """,
+            name="test_quick.py",
+        )
+        result = project.run("--platforms", "amd64", "test_quick.py")
+        result.assert_outcomes(passed=1)
+        assert containers_of_run(dead_id) == []
+        assert containers_of_run(live_id, all_states=False), "a live run's container was swept"
+    finally:
+        for process in (dead, live):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+                process.communicate(timeout=120)
+    assert containers_of_run(live_id) == []
+
+
+def test_keep_containers_keeps_them_and_says_how_to_remove(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("box")
+        def test_it(container, platform):
+            pass
+        """
+    )
+    run_id = uuid.uuid4().hex
+    try:
+        result = project.run("--platforms", "amd64", "--keep-containers", f"--testrunuid={run_id}")
+        result.assert_outcomes(passed=1)
+        kept = containers_of_run(run_id)
+        assert len(kept) == 1
+        result.stdout.fnmatch_lines(
+            [
+                "*remove them with: docker rm -f $(docker ps -aq --filter "
+                f"label=pytest-multiarch.run={run_id})*"
+            ]
+        )
+        # A later run does not reap kept containers, even though their run has ended.
+        project.run("--platforms", "amd64").assert_outcomes(passed=1)
+        assert containers_of_run(run_id) == kept
+    finally:
+        ids = containers_of_run(run_id)
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)

@@ -1,0 +1,193 @@
+"""Bad input gets a clear error; unused, the plugin makes no Docker call; results are reported
+as a per-platform matrix and as JSON."""
+
+from __future__ import annotations
+
+import pytest
+from acceptance import BUSYBOX_IMAGE, Project, read_json
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--platforms", "amd64,sparc"],
+            "*Invalid platform 'sparc' from --platforms: valid names*",
+        ),
+        (["--platforms", "amd64,,arm64"], "*empty platform name*from --platforms*"),
+        (["--platforms", "windows/amd64"], "*'windows/amd64' from --platforms*only linux*"),
+        (["--build", "sometimes"], "*Invalid value 'sometimes' from --build: use one of auto*"),
+        (["--missing-emulator", "ignore"], "*Invalid value 'ignore' from --missing-emulator*"),
+        (["--emulation-timeout-factor", "0"], "*Invalid emulation timeout factor '0'*"),
+        (["--emulation-timeout-factor", "fast"], "*Invalid emulation timeout factor 'fast'*"),
+        (["--images", "nowhere"], "*Invalid images directory *nowhere from --images*"),
+    ],
+)
+def test_bad_options_are_usage_errors(project: Project, args: list[str], message: str) -> None:
+    project.tests("def test_it():\n    pass\n")
+    result = project.run(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert "Traceback" not in result.stderr.str()
+    assert project.docker_calls() == []
+
+
+def test_bad_value_from_environment_names_the_variable(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.tests("def test_it():\n    pass\n")
+    monkeypatch.setenv("MULTIARCH_PLATFORMS", "arm64,mips")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'mips' from environment variable MULTIARCH_PLATFORMS*"])
+
+
+def test_bad_image_toml_names_file_and_key(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE, "ports = [8080]\ntimeout = 5\n")
+    project.tests("def test_it():\n    pass\n")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*images/box/image.toml: key 'timeout': unknown key*"])
+
+
+def test_unknown_image_marker_is_a_collection_error(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("nope")
+        def test_it(run, platform):
+            pass
+        """
+    )
+    result = project.run()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*mark.image('nope') names no image under *images (found: box)*"])
+    assert project.builds() == []
+
+
+def test_unused_plugin_makes_no_docker_call(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.tests(
+        """
+        def test_plain():
+            assert 1 + 1 == 2
+        """
+    )
+    # Point the engine client nowhere: any Docker call would fail or show in the shim's log.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = project.run("--platforms", "amd64,arm64", "-n", "2")
+    result.assert_outcomes(passed=1)
+    assert project.docker_calls() == []
+
+
+def test_json_report_and_terminal_matrix(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        def test_ok(run, platform):
+            assert run(["uname", "-m"]).stdout.strip() == platform.uname
+
+        def test_fails_on_arm(platform):
+            assert platform.short != "arm64"
+
+        @pytest.mark.skip_platforms("amd64", reason="not here")
+        def test_skip(platform):
+            pass
+        """
+    )
+    report = project.path / "out" / "report.json"
+    result = project.run("--platforms", "amd64,arm64", "-n", "2", "--multiarch-json", str(report))
+    result.assert_outcomes(passed=4, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*multiarch: results per platform*",
+            "image*amd64*arm64*",
+            "box*2 passed, 1 skipped*2 passed, 1 failed*",
+            "time*s*s*",
+            "builds:",
+            "*box*linux/amd64*built in*",
+            "*box*linux/arm64*built in*",
+        ]
+    )
+    data = read_json(report)
+    assert data["platforms"] == ["amd64", "arm64"]
+    assert len(data["run_id"]) == 32
+    outcomes = {t["nodeid"]: (t["platform"], t["outcome"]) for t in data["tests"]}
+    assert outcomes == {
+        "test_images.py::test_ok[amd64]": ("amd64", "passed"),
+        "test_images.py::test_ok[arm64]": ("arm64", "passed"),
+        "test_images.py::test_fails_on_arm[amd64]": ("amd64", "passed"),
+        "test_images.py::test_fails_on_arm[arm64]": ("arm64", "failed"),
+        "test_images.py::test_skip[amd64]": ("amd64", "skipped"),
+        "test_images.py::test_skip[arm64]": ("arm64", "passed"),
+    }
+    assert all(t["seconds"] >= 0 for t in data["tests"])
+    assert {(b["image"], b["platform"]) for b in data["builds"]} == {
+        ("box", "linux/amd64"),
+        ("box", "linux/arm64"),
+    }
+    cells = {
+        (m["image"], m["platform"]): (m["passed"], m["failed"], m["skipped"])
+        for m in data["matrix"]
+    }
+    assert cells == {("box", "amd64"): (2, 0, 1), ("box", "arm64"): (2, 1, 0)}
+
+
+def test_wait_timeout_is_scaled_and_explained(project: Project) -> None:
+    project.image(
+        "never",
+        """
+        FROM busybox:latest
+        CMD ["sh", "-c", "echo booting; exec sleep 600"]
+        """,
+        '[wait]\nlog = "this never appears"\ntimeout = 0.5\n',
+    )
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("never")
+        def test_it(container, platform):
+            pass
+        """
+    )
+    result = project.run("--platforms", "amd64,arm64", "--emulation-timeout-factor", "4", "-n", "2")
+    result.assert_outcomes(errors=2)
+    output = result.stdout.str()
+    assert "container not ready after 0.5s" in output  # amd64: native timeout
+    assert "container not ready after 2s" in output  # arm64: 0.5 s x factor 4
+    assert "booting" in output
+    assert "hint: emulated platforms are slower" in output
+
+
+def test_exited_container_fails_fast_with_its_logs(project: Project) -> None:
+    project.image(
+        "crash",
+        """
+        FROM busybox:latest
+        CMD ["sh", "-c", "echo 'fatal: config missing' >&2; exit 7"]
+        """,
+        '[wait]\nlog = "ready"\ntimeout = 120\n',
+    )
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("crash")
+        def test_it(container, platform):
+            pass
+        """
+    )
+    result = project.run("--platforms", "amd64", "--durations=0")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*container exited with code 7 before it was ready*", "*fatal: config missing*"]
+    )
+    assert "after 120s" not in result.stdout.str()
