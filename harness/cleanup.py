@@ -15,7 +15,8 @@ from harness.engine import docker
 
 def _process_start_ticks(pid: int) -> str | None:
     try:
-        stat = open(f"/proc/{pid}/stat").read()  # noqa: SIM115 - tiny read, closed by GC at once
+        with open(f"/proc/{pid}/stat") as handle:
+            stat = handle.read()
     except OSError:
         return None
     # Field 22 (starttime) comes after the command name, which may contain spaces: split after ')'.
@@ -35,7 +36,9 @@ def owner_alive(owner: str) -> bool | None:
     is malformed): then it is not ours to judge."""
     host, _, rest = owner.partition(":")
     pid_text, _, ticks = rest.partition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
+        return None
+    if not ticks:
         return None
     current = _process_start_ticks(int(pid_text))
     if current is None:

@@ -66,6 +66,32 @@ def cmd_host_up(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_matrix(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.matrix import matrix_entries, project_platforms
+
+    names = project_platforms(Path(args.pyproject))
+    if args.json:
+        print(json.dumps(matrix_entries(names), separators=(",", ":")))
+    else:
+        print(",".join(names))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.matrix import markdown_summary, merge_reports
+
+    merged = merge_reports([Path(p) for p in args.reports])
+    print(json.dumps(merged, indent=2) if args.json else markdown_summary(merged))
+    failed = any(cell["failed"] or cell["error"] for cell in merged["matrix"])
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multiarch",
@@ -100,6 +126,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--registry-port", type=int, default=None, help="local mirror port (5000)")
     up.add_argument("--offline", action="store_true", help="seed the local mirror even if online")
     up.set_defaults(func=cmd_host_up)
+
+    matrix = sub.add_parser(
+        "matrix", help="the project's platforms ([tool.multiarch] in pyproject.toml) for CI"
+    )
+    matrix.add_argument("--pyproject", default="pyproject.toml", help="path to pyproject.toml")
+    matrix.add_argument("--json", action="store_true", help="a JSON list for fromJSON()")
+    matrix.set_defaults(func=cmd_matrix)
+
+    summary = sub.add_parser("summary", help="merge --multiarch-json reports into one matrix")
+    summary.add_argument("reports", nargs="+", help="JSON reports of pytest --multiarch-json")
+    summary.add_argument("--json", action="store_true", help="print the merged JSON")
+    summary.set_defaults(func=cmd_summary)
     return parser
 
 

@@ -55,6 +55,8 @@ def run_command(
         raise CommandTimeout(args, timeout, _text(exc.stdout), _text(exc.stderr), hint) from None
     except FileNotFoundError:
         raise CommandError(args, 127, "", f"{args[0]}: command not found", hint) from None
+    except OSError as exc:  # not executable, or not a program at all (ENOEXEC)
+        raise CommandError(args, 126, "", f"{args[0]}: cannot execute: {exc}", hint) from None
     result = CommandResult(args, completed.returncode, completed.stdout, completed.stderr)
     if check and not result.ok:
         raise CommandError(args, result.returncode, result.stdout, result.stderr, hint)

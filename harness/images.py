@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -13,7 +14,8 @@ from harness.errors import ConfigError, PlatformError
 from harness.platforms import Platform, lookup
 
 IMAGE_TOML = "image.toml"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# Docker's grammar for one path component of an image name.
+_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,12 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
     if wait_http and not wait_port:
         raise _fail(path, "wait.http", "needs 'port' (the container port to ask)")
     timeout = wait_data.get("timeout", 30)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise _fail(path, "wait.timeout", f"expected a positive number of seconds, got {timeout!r}")
     port_list = tuple(_port(path, "ports", p) for p in ports)
     if wait_port and wait_port not in port_list:
@@ -181,8 +188,8 @@ def load_image(directory: Path) -> ImageSpec:
     name = directory.name
     if not _NAME.match(name):
         raise ConfigError(
-            f"{directory}: image directory name {name!r} must be lowercase letters, digits, "
-            "'.', '_' or '-' (it becomes part of the image tag)"
+            f"{directory}: image directory name {name!r} is not valid in an image name: use "
+            "lowercase letters and digits, joined by single '.', single or double '_', or '-'"
         )
     path = directory / IMAGE_TOML
     data: dict[str, Any] = {}

@@ -129,7 +129,7 @@ def parse_platforms(
         if not raw:
             raise PlatformError(
                 f"empty platform name in {', '.join(items)!r} from {source}: "
-                "separate names with single commas"
+                f"separate names with single commas; valid names are {valid_names_text()}"
             )
         lowered = raw.lower()
         if lowered == "native":

@@ -12,9 +12,7 @@ from harness.images import ImageSpec, WaitSpec, discover_images, load_image, par
 from harness.platforms import lookup
 
 
-def write_image(
-    root: Path, name: str, toml: str | None = None, *, dockerfile: bool = True
-) -> Path:
+def write_image(root: Path, name: str, toml: str | None = None, *, dockerfile: bool = True) -> Path:
     directory = root / name
     directory.mkdir(parents=True)
     if dockerfile:
@@ -34,7 +32,7 @@ def config_error(data: dict[str, Any], tmp_path: Path) -> str:
     return str(info.value)
 
 
-# ---- parse_image_toml: accepted ---------------------------------------------------------------
+# ---- parse_image_toml: accepted ------------------------------------------------------------------
 
 
 def test_empty_table_gives_defaults(tmp_path: Path) -> None:
@@ -131,7 +129,7 @@ def test_single_string_platforms_is_accepted(tmp_path: Path) -> None:
     assert [p.name for p in spec.platforms] == ["linux/s390x"]
 
 
-# ---- parse_image_toml: rejected -----------------------------------------------------------------
+# ---- parse_image_toml: rejected ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -238,7 +236,7 @@ def test_port_value_in_message(tmp_path: Path, port: object) -> None:
     assert repr(port) in message
 
 
-# ---- ImageSpec.allows -----------------------------------------------------------------------------
+# ---- ImageSpec.allows ----------------------------------------------------------------------------
 
 
 def test_allows_everything_without_restriction(tmp_path: Path) -> None:
@@ -264,7 +262,7 @@ def test_allows_ignores_emulated_flag(tmp_path: Path) -> None:
     assert spec.allows(with_host(lookup("arm64"), native=lookup("arm64")))
 
 
-# ---- load_image ---------------------------------------------------------------------------------
+# ---- load_image ----------------------------------------------------------------------------------
 
 
 def test_load_image_with_dockerfile_only(tmp_path: Path) -> None:
@@ -336,13 +334,13 @@ def test_load_image_invalid_value_names_file(tmp_path: Path) -> None:
     assert "'command'" in str(info.value)
 
 
-# ---- discover_images ------------------------------------------------------------------------------
+# ---- discover_images -----------------------------------------------------------------------------
 
 
 def test_discover_images(tmp_path: Path) -> None:
     root = tmp_path / "images"
     write_image(root, "zeta")
-    write_image(root, "alpha", 'ports = [80]\n')
+    write_image(root, "alpha", "ports = [80]\n")
     write_image(root, "mid", 'ref = "busybox:latest"\n', dockerfile=False)
     (root / "empty").mkdir()
     (root / "docs").mkdir()
@@ -380,3 +378,17 @@ def test_discover_images_toml_without_dockerfile_or_ref_is_an_error(tmp_path: Pa
     write_image(tmp_path, "half", "ports = [80]\n", dockerfile=False)
     with pytest.raises(ConfigError, match="no Dockerfile"):
         discover_images(tmp_path)
+
+
+# ---- known bugs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["web-", "web.", "web_", "a..b", "a.-b", "a___b"])
+def test_load_image_rejects_names_invalid_in_an_image_reference(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError):
+        load_image(write_image(tmp_path, name))
+
+
+def test_wait_timeout_nan_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"wait\.timeout"):
+        parse({"wait": {"timeout": float("nan")}}, tmp_path)

@@ -1,0 +1,96 @@
+"""owner_id / owner_alive: deciding whether the process that owns a run is still alive."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from harness.cleanup import owner_alive, owner_id
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait(timeout=10)
+    assert not os.path.exists(f"/proc/{process.pid}")
+    return process.pid
+
+
+def test_owner_id_format() -> None:
+    found = owner_id()
+    host, pid, ticks = found.rsplit(":", 2)
+    assert host == socket.gethostname()
+    assert pid == str(os.getpid())
+    assert re.fullmatch(r"\d+", ticks)
+
+
+def test_owner_id_is_stable_for_a_process() -> None:
+    assert owner_id() == owner_id()
+    assert owner_id(os.getpid()) == owner_id()
+
+
+def test_owner_id_of_another_live_process() -> None:
+    with subprocess.Popen(["sleep", "30"]) as child:
+        try:
+            found = owner_id(child.pid)
+            assert found.split(":")[1] == str(child.pid)
+            assert found != owner_id()
+            assert owner_alive(found) is True
+        finally:
+            child.kill()
+            child.wait(timeout=10)
+    assert owner_alive(found) is False
+
+
+def test_owner_id_of_dead_pid_has_unknown_ticks() -> None:
+    pid = dead_pid()
+    assert owner_id(pid) == f"{socket.gethostname()}:{pid}:?"
+
+
+def test_own_process_is_alive() -> None:
+    assert owner_alive(owner_id()) is True
+
+
+def test_unknown_ticks_for_a_live_pid_is_alive() -> None:
+    assert owner_alive(f"{socket.gethostname()}:{os.getpid()}:?") is True
+
+
+def test_dead_pid_is_not_alive() -> None:
+    pid = dead_pid()
+    assert owner_alive(f"{socket.gethostname()}:{pid}:12345") is False
+    assert owner_alive(f"{socket.gethostname()}:{pid}:?") is False
+
+
+def test_live_pid_with_wrong_start_ticks_is_not_alive() -> None:
+    ticks = owner_id().rsplit(":", 1)[1]
+    wrong = str(int(ticks) + 1)
+    assert owner_alive(f"{socket.gethostname()}:{os.getpid()}:{wrong}") is False
+
+
+def test_other_host_is_not_ours_to_judge() -> None:
+    other = socket.gethostname() + "-elsewhere"
+    assert owner_alive(f"{other}:{os.getpid()}:1") is None
+    assert owner_alive(owner_id().replace(socket.gethostname(), other, 1)) is None
+
+
+@pytest.mark.parametrize(
+    "owner",
+    ["", "garbage", "HOST:", "HOST::", "HOST:abc:1", "HOST:-1:1", "HOST: 12:1", "HOST:1.5:2"],
+)
+def test_malformed_owner_is_none(owner: str) -> None:
+    assert owner_alive(owner.replace("HOST", socket.gethostname())) is None
+
+
+# ---- known bugs ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", ["", ":"], ids=["no-ticks-field", "empty-ticks"])
+def test_owner_without_ticks_of_live_pid_is_not_judged_dead(suffix: str) -> None:
+    assert owner_alive(f"{socket.gethostname()}:{os.getpid()}{suffix}") is None
+
+
+def test_owner_with_non_ascii_digit_pid_is_none() -> None:
+    assert owner_alive(f"{socket.gethostname()}:\u00b2:1") is None

@@ -1,0 +1,126 @@
+"""The platform list has one home (pyproject.toml); tox.ini and the nightly workflow follow it,
+and the workflow is a valid GitHub Actions workflow (checked offline, with check-jsonschema's
+bundled schema)."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.matrix import markdown_summary, matrix_entries, merge_reports, project_platforms
+from harness.platforms import lookup
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
+
+
+def test_project_platforms_are_valid_and_include_big_endian() -> None:
+    names = project_platforms(ROOT / "pyproject.toml")
+    assert names[:2] == ["amd64", "arm64"]
+    assert any(lookup(n).byteorder == "big" for n in names)
+
+
+def test_tox_has_one_environment_per_project_platform() -> None:
+    names = project_platforms(ROOT / "pyproject.toml")
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(ROOT / "tox.ini")
+    env_list = [e.strip() for e in tox["tox"]["env_list"].split(",")]
+    shorts = [lookup(n).short for n in names]
+    for short in shorts:
+        assert short in env_list
+    generative = next(s for s in tox.sections() if s.startswith("testenv:{"))
+    assert re.findall(r"[\w-]+", generative.removeprefix("testenv:")) == shorts
+    assert f"MULTIARCH_PLATFORMS = {','.join(names)}" in tox["testenv:multiarch"]["set_env"]
+    for env in ("unit", "multiarch", "lint"):
+        assert env in env_list
+
+
+def test_matrix_command_prints_entries_for_fromjson() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "matrix",
+            "--json",
+            "--pyproject",
+            str(ROOT / "pyproject.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    entries = json.loads(result.stdout)
+    assert [e["name"] for e in entries] == [
+        lookup(n).name for n in project_platforms(ROOT / "pyproject.toml")
+    ]
+    assert {"name", "short", "tox_env", "qemu"} <= set(entries[0])
+
+
+def test_matrix_entries_name_the_qemu_platform() -> None:
+    entries = matrix_entries(["amd64", "arm/v7", "s390x"])
+    assert [e["qemu"] for e in entries] == ["", "arm", "s390x"]
+    assert [e["tox_env"] for e in entries] == ["amd64", "arm-v7", "s390x"]
+
+
+def test_bad_project_platforms_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text('[tool.multiarch]\nplatforms = ["amd64", "vax"]\n')
+    with pytest.raises(ConfigError, match=r"tool\.multiarch\.platforms.*'vax'"):
+        project_platforms(bad)
+    bad.write_text("[tool.multiarch]\nplatforms = []\n")
+    with pytest.raises(ConfigError, match="non-empty list"):
+        project_platforms(bad)
+
+
+def test_workflow_reads_the_matrix_instead_of_listing_platforms() -> None:
+    text = WORKFLOW.read_text()
+    assert "fromJSON(needs.platforms.outputs.matrix)" in text
+    assert "multiarch matrix --json" in text
+    for name in project_platforms(ROOT / "pyproject.toml"):
+        assert f"- {name}" not in text and f"'{name}'" not in text
+    assert "docker/setup-qemu-action" in text
+    assert "docker/setup-buildx-action" in text
+    assert "workflow_dispatch" in text
+    assert "schedule" in text
+
+
+def test_workflow_is_valid_against_the_github_schema() -> None:
+    tool = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    if not Path(tool).exists():
+        pytest.skip("check-jsonschema is a dev dependency: pip install -e '.[dev]'")
+    result = subprocess.run(
+        [tool, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_merged_reports_add_up(tmp_path: Path) -> None:
+    def report(name: str, plat: str, passed: int, failed: int) -> Path:
+        path = tmp_path / f"{name}.json"
+        cell = {"image": "svc", "platform": plat, "passed": passed, "failed": failed}
+        path.write_text(json.dumps({"platforms": [plat], "builds": [], "matrix": [cell]}))
+        return path
+
+    merged = merge_reports([report("a", "amd64", 3, 0), report("b", "s390x", 2, 1)])
+    assert merged["platforms"] == ["amd64", "s390x"]
+    text = markdown_summary(merged)
+    assert "| svc | 3 passed | 2 passed, 1 failed |" in text
+    assert text.rstrip().endswith("**FAILED**")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(ConfigError, match="broken.json"):
+        merge_reports([broken])
