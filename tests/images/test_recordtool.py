@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import docker
 import pytest
 
 pytestmark = pytest.mark.image("recordtool")
@@ -163,8 +164,6 @@ def test_decodes_extreme_values_byte_by_byte(run):
 
 
 def test_the_label_records_the_target_platform(image, platform):
-    import docker
-
     client = docker.from_env()
     try:
         labels = client.images.get(image.reference).labels
