@@ -111,22 +111,27 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def build_image(spec: ImageSpec, platform: Platform, mode: str) -> BuildRecord:
+def build_image(
+    spec: ImageSpec, platform: Platform, mode: str, *, classic_store: bool = False
+) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. Never raises for a failed build: the record
     carries the error, so every test of that (image, platform) reports the same cause."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
+    if spec.ref and classic_store:
+        return _take_ref_classic(spec, platform, tag, mode, start)
     existing = inspect_platform(tag)
-    if mode != "always" and existing is not None:
+    # A ref names an image that may move upstream: resolve it again on every run.
+    if mode != "always" and existing is not None and not spec.ref:
         return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
     if mode == "never":
-        return BuildRecord(
-            spec.name,
-            platform.name,
+        if existing is not None:
+            return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+        return _failed(
+            spec,
+            platform,
             tag,
-            "",
             0.0,
-            False,
             f"image {tag} is not built and --build=never was given; run with --build=auto",
         )
     command = build_command(spec, platform, tag)
@@ -137,31 +142,64 @@ def build_image(spec: ImageSpec, platform: Platform, mode: str) -> BuildRecord:
             input_text=f"FROM {spec.ref}\n" if spec.ref else None,
         )
     except CommandError as exc:
-        seconds = time.monotonic() - start
-        return BuildRecord(
-            spec.name,
-            platform.name,
+        return _failed(
+            spec,
+            platform,
             tag,
-            "",
-            seconds,
-            False,
+            time.monotonic() - start,
             f"build of image {spec.name!r} for {platform.name} failed "
             f"(exit {exc.returncode}); command: {' '.join(exc.command)}\n"
             f"last lines of the build log:\n{_tail(exc.stderr or exc.stdout)}",
         )
-    seconds = time.monotonic() - start
+    return _found(spec, platform, tag, time.monotonic() - start)
+
+
+def _failed(spec: ImageSpec, platform: Platform, tag: str, seconds: float, why: str) -> BuildRecord:
+    return BuildRecord(spec.name, platform.name, tag, "", seconds, False, why)
+
+
+def _found(spec: ImageSpec, platform: Platform, tag: str, seconds: float) -> BuildRecord:
     found = inspect_platform(tag)
     if found is None:
-        return BuildRecord(
-            spec.name,
-            platform.name,
+        return _failed(
+            spec,
+            platform,
             tag,
-            "",
             seconds,
-            False,
-            f"buildx reported success but {tag} is not in the engine's image store",
+            f"{tag} is not in the engine's image store after it was made",
         )
     return BuildRecord(spec.name, platform.name, tag, found[0], seconds, False)
+
+
+def _take_ref_classic(
+    spec: ImageSpec, platform: Platform, tag: str, mode: str, start: float
+) -> BuildRecord:
+    """The classic store keeps one platform per tag, so pull ``ref`` for this platform and tag
+    the result at once; the caller holds a lock per ref, so platforms do not interleave.
+    BuildKit on this store does not see local images of another platform, hence no FROM."""
+    pull_error = ""
+    if mode != "never":
+        pulled = run_command(
+            docker("pull", "--quiet", "--platform", platform.name, spec.ref),
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+        if not pulled.ok:
+            pull_error = _tail(pulled.stderr or pulled.stdout, 5)
+    local = inspect_platform(spec.ref)
+    if local is None:
+        return _failed(
+            spec,
+            platform,
+            tag,
+            time.monotonic() - start,
+            f"image {spec.ref!r} (ref of {spec.name!r}) is not available for {platform.name}: "
+            f"{pull_error or 'not in the local image store'}",
+        )
+    # Whatever the tag holds now is tagged for this platform; the architecture check that
+    # follows refuses it if it is another platform (a pull that fell back, or failed).
+    run_command(docker("tag", local[0], tag), timeout=60)
+    return _found(spec, platform, tag, time.monotonic() - start)
 
 
 class BuildCoordinator:
@@ -170,11 +208,12 @@ class BuildCoordinator:
     ``state_dir`` must be shared by all xdist workers of the run and unique to the run.
     """
 
-    def __init__(self, state_dir: Path, mode: str) -> None:
+    def __init__(self, state_dir: Path, mode: str, *, classic_store: bool = False) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
         self.state_dir = state_dir
         self.mode = mode
+        self.classic_store = classic_store
         self._seen: dict[tuple[str, str], BuildRecord] = {}
 
     def get(self, spec: ImageSpec, platform: Platform) -> tuple[BuildRecord, bool]:
@@ -185,12 +224,14 @@ class BuildCoordinator:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{spec.name}--{platform.short}"
         result_file = self.state_dir / f"{stem}.json"
-        with FileLock(str(self.state_dir / f"{stem}.lock")):
+        # A ref on the classic store moves one shared tag: serialize its platforms.
+        lock_name = f"{spec.name}--ref" if spec.ref and self.classic_store else stem
+        with FileLock(str(self.state_dir / f"{lock_name}.lock")):
             if result_file.exists():
                 record = BuildRecord(**json.loads(result_file.read_text()))
                 produced = False
             else:
-                record = build_image(spec, platform, self.mode)
+                record = build_image(spec, platform, self.mode, classic_store=self.classic_store)
                 result_file.write_text(json.dumps(record.to_dict()))
                 produced = True
         self._seen[key] = record

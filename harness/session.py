@@ -19,6 +19,7 @@ from harness.containers import (
     check_uname,
     probe_uname,
 )
+from harness.engine import engine_info
 from harness.errors import MultiarchError
 from harness.images import ImageSpec
 from harness.platforms import Platform
@@ -105,9 +106,7 @@ class Harness:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.labels = Labels(settings.run_id, settings.owner, settings.keep_containers)
-        self.builds = BuildCoordinator(
-            run_state_dir(settings.run_id) / "builds", settings.build_mode
-        )
+        self._builds: BuildCoordinator | None = None
         self._verified: dict[tuple[str, str], str] = {}
         self._started = False
 
@@ -121,11 +120,25 @@ class Harness:
         # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
         sweep(None)
 
+    @property
+    def builds(self) -> BuildCoordinator:
+        if self._builds is None:
+            store = engine_info().image_store
+            self._builds = BuildCoordinator(
+                run_state_dir(self.settings.run_id) / "builds",
+                self.settings.build_mode,
+                classic_store=store == "classic",
+            )
+        return self._builds
+
     def image(self, spec: ImageSpec, platform: Platform) -> tuple[BuiltImage, BuildRecord | None]:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
         produced it (so it is reported once per run)."""
-        self.start()
-        record, produced = self.builds.get(spec, platform)
+        try:
+            self.start()
+            record, produced = self.builds.get(spec, platform)
+        except MultiarchError as exc:  # no engine, no docker CLI, ...
+            raise ImageUnavailable(str(exc), None) from exc
         reported = record if produced else None
         if record.error:
             raise ImageUnavailable(record.error, reported)

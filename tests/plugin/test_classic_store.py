@@ -1,0 +1,199 @@
+"""The plugin on the classic image store (one platform per tag), against a second, real dockerd
+started for this test with the containerd snapshotter off, beside the machine's own engine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from acceptance import Project
+
+BRIDGE = "mab-classic0"
+BRIDGE_ADDRESS = "172.31.250.1/24"  # a private bridge on this host only; nothing is routed
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture
+def classic_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DOCKER_HOST of a classic-store dockerd (own data root, socket and bridge)."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
+        pytest.skip("needs root, dockerd and iproute2 (scripts/bootstrap)")
+    # Short paths: a unix socket path must stay under 108 bytes.
+    root = Path(f"/run/mab-{uuid.uuid4().hex[:8]}")
+    data = tmp_path_factory.mktemp("classic-data")
+    root.mkdir()
+    socket_path = root / "docker.sock"
+    config = root / "daemon.json"
+    config.write_text(
+        json.dumps(
+            {
+                "features": {"containerd-snapshotter": False},
+                "registry-mirrors": ["http://127.0.0.1:5000"],
+            }
+        )
+    )
+    if _ip("link", "show", BRIDGE).returncode != 0:
+        _ip("link", "add", BRIDGE, "type", "bridge")
+        _ip("addr", "add", BRIDGE_ADDRESS, "dev", BRIDGE)
+    _ip("link", "set", BRIDGE, "up")
+    log = (root / "dockerd.log").open("wb")
+    daemon = subprocess.Popen(
+        [
+            "dockerd",
+            "--config-file",
+            str(config),
+            "--data-root",
+            str(data),
+            "--exec-root",
+            str(root / "exec"),
+            "--pidfile",
+            str(root / "docker.pid"),
+            "--host",
+            f"unix://{socket_path}",
+            "--bridge",
+            BRIDGE,
+            "--iptables=false",
+            "--ip6tables=false",
+            "--containerd",
+            "/run/containerd/containerd.sock",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    host = f"unix://{socket_path}"
+    env = {**os.environ, "DOCKER_HOST": host}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            info = subprocess.run(
+                ["docker", "info", "--format", "{{json .DriverStatus}}"],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            if info.returncode == 0:
+                break
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"classic dockerd did not start: {(root / 'dockerd.log').read_text()}")
+            time.sleep(0.5)
+        assert "snapshotter" not in info.stdout, "expected the classic image store"
+        yield host
+    finally:
+        subprocess.run(
+            [
+                "docker",
+                "rm",
+                "-f",
+                "-v",
+                *subprocess.run(
+                    ["docker", "ps", "-aq"], capture_output=True, text=True, env=env, check=False
+                ).stdout.split(),
+            ],
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        daemon.terminate()
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait(timeout=30)
+        log.close()
+        _ip("link", "set", BRIDGE, "down")
+        _ip("link", "delete", BRIDGE)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_classic_store_builds_runs_and_checks_each_platform(
+    project: Project, classic_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", classic_engine)
+    project.image(
+        "box",
+        """
+        FROM busybox:latest
+        ARG TARGETPLATFORM
+        RUN echo "$TARGETPLATFORM" > /built-for
+        CMD ["sh", "-c", "echo ready; exec httpd -f -p 8080 -h /"]
+        """,
+        'ports = [8080]\n[wait]\nhttp = "/built-for"\nport = 8080\n',
+    )
+    project.tests(
+        """
+        import urllib.request
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        def test_run(run, platform):
+            assert run(["uname", "-m"]).stdout.strip() == platform.uname
+            assert run(["cat", "/built-for"]).stdout.strip() == platform.name
+
+        def test_container(container, platform):
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(8080)
+            body = urllib.request.urlopen(f"http://{host}:{port}/built-for").read()
+            assert body.decode().strip() == platform.name
+        """
+    )
+    report = project.path / "report.json"
+    result = project.run(
+        "--platforms", "amd64,arm64,s390x", "-n", "3", "--multiarch-json", str(report)
+    )
+    result.assert_outcomes(passed=6)
+    builds = json.loads(report.read_text())["builds"]
+    # One tag per platform, so building arm64 after amd64 (or the reverse) overwrote nothing.
+    assert len({b["reference"] for b in builds}) == 3
+    assert len({b["image_id"] for b in builds}) == 3
+
+    # The pitfall the per-platform tags avoid: one shared tag holds only the last build.
+    env = {**os.environ, "DOCKER_HOST": classic_engine}
+    shared = f"shared-tag:{uuid.uuid4().hex[:8]}"
+    for plat in ("linux/arm64", "linux/amd64"):
+        subprocess.run(
+            ["docker", "buildx", "build", "--platform", plat, "--load", "-t", shared, "-"],
+            input="FROM busybox:latest\n",
+            text=True,
+            env=env,
+            capture_output=True,
+            check=True,
+        )
+    arch = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Architecture}}", shared],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert arch.stdout.strip() == "amd64", "classic store kept more than one platform per tag?"
+    # ...and the plugin refuses to test it as arm64.
+    stale = project.path / "images" / "stale"
+    stale.mkdir()
+    (stale / "image.toml").write_text(f'ref = "{shared}"\n')
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("stale")
+        def test_it(run, platform):
+            assert run(["true"]).exit_code == 0
+        """,
+        name="test_stale.py",
+    )
+    stale_result = project.run("--platforms", "arm64", "test_stale.py")
+    stale_result.assert_outcomes(errors=1)
+    output = stale_result.stdout.str()
+    assert "wrong architecture" in output or "no match for platform" in output, output
