@@ -92,6 +92,33 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.publish import format_publication_dicts, parse_destination, publish_report
+
+    destination = parse_destination(args.to, args.tag, source="--to")
+    path = Path(args.report)
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"multiarch: error: cannot read the report {path}: {exc}", file=sys.stderr)
+        return 2
+    if not report.get("images"):
+        print(
+            f"multiarch: error: {path} names no tested image (write it with "
+            "pytest --multiarch-json PATH)",
+            file=sys.stderr,
+        )
+        return 2
+    publications = publish_report(report, destination, overwrite=args.overwrite, log=print)
+    for line in format_publication_dicts([p.to_dict() for p in publications]):
+        print(line)
+    ok = all(p.status in ("published", "unchanged") for p in publications)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multiarch",
@@ -138,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("reports", nargs="+", help="JSON reports of pytest --multiarch-json")
     summary.add_argument("--json", action="store_true", help="print the merged JSON")
     summary.set_defaults(func=cmd_summary)
+
+    publish = sub.add_parser(
+        "publish", help="publish the images a finished session tested (from its JSON report)"
+    )
+    publish.add_argument("--report", required=True, help="pytest --multiarch-json output")
+    publish.add_argument("--to", required=True, metavar="REGISTRY[/NAMESPACE]")
+    publish.add_argument("--tag", default="latest", help="tag to publish (default: latest)")
+    publish.add_argument(
+        "--overwrite", action="store_true", help="replace a tag that exists with other content"
+    )
+    publish.set_defaults(func=cmd_publish)
     return parser
 
 

@@ -33,6 +33,7 @@ ITEM_BUILDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 ITEM_CONTAINERS_KEY = pytest.StashKey[list[tuple[str, Any]]]()
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
+    from harness.publish import Destination
     from harness.session import Harness, Settings
 
 
@@ -88,7 +89,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write builds and per-platform test results to PATH as JSON",
     )
+    group.addoption(
+        "--publish",
+        dest="multiarch_publish",
+        default=None,
+        metavar="REGISTRY[/NAMESPACE]",
+        help="after the session, push every image whose tests all passed on every platform as "
+        "one manifest list REGISTRY/NAMESPACE/<image>:<tag> of exactly the tested digests",
+    )
+    group.addoption(
+        "--publish-tag",
+        dest="multiarch_publish_tag",
+        default=None,
+        metavar="TAG",
+        help="tag to publish (default: latest)",
+    )
+    group.addoption(
+        "--publish-overwrite",
+        dest="multiarch_publish_overwrite",
+        action="store_true",
+        default=None,
+        help="replace a tag that already exists with other content",
+    )
     parser.addini("multiarch_platforms", "default for --platforms", default="")
+    parser.addini("multiarch_publish", "default for --publish", default="")
+    parser.addini("multiarch_publish_tag", "default for --publish-tag", default="")
+    parser.addini(
+        "multiarch_publish_overwrite", "default for --publish-overwrite", type="bool", default=False
+    )
     parser.addini("multiarch_images", "default for --images", default="")
     parser.addini("multiarch_build", "default for --build", default="")
     parser.addini("multiarch_missing_emulator", "default for --missing-emulator", default="")
@@ -246,10 +274,18 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = Settings.from_workerinput(workerinput["multiarch"])
     else:
         settings = _resolve_settings(config)
+        from harness.emulation import check_emulator
+
         config.stash[RESULTS_KEY] = Results(
-            platforms=[p.short for p in settings.platforms], run_id=settings.run_id
+            platforms=[p.short for p in settings.platforms],
+            run_id=settings.run_id,
+            # Emulator faults come and go with QEMU releases: every report names the version.
+            emulators={p.short: check_emulator(p).summary for p in settings.platforms},
         )
         config.pluginmanager.register(XdistHooks(settings), "multiarch-xdist")
+        publisher = _publisher(config)
+        if publisher is not None:
+            config.pluginmanager.register(publisher, "multiarch-publish")
         config.pluginmanager.register(
             ResultsCollector(config.stash[RESULTS_KEY]), "multiarch-results"
         )
@@ -258,6 +294,77 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+def _publisher(config: pytest.Config) -> Publisher | None:
+    found = _value(config, "multiarch_publish", "multiarch_publish", "--publish")
+    if found is None:
+        return None
+    from harness.publish import PublishError, parse_destination
+
+    tag_found = _value(config, "multiarch_publish_tag", "multiarch_publish_tag", "--publish-tag")
+    try:
+        destination = parse_destination(
+            found[0], tag_found[0] if tag_found else "latest", source=found[1]
+        )
+    except PublishError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    overwrite = bool(
+        config.getoption("multiarch_publish_overwrite")
+        or config.getini("multiarch_publish_overwrite")
+    )
+    return Publisher(destination, overwrite)
+
+
+class Publisher:
+    """Controller-side: after the last test, publish what passed everywhere."""
+
+    def __init__(self, destination: Destination, overwrite: bool) -> None:
+        self.destination = destination
+        self.overwrite = overwrite
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        from harness.publish import PublishError, publish_report
+
+        results = session.config.stash[RESULTS_KEY]
+        _describe_images(session.config, results)
+        if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            results.publications.append(
+                {"image": "*", "status": "refused", "detail": "the session was interrupted"}
+            )
+            return
+        try:
+            publications = publish_report(
+                results.to_json(), self.destination, overwrite=self.overwrite, log=_quiet
+            )
+        except PublishError as exc:
+            results.publications.append({"image": "*", "status": "failed", "detail": str(exc)})
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        results.publications.extend(p.to_dict() for p in publications)
+        if any(p.status in ("failed", "refused") for p in publications) and (
+            session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _quiet(_line: str) -> None:
+    """Progress lines of publishing are not printed; the summary section says what happened."""
+
+
+def _describe_images(config: pytest.Config, results: Results) -> None:
+    """What the JSON report says of each tested image: where it publishes, which platforms."""
+    settings = config.stash[SETTINGS_KEY]
+    images = config.stash[IMAGES_KEY]
+    for name in sorted({t.image for t in results.tests.values() if t.image}):
+        spec = images.get(name)
+        if spec is None:
+            continue
+        results.images[name] = {
+            "repository": spec.repository,
+            "platforms": [p.name for p in settings.platforms if spec.allows(p)],
+        }
 
 
 class XdistHooks:
@@ -569,7 +676,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
+    if results.publications:
+        from harness.publish import format_publication_dicts
+
+        terminalreporter.write_sep("=", "multiarch: publish")
+        for line in format_publication_dicts(results.publications):
+            terminalreporter.write_line(line)
     if settings.json_path is not None:
+        _describe_images(config, results)
         results.write_json(settings.json_path)
         terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
 

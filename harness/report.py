@@ -29,6 +29,8 @@ class Results:
     run_id: str = ""
     engine: dict[str, str] = field(default_factory=dict)
     emulators: dict[str, str] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    publications: list[dict[str, Any]] = field(default_factory=list)
 
     def record_phase(
         self,
@@ -120,6 +122,8 @@ class Results:
                 for (image, plat), counts in sorted(cells.items())
             ],
             "platform_seconds": self.platform_seconds(),
+            "images": self.images,
+            "publish": self.publications,
         }
 
     def write_json(self, path: Path) -> None:

@@ -1,0 +1,429 @@
+"""Publishing exactly what was tested: each per-platform image pushed by the id that the tests
+ran, one manifest list over their digests, then verified from the registry and by pulling and
+running every platform.
+
+Path taken on both image stores: per-platform push plus ``buildx imagetools create``; no image
+is rebuilt between test and push.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from harness.commands import run_command
+from harness.engine import docker
+from harness.errors import CommandError, MultiarchError
+from harness.platforms import lookup
+
+_HOST = re.compile(
+    r"^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)"
+    r"(?::[0-9]{1,5})?$"
+)
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PUBLISH_TIMEOUT = 600.0
+PLATFORM_TAG_SEPARATOR = "-"
+
+Log = Callable[[str], None]
+
+
+class PublishError(MultiarchError):
+    """Publishing was refused or failed; nothing new is referenced by the tag."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    registry: str
+    namespace: str
+    tag: str
+
+    def repository(self, image: str, override: str = "") -> str:
+        if override:
+            return override
+        parts = [self.registry, self.namespace, image] if self.namespace else [self.registry, image]
+        return "/".join(parts)
+
+    @property
+    def plain_http(self) -> bool:
+        host = self.registry.rsplit(":", 1)[0] if ":" in self.registry else self.registry
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def parse_destination(target: str, tag: str, *, source: str = "--publish") -> Destination:
+    """``REGISTRY[/NAMESPACE]`` and a tag, validated with errors naming the bad part."""
+    registry, _, namespace = target.strip().partition("/")
+    if (
+        not registry
+        or not _HOST.match(registry)
+        or ("." not in registry and ":" not in registry and registry != "localhost")
+    ):
+        raise PublishError(
+            f"Invalid registry {registry!r} in {target!r} from {source}: expected a host name "
+            "with a dot or a port, or localhost (e.g. 127.0.0.1:5000 or registry.example/team)"
+        )
+    for component in namespace.split("/") if namespace else []:
+        if not _COMPONENT.match(component):
+            raise PublishError(
+                f"Invalid namespace component {component!r} in {target!r} from {source}: use "
+                "lowercase letters and digits joined by '.', '_', '__' or '-'"
+            )
+    if not _TAG.match(tag):
+        raise PublishError(
+            f"Invalid tag {tag!r} from --publish-tag: up to 128 letters, digits, '_', '.', '-', "
+            "not starting with '.' or '-'"
+        )
+    return Destination(registry, namespace, tag)
+
+
+def validate_repository(value: str, where: str) -> None:
+    host, _, path = value.partition("/")
+    if not path or not _HOST.match(host) or not all(_COMPONENT.match(c) for c in path.split("/")):
+        raise PublishError(
+            f"Invalid repository {value!r} in {where}: expected REGISTRY/PATH, e.g. "
+            "127.0.0.1:5000/team/web"
+        )
+
+
+# ---- what may be published -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image of a finished session, with the tested image of each platform."""
+
+    image: str
+    repository: str
+    tested: Mapping[str, str]  # platform name -> tested image id
+    refused: str = ""
+
+
+def candidates(report: Mapping[str, Any], destination: Destination) -> list[Candidate]:
+    """From a ``--multiarch-json`` report: the images whose every selected test passed on every
+    platform, and why each other one is refused."""
+    images: Mapping[str, Any] = report.get("images", {})
+    by_image: dict[str, list[Mapping[str, Any]]] = {}
+    for test in report.get("tests", []):
+        by_image.setdefault(str(test.get("image", "")), []).append(test)
+    builds = {(b["image"], b["platform"]): b for b in report.get("builds", [])}
+    found: list[Candidate] = []
+    for name in sorted(images):
+        info = images[name]
+        repository = destination.repository(name, str(info.get("repository", "")))
+        platforms = [lookup(p) for p in info.get("platforms", [])]
+        tests = by_image.get(name, [])
+        bad = [t for t in tests if t["outcome"] in ("failed", "error", "xpassed")]
+        reasons = []
+        if not tests:
+            reasons.append("no test ran against it")
+        if bad:
+            listed = ", ".join(f"{t['nodeid']} ({t['outcome']})" for t in bad[:5])
+            reasons.append(f"{len(bad)} test(s) did not pass: {listed}")
+        tested: dict[str, str] = {}
+        for plat in platforms:
+            passed = [t for t in tests if t["platform"] == plat.short and t["outcome"] == "passed"]
+            build = builds.get((name, plat.name))
+            if not passed:
+                reasons.append(f"no test passed on {plat.short}")
+            elif build is None or build.get("error") or not build.get("image_id"):
+                reasons.append(f"no tested image of {plat.name} is recorded")
+            else:
+                tested[plat.name] = str(build["image_id"])
+        found.append(Candidate(name, repository, tested, "; ".join(reasons)))
+    return found
+
+
+# ---- registry access ---------------------------------------------------------------------------
+
+
+def _raw_manifest(reference: str) -> tuple[str, dict[str, Any]] | None:
+    """(digest, manifest) of ``reference`` in its registry, None when it does not exist."""
+    result = run_command(
+        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=120, check=False
+    )
+    if not result.ok:
+        text = result.stderr.lower()
+        if "not found" in text or "manifest unknown" in text:
+            return None
+        raise PublishError(
+            f"cannot read {reference} from its registry: {result.stderr.strip()[-400:]}"
+        )
+    raw = result.stdout.encode()  # imagetools prints the manifest's bytes as stored
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    manifest: dict[str, Any] = json.loads(result.stdout)
+    return digest, manifest
+
+
+def check_reachable(destination: Destination) -> None:
+    scheme = "http" if destination.plain_http else "https"
+    url = f"{scheme}://{destination.registry}/v2/"
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a registry URL we built
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return  # needs credentials: docker push uses those of `docker login`
+        raise PublishError(
+            f"registry {destination.registry} answered {exc.code} at {url}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PublishError(
+            f"registry {destination.registry} is not reachable at {url}: {reason}; "
+            "nothing was pushed"
+        ) from None
+
+
+def _index_entries(manifest: Mapping[str, Any]) -> dict[str, str]:
+    entries = {}
+    for entry in manifest.get("manifests", []):
+        plat = entry.get("platform") or {}
+        if plat.get("os") == "unknown":
+            continue
+        name = "/".join(
+            p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
+        )
+        entries[name] = str(entry["digest"])
+    return entries
+
+
+# ---- publishing one image ------------------------------------------------------------------------
+
+
+@dataclass
+class Publication:
+    image: str
+    reference: str
+    status: str  # "published", "unchanged", "refused", "failed"
+    digest: str = ""
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
+    verified: dict[str, str] = field(default_factory=dict)  # platform -> uname -m seen
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _push_platform(repository: str, tag: str, platform_name: str, image_id: str, log: Log) -> str:
+    """Push the tested image ``image_id`` as ``repository:tag-<short>``; its manifest digest."""
+    short = lookup(platform_name).short
+    reference = f"{repository}:{tag}{PLATFORM_TAG_SEPARATOR}{short}"
+    log(f"  pushing {platform_name} image {image_id[:19]} as {reference}")
+    run_command(docker("tag", image_id, reference), timeout=60)
+    try:
+        run_command(docker("push", "--quiet", reference), timeout=PUBLISH_TIMEOUT)
+    finally:
+        run_command(docker("image", "rm", reference), timeout=60, check=False)
+    found = _raw_manifest(reference)
+    if found is None:
+        raise PublishError(f"{reference} is not in the registry after docker push")
+    digest, manifest = found
+    entries = _index_entries(manifest)
+    if entries:  # the engine pushed an index: take this platform's manifest from it
+        if platform_name not in entries:
+            raise PublishError(f"{reference} holds no {platform_name} manifest")
+        digest = entries[platform_name]
+        found_manifest = _raw_manifest(f"{repository}@{digest}")
+        manifest = found_manifest[1] if found_manifest else {}
+    config_digest = str((manifest.get("config") or {}).get("digest", ""))
+    if image_id not in (digest, config_digest):
+        raise PublishError(
+            f"pushed {reference} is {digest} (config {config_digest}), which is not the tested "
+            f"image {image_id}"
+        )
+    return digest
+
+
+def _holds_tested(repository: str, index: Mapping[str, Any], tested: Mapping[str, str]) -> bool:
+    """Whether ``index`` lists exactly the tested platforms, each entry being the tested image
+    (its manifest digest on the containerd store, its config digest on the classic store)."""
+    entries = _index_entries(index)
+    if set(entries) != set(tested):
+        return False
+    for platform_name, digest in entries.items():
+        if digest == tested[platform_name]:
+            continue
+        found = _raw_manifest(f"{repository}@{digest}")
+        config = str(((found[1] if found else {}).get("config") or {}).get("digest", ""))
+        if config != tested[platform_name]:
+            return False
+    return True
+
+
+def _verify_index(reference: str, expected: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    found = _raw_manifest(reference)
+    if found is None:
+        raise PublishError(f"{reference} is missing right after it was created")
+    digest, manifest = found
+    entries = _index_entries(manifest)
+    if entries != dict(expected):
+        raise PublishError(
+            f"{reference} lists {entries}, expected exactly the tested {dict(expected)}"
+        )
+    return digest, entries
+
+
+def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, str]:
+    seen: dict[str, str] = {}
+    for name in platforms:
+        plat = lookup(name)
+        result = run_command(
+            docker(
+                "run",
+                "--rm",
+                "--pull",
+                "always",
+                "--platform",
+                name,
+                "--entrypoint",
+                "uname",
+                reference,
+                "-m",
+            ),
+            timeout=PUBLISH_TIMEOUT,
+            check=False,
+        )
+        if result.ok:
+            machine = result.stdout.strip()
+            if machine != plat.uname:
+                raise PublishError(
+                    f"pulling {reference} for {name} ran machine {machine!r}, not {plat.uname!r}"
+                )
+            seen[name] = machine
+            continue
+        # No uname in the image: check what the pull brought instead.
+        arch = run_command(
+            docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", reference),
+            timeout=60,
+            check=False,
+        ).stdout.strip()
+        if arch != f"{plat.os}/{plat.arch}":
+            raise PublishError(
+                f"pulling {reference} for {name} gave {arch or 'nothing'}: "
+                f"{result.stderr.strip()[-300:]}"
+            )
+        seen[name] = f"{arch} (no uname in the image)"
+    # The pulls were for checking only; leave the engine's image list as it was.
+    run_command(docker("image", "rm", reference), timeout=60, check=False)
+    return seen
+
+
+def _restore(reference: str, previous: str | None, repository: str, log: Log) -> str:
+    """Point ``reference`` back at ``previous`` (or drop the new manifest when there was none)."""
+    if previous is not None:
+        result = run_command(
+            docker("buildx", "imagetools", "create", "-t", reference, f"{repository}@{previous}"),
+            timeout=PUBLISH_TIMEOUT,
+            check=False,
+        )
+        return (
+            "restored the previous index" if result.ok else "could NOT restore the previous index"
+        )
+    found = _raw_manifest(reference)
+    if found is None:
+        return "the tag was not created"
+    registry, _, path = repository.partition("/")
+    scheme = "http" if registry.startswith(("127.", "localhost")) else "https"
+    request = urllib.request.Request(  # noqa: S310 - a registry URL we built
+        f"{scheme}://{registry}/v2/{path}/manifests/{found[0]}", method="DELETE"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+            log(f"  deleted {reference} ({found[0]})")
+            return "deleted the new index"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"could NOT delete the new index {found[0]}: {exc}"
+
+
+def publish_candidate(
+    candidate: Candidate, destination: Destination, *, overwrite: bool, log: Log
+) -> Publication:
+    reference = f"{candidate.repository}:{destination.tag}"
+    if candidate.refused:
+        return Publication(candidate.image, reference, "refused", detail=candidate.refused)
+    try:
+        validate_repository(candidate.repository, f"image {candidate.image!r}")
+        previous = _raw_manifest(reference)
+        if previous is not None:
+            # Decide before pushing anything, so a refusal changes nothing in the registry.
+            if _holds_tested(candidate.repository, previous[1], candidate.tested):
+                return Publication(
+                    candidate.image,
+                    reference,
+                    "unchanged",
+                    previous[0],
+                    _index_entries(previous[1]),
+                    detail="the tag already points at exactly these tested images",
+                )
+            if not overwrite:
+                return Publication(
+                    candidate.image,
+                    reference,
+                    "refused",
+                    detail=f"{reference} already exists with other content ({previous[0]}); "
+                    "pass --publish-overwrite to replace it",
+                )
+        digests: dict[str, str] = {}
+        for platform_name, image_id in candidate.tested.items():
+            digests[platform_name] = _push_platform(
+                candidate.repository, destination.tag, platform_name, image_id, log
+            )
+    except (PublishError, CommandError) as exc:
+        return Publication(candidate.image, reference, "failed", detail=str(exc))
+    sources = [f"{candidate.repository}@{d}" for d in digests.values()]
+    try:
+        run_command(
+            docker("buildx", "imagetools", "create", "-t", reference, *sources),
+            timeout=PUBLISH_TIMEOUT,
+        )
+    except CommandError as exc:
+        return Publication(candidate.image, reference, "failed", platforms=digests, detail=str(exc))
+    try:
+        digest, entries = _verify_index(reference, digests)
+        verified = _run_each_platform(reference, list(digests))
+    except (PublishError, CommandError) as exc:
+        undo = _restore(reference, previous[0] if previous else None, candidate.repository, log)
+        return Publication(
+            candidate.image,
+            reference,
+            "failed",
+            platforms=digests,
+            detail=f"verification failed: {exc}; {undo}",
+        )
+    return Publication(candidate.image, reference, "published", digest, entries, verified)
+
+
+def publish_report(
+    report: Mapping[str, Any], destination: Destination, *, overwrite: bool, log: Log
+) -> list[Publication]:
+    """Publish every image of a finished session (a ``--multiarch-json`` report)."""
+    found = candidates(report, destination)
+    if any(not c.refused for c in found):
+        check_reachable(destination)
+    started = time.monotonic()
+    results = [publish_candidate(c, destination, overwrite=overwrite, log=log) for c in found]
+    log(f"  publishing took {time.monotonic() - started:.1f}s")
+    return results
+
+
+def format_publication_dicts(publications: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Lines of the publish summary: status and digest of each image, platform -> digest."""
+    lines = []
+    for pub in publications:
+        lines.append(f"{pub['image']}: {str(pub['status']).upper()} {pub.get('reference', '')}")
+        if pub.get("digest"):
+            lines.append(f"  index digest {pub['digest']}")
+        verified = pub.get("verified") or {}
+        for plat, digest in (pub.get("platforms") or {}).items():
+            seen = verified.get(plat, "")
+            lines.append(f"  {plat:<14} {digest}" + (f"  (ran: {seen})" if seen else ""))
+        if pub.get("detail"):
+            lines.append(f"  {pub['detail']}")
+    return lines
