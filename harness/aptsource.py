@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.commands import run_command
-from harness.errors import MultiarchError
+from harness.errors import CommandError, MultiarchError
 from harness.paths import cache_dir
 
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
@@ -128,11 +128,17 @@ def apt_download(package: str, arch: str | None, suite: str, dest: Path) -> Path
     options = private_apt_options(suite, state)
     stamp = state / "lists" / ".updated"
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
-        run_command(
-            ["apt-get", "-q", *options, "update"],
-            timeout=600,
-            hint="the Debian package mirror must be reachable",
-        )
+        command = ["apt-get", "-q", *options, "update", "--error-on=any"]
+        for attempt in range(1, 4):
+            try:
+                run_command(
+                    command, timeout=600, hint="the Debian package mirror must be reachable"
+                )
+                break
+            except CommandError:
+                if attempt == 3:
+                    raise
+                time.sleep(10 * attempt)  # a mirror caught mid-sync usually recovers
         stamp.touch()
     name = f"{package}:{arch}" if arch else package
     dest.mkdir(parents=True, exist_ok=True)

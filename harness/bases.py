@@ -14,6 +14,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 from harness.aptsource import apt_download, configured_sources
 from harness.commands import run_command
 from harness.engine import docker
-from harness.errors import MultiarchError
+from harness.errors import CommandError, MultiarchError
 from harness.paths import cache_dir
 from harness.platforms import Platform
 
@@ -84,24 +85,42 @@ def _debian_rootfs(platform: Platform, out: Path, log: Log) -> None:
     if security and suite == "bookworm":
         lines.append(f"deb {security} {suite}-security main")
     log(f"  mmdebstrap --variant=minbase --arch={platform.debian_arch} {suite} (a minute or two)")
-    run_command(
-        [
-            "mmdebstrap",
-            "--variant=minbase",
-            f"--arch={platform.debian_arch}",
-            "--format=tar",
-            "--dpkgopt=path-exclude=/usr/share/man/*",
-            "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-            "--customize-hook=rm -rf $1/var/cache/apt/*.bin $1/var/lib/apt/lists/*",
-            suite,
-            str(out),
-            *lines,
-        ],
-        timeout=1800,
-        hint="mmdebstrap needs the Debian package mirror and, for a foreign platform, its "
-        "QEMU handler (`multiarch doctor`)",
+    retrying(
+        lambda: run_command(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                f"--arch={platform.debian_arch}",
+                "--format=tar",
+                "--dpkgopt=path-exclude=/usr/share/man/*",
+                "--dpkgopt=path-exclude=/usr/share/doc/*",
+                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                "--customize-hook=rm -rf $1/var/cache/apt/*.bin $1/var/lib/apt/lists/*",
+                suite,
+                str(out),
+                *lines,
+            ],
+            timeout=1800,
+            hint="mmdebstrap needs the Debian package mirror and, for a foreign platform, its "
+            "QEMU handler (`multiarch doctor`)",
+        ),
+        log,
     )
+
+
+def retrying(action: Callable[[], object], log: Log, attempts: int = 3) -> None:
+    """Run ``action``, again after a pause when it fails: package mirrors are sometimes caught
+    mid-sync ("File has unexpected size ... Mirror sync in progress?")."""
+    for attempt in range(1, attempts + 1):
+        try:
+            action()
+            return
+        except CommandError as exc:
+            if attempt == attempts:
+                raise
+            first = str(exc).splitlines()[0]
+            log(f"  attempt {attempt} failed ({first[:120]}); retrying in {10 * attempt}s")
+            time.sleep(10 * attempt)
 
 
 def _busybox_rootfs(platform: Platform, out: Path, log: Log) -> None:

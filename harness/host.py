@@ -361,7 +361,11 @@ class HostSetup:
         else:
             self.report.add("mirror", "skipped", f"engine already uses {mirror}", self.log)
         for base in self.bases:
-            result = seed_base(base, self.platforms, self.registry, self.log)
+            try:
+                result = seed_base(base, self.platforms, self.registry, self.log)
+            except MultiarchError as exc:  # the other bases may still work: carry on
+                self.report.add(f"base {base.key}", "failed", str(exc), self.log)
+                continue
             parts = []
             if result.built:
                 parts.append(f"built {', '.join(result.built)}")

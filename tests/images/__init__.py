@@ -1,0 +1,1 @@
+"""Behavioural tests of the example images under images/, run on every platform."""
