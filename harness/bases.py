@@ -82,29 +82,45 @@ def _debian_rootfs(platform: Platform, out: Path, log: Log) -> None:
     main = sources.for_suite(suite)
     lines = [f"deb {main.uri} {suite} main", f"deb {main.uri} {suite}-updates main"]
     security = sources.security_uri()
-    if security and suite == "bookworm":
-        lines.append(f"deb {security} {suite}-security main")
     log(f"  mmdebstrap --variant=minbase --arch={platform.debian_arch} {suite} (a minute or two)")
-    retrying(
-        lambda: run_command(
-            [
-                "mmdebstrap",
-                "--variant=minbase",
-                f"--arch={platform.debian_arch}",
-                "--format=tar",
-                "--dpkgopt=path-exclude=/usr/share/man/*",
-                "--dpkgopt=path-exclude=/usr/share/doc/*",
-                "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                "--customize-hook=rm -rf $1/var/cache/apt/*.bin $1/var/lib/apt/lists/*",
-                suite,
-                str(out),
-                *lines,
-            ],
-            timeout=1800,
-            hint="mmdebstrap needs the Debian package mirror and, for a foreign platform, its "
-            "QEMU handler (`multiarch doctor`)",
-        ),
-        log,
+    if security and suite == "bookworm":
+        with_security = [*lines, f"deb {security} {suite}-security main"]
+        try:
+            retrying(lambda: _mmdebstrap(platform, suite, out, with_security), log, attempts=2)
+            return
+        except CommandError as exc:
+            # Seen here: a security index for one architecture stuck with a size mismatch for
+            # hours. A base without the security suite still serves offline tests.
+            log(
+                f"  {suite}-security is unusable for {platform.debian_arch} "
+                f"({_last_error(exc)}); building without security updates"
+            )
+    retrying(lambda: _mmdebstrap(platform, suite, out, lines), log)
+
+
+def _last_error(exc: CommandError) -> str:
+    errors = [line.strip() for line in exc.stderr.splitlines() if line.strip().startswith("E:")]
+    return errors[0][:160] if errors else f"exit {exc.returncode}"
+
+
+def _mmdebstrap(platform: Platform, suite: str, out: Path, sources: Sequence[str]) -> None:
+    run_command(
+        [
+            "mmdebstrap",
+            "--variant=minbase",
+            f"--arch={platform.debian_arch}",
+            "--format=tar",
+            "--dpkgopt=path-exclude=/usr/share/man/*",
+            "--dpkgopt=path-exclude=/usr/share/doc/*",
+            "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+            "--customize-hook=rm -rf $1/var/cache/apt/*.bin $1/var/lib/apt/lists/*",
+            suite,
+            str(out),
+            *sources,
+        ],
+        timeout=1800,
+        hint="mmdebstrap needs the Debian package mirror and, for a foreign platform, its "
+        "QEMU handler (`multiarch doctor`)",
     )
 
 

@@ -75,7 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             HTTPStatus.OK, {"sha256": hashlib.sha256(body).hexdigest(), "length": len(body)}
         )
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args: object) -> None:
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
         sys.stderr.flush()
 
