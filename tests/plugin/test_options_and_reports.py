@@ -191,3 +191,32 @@ def test_exited_container_fails_fast_with_its_logs(project: Project) -> None:
         ["*container exited with code 7 before it was ready*", "*fatal: config missing*"]
     )
     assert "after 120s" not in result.stdout.str()
+
+
+def test_port_wait_waits_for_a_listening_backend(project: Project) -> None:
+    # The engine's proxy accepts connections before the process listens; the wait must not
+    # take that for readiness. The server starts listening only after a delay.
+    project.image(
+        "late",
+        """
+        FROM busybox:latest
+        RUN mkdir -p /www && echo late > /www/index.html
+        CMD ["sh", "-c", "sleep 2; exec httpd -f -p 8080 -h /www"]
+        """,
+        "ports = [8080]\n[wait]\nport = 8080\ntimeout = 30\n",
+    )
+    project.tests(
+        """
+        import urllib.request
+        import pytest
+
+        @pytest.mark.image("late")
+        def test_it(container, platform):
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(8080)
+            with urllib.request.urlopen(f"http://{host}:{port}/index.html", timeout=5) as r:
+                assert r.read() == b"late\\n"
+        """
+    )
+    result = project.run("--platforms", "amd64,arm64", "-n", "2")
+    result.assert_outcomes(passed=2)
