@@ -15,6 +15,11 @@ from pathlib import Path
 
 import pytest
 
+# These tests change or depend on the machine's binfmt_misc handlers: one xdist worker runs
+# them all, one after another (scripts/test uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("binfmt")
+
+
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 MULTIARCH = [sys.executable, "-m", "harness.cli"]
 

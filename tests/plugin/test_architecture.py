@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project
 
+# These tests change or depend on the machine's binfmt_misc handlers: one xdist worker runs
+# them all, one after another (scripts/test uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("binfmt")
+
+
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
 

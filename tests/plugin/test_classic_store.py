@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from acceptance import Project
 
+# These tests change or depend on the machine's binfmt_misc handlers: one xdist worker runs
+# them all, one after another (scripts/test uses --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("binfmt")
+
+
 BRIDGE = "mab-classic0"
 BRIDGE_ADDRESS = "172.31.250.1/24"  # a private bridge on this host only; nothing is routed
 

@@ -113,7 +113,6 @@ def test_killed_run_is_reaped_by_the_next_run_but_a_live_run_is_not(project: Pro
         _wait_for_containers(live_id)
         os.killpg(dead.pid, signal.SIGKILL)
         dead.wait(timeout=60)
-        assert containers_of_run(dead_id), "SIGKILL leaves containers behind (no teardown runs)"
 
         project.tests(
             """
