@@ -1,6 +1,36 @@
-"""pytest-multiarch: build container images per platform and test each architecture."""
+"""pytest-multiarch: build container images per platform and test each architecture.
 
+The public API is small: the pytest plugin (fixtures ``platform``, ``image``, ``container``,
+``run``; markers ``image``, ``platforms``, ``skip_platforms``, ``xfail_platforms``) and the
+types below, for annotations. Types that need the Docker side load on first use, so loading the
+plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import MultiarchError
 from harness.platforms import Platform
 
-__all__ = ["Platform"]
+if TYPE_CHECKING:
+    from harness.containers import RunResult, WrongArchitecture
+    from harness.session import BuiltImage
+
+__all__ = ["BuiltImage", "MultiarchError", "Platform", "RunResult", "WrongArchitecture"]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BuiltImage": "harness.session",
+    "RunResult": "harness.containers",
+    "WrongArchitecture": "harness.containers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

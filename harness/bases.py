@@ -262,7 +262,18 @@ def seed_base(
         timeout=120,
         hint=f"is the local registry at {registry} running? (`multiarch host up`)",
     )
+    refresh_local_copies(base)
     return SeedResult(main_ref, tuple(built), tuple(reused), unsupported)
+
+
+def refresh_local_copies(base: BaseImage) -> None:
+    """Pull again every tag of ``base`` the engine already holds: BuildKit resolves ``FROM``
+    against that local copy of the manifest list, which would still lack the new platforms."""
+    name = base.repository.removeprefix("library/")
+    for tag in base.tags:
+        reference = f"{name}:{tag}"
+        if run_command(docker("image", "inspect", reference), timeout=60, check=False).ok:
+            run_command(docker("pull", "--quiet", reference), timeout=600, check=False)
 
 
 def _build_and_push(

@@ -131,6 +131,7 @@ def run_once(
     check_arch: bool = True,
 ) -> RunResult:
     """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it."""
+    __tracebackhide__ = True
     call = uuid.uuid4().hex
     args = docker("run", "--rm", "--platform", platform.name, "--pull", "never")
     for key, value in {**labels.as_dict(), CALL_LABEL: call}.items():

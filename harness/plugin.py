@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,7 @@ from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup, parse_platforms
 from harness.report import Results
 
-PLATFORM_FIXTURES = ("platform", "image", "container", "run")
-BUILD_MODES = ("auto", "always", "never")
+BUILD_MODES = ("auto", "always", "never")  # harness.build checks the same list
 MISSING_EMULATOR_MODES = ("error", "skip")
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()
@@ -34,7 +33,7 @@ ITEM_CONTAINERS_KEY = pytest.StashKey[list[tuple[str, Any]]]()
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
     from harness.publish import Destination
-    from harness.session import Harness, Settings
+    from harness.session import BuiltImage, Harness, Runner, Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -485,7 +484,7 @@ def platform(request: pytest.FixtureRequest) -> Platform:
 
 
 @pytest.fixture
-def image(request: pytest.FixtureRequest, platform: Platform) -> Any:
+def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
     """The image of ``@pytest.mark.image(name)`` built for this platform (BuiltImage)."""
     from harness.session import WrongArchitecture
 
@@ -516,7 +515,9 @@ def _stash_build(request: pytest.FixtureRequest, record: Any) -> None:
 
 
 @pytest.fixture
-def container(request: pytest.FixtureRequest, image: Any, platform: Platform) -> Generator[Any]:
+def container(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Generator[Any]:
     """A started testcontainers container of the image, ready per image.toml [wait]."""
     from docker.errors import DockerException
 
@@ -557,55 +558,11 @@ def container(request: pytest.FixtureRequest, image: Any, platform: Platform) ->
         stop_container(started)
 
 
-class Runner:
-    """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards."""
-
-    def __init__(self, harness: Harness, image: Any, platform: Platform) -> None:
-        self._harness = harness
-        self._image = image
-        self._platform = platform
-
-    def __call__(
-        self,
-        cmd: Sequence[str] = (),
-        *,
-        env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
-        timeout: float | None = None,
-        entrypoint: str | Sequence[str] | None = None,
-        user: str | None = None,
-        workdir: str | None = None,
-    ) -> Any:
-        from harness.containers import run_once
-
-        if isinstance(cmd, str):
-            raise TypeError("run() takes the command as a list of strings, not a shell string")
-        command = list(cmd)
-        entry: str | None
-        if entrypoint is None or isinstance(entrypoint, str):
-            entry = entrypoint
-        else:
-            parts = list(entrypoint)
-            entry, command = parts[0], [*parts[1:], *command]
-        settings = self._harness.settings
-        env_all = {**self._image.spec.env, **(env or {})}
-        return run_once(
-            self._image.reference,
-            self._platform,
-            command,
-            self._harness.labels,
-            timeout=settings.timeout(timeout or 60.0, self._platform),
-            env=env_all,
-            stdin=stdin,
-            entrypoint=entry,
-            user=user,
-            workdir=workdir,
-        )
-
-
 @pytest.fixture
-def run(request: pytest.FixtureRequest, image: Any, platform: Platform) -> Callable[..., Any]:
+def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
+    from harness.session import Runner
+
     return Runner(_harness(request.config), image, platform)
 
 

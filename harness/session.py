@@ -14,10 +14,12 @@ from harness.build import BuildCoordinator, BuildRecord
 from harness.cleanup import sweep
 from harness.containers import (
     Labels,
+    RunResult,
     WrongArchitecture,
     check_image_platform,
     check_uname,
     probe_uname,
+    run_once,
 )
 from harness.engine import engine_info
 from harness.errors import MultiarchError
@@ -162,6 +164,51 @@ class Harness:
         self._verified[key] = answer.strip() if answer else ""
 
 
+class Runner:
+    """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards."""
+
+    def __init__(self, harness: Harness, image: BuiltImage, platform: Platform) -> None:
+        self._harness = harness
+        self._image = image
+        self._platform = platform
+
+    def __call__(
+        self,
+        cmd: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float | None = None,
+        entrypoint: str | Sequence[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> RunResult:
+        __tracebackhide__ = True  # a failure points at the test's line, not at ours
+        if isinstance(cmd, str):
+            raise TypeError("run() takes the command as a list of strings, not a shell string")
+        command = list(cmd)
+        entry: str | None
+        if entrypoint is None or isinstance(entrypoint, str):
+            entry = entrypoint
+        else:
+            parts = list(entrypoint)
+            entry, command = parts[0], [*parts[1:], *command]
+        settings = self._harness.settings
+        env_all = {**self._image.spec.env, **(env or {})}
+        return run_once(
+            self._image.reference,
+            self._platform,
+            command,
+            self._harness.labels,
+            timeout=settings.timeout(timeout or 60.0, self._platform),
+            env=env_all,
+            stdin=stdin,
+            entrypoint=entry,
+            user=user,
+            workdir=workdir,
+        )
+
+
 def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:
     """Platforms whose emulator is missing or broken, with the problem and the remedy."""
     from harness.emulation import check_emulator
@@ -174,4 +221,4 @@ def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:
     return reasons
 
 
-__all__ = ["BuiltImage", "Harness", "Settings", "WrongArchitecture", "unusable_reasons"]
+__all__ = ["BuiltImage", "Harness", "Runner", "Settings", "WrongArchitecture", "unusable_reasons"]
