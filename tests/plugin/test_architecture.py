@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project
 
-# These tests change or depend on the machine's binfmt_misc handlers: one xdist worker runs
-# them all, one after another (scripts/test uses --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("binfmt")
+# These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
+pytestmark = pytest.mark.usefixtures("binfmt_lock")
 
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
