@@ -1,6 +1,8 @@
 # The plugin itself is loaded once, through its pytest11 entry point; never list it here.
 from __future__ import annotations
 
+import os
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,3 +20,40 @@ def binfmt_lock() -> Iterator[None]:
     xdist_group: --dist loadgroup silently stopped grouping with pytest 9.2 (xdist#1386)."""
     with FileLock(str(Path(tempfile.gettempdir()) / "pytest-multiarch-tests-binfmt.lock")):
         yield
+
+
+@pytest.fixture
+def ppc64le_disabled(binfmt_lock: None) -> Iterator[Path]:
+    """The machine's real qemu-ppc64le handler, disabled for one test and enabled after it."""
+    handler = Path("/proc/sys/fs/binfmt_misc/qemu-ppc64le")
+    if os.geteuid() != 0 or not handler.exists():
+        _unavailable("needs root and a registered qemu-ppc64le handler (scripts/bootstrap)")
+    handler.write_text("0")
+    try:
+        yield handler
+    finally:
+        handler.write_text("1")
+
+
+def _unavailable(reason: str) -> None:
+    # In CI the bootstrap has run, so a missing piece is a failure, never a quiet skip.
+    if os.environ.get("CI"):
+        pytest.fail(f"CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_engine() -> None:
+    """A reachable Docker engine (scripts/bootstrap starts one)."""
+    answered = subprocess.run(
+        ["docker", "version"], capture_output=True, timeout=60, check=False
+    ).returncode
+    if answered != 0:
+        _unavailable("no Docker engine: run scripts/bootstrap first")
+
+
+@pytest.fixture(scope="session")
+def root_host(docker_engine: None) -> None:
+    """Root on a bootstrapped host: tests that change binfmt_misc or run `multiarch host up`."""
+    if os.geteuid() != 0:
+        _unavailable("needs root on a bootstrapped host (scripts/bootstrap)")

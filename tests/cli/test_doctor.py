@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
-pytestmark = pytest.mark.usefixtures("binfmt_lock")
+pytestmark = pytest.mark.usefixtures("docker_engine", "binfmt_lock")
 
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
@@ -34,15 +34,6 @@ def doctor(
         env={**os.environ, **(env or {})},
         check=False,
     )
-
-
-@pytest.fixture(autouse=True)
-def needs_engine() -> None:
-    ok = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
-    if not ok:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs a Docker engine: scripts/bootstrap starts one")
-        pytest.skip("no Docker engine: run scripts/bootstrap first")
 
 
 def test_ready_after_bootstrap() -> None:

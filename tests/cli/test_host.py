@@ -3,11 +3,9 @@ base images it seeds work unchanged in a Dockerfile."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,22 +15,10 @@ from harness.host import HostSetup
 from harness.platforms import parse_platforms
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
-pytestmark = pytest.mark.usefixtures("binfmt_lock")
+pytestmark = pytest.mark.usefixtures("root_host", "binfmt_lock")
 
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
-
-
-@pytest.fixture(autouse=True)
-def needs_bootstrapped_root_host() -> None:
-    ready = (
-        os.geteuid() == 0
-        and subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
-    )
-    if not ready:
-        if os.environ.get("CI"):
-            pytest.fail("CI runs as root after scripts/bootstrap")
-        pytest.skip("needs root and a bootstrapped host (scripts/bootstrap)")
 
 
 def test_second_run_changes_nothing() -> None:
@@ -58,18 +44,6 @@ def test_second_run_changes_nothing() -> None:
     assert steps, result.stdout
     assert all("skipped]" in line for line in steps), result.stdout
     assert "host ready for amd64, arm64" in result.stdout
-
-
-@pytest.fixture
-def ppc64le_disabled() -> Iterator[Path]:
-    handler = BINFMT / "qemu-ppc64le"
-    if not handler.exists():
-        pytest.skip("no registered qemu-ppc64le handler")
-    handler.write_text("0")
-    try:
-        yield handler
-    finally:
-        handler.write_text("1")
 
 
 def test_without_root_it_lists_the_remedy_and_changes_nothing(ppc64le_disabled: Path) -> None:

@@ -19,25 +19,9 @@ import pytest
 RUN_LABEL = "pytest-multiarch.run"
 
 
-def docker_available() -> bool:
-    if shutil.which("docker") is None:
-        return False
-    result = subprocess.run(
-        ["docker", "version", "--format", "{{.Server.Version}}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return result.returncode == 0
-
-
 @pytest.fixture(autouse=True)
-def skip_without_docker() -> None:
-    if os.environ.get("CI") and not docker_available():
-        pytest.fail("CI needs a Docker engine: scripts/bootstrap starts one")
-    if not docker_available():
-        pytest.skip("no Docker engine: run scripts/bootstrap first")
+def needs_docker(docker_engine: None) -> None:
+    """Every acceptance test runs real inner sessions against the real engine."""
 
 
 def containers_of_run(run_id: str, *, all_states: bool = True) -> list[str]:

@@ -1,3 +1,3 @@
-from acceptance import project, skip_without_docker
+from acceptance import needs_docker, project
 
-__all__ = ["project", "skip_without_docker"]
+__all__ = ["needs_docker", "project"]

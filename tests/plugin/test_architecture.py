@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -82,22 +81,7 @@ def test_single_arch_ref_is_not_run_natively(project: Project) -> None:
         subprocess.run(["docker", "image", "rm", "-f", tag], capture_output=True, check=False)
 
 
-@pytest.fixture
-def ppc64le_handler_disabled() -> Iterator[Path]:
-    """Disable the real ppc64le handler for the length of one test (no test here uses it)."""
-    handler = BINFMT / "qemu-ppc64le"
-    if os.geteuid() != 0 or not handler.exists():
-        pytest.skip("needs root and a registered qemu-ppc64le handler (scripts/bootstrap)")
-    handler.write_text("0")
-    try:
-        yield handler
-    finally:
-        handler.write_text("1")
-
-
-def test_missing_emulator_stops_the_session(
-    project: Project, ppc64le_handler_disabled: Path
-) -> None:
+def test_missing_emulator_stops_the_session(project: Project, ppc64le_disabled: Path) -> None:
     project.image("box", BUSYBOX_IMAGE)
     project.tests(
         """
@@ -123,7 +107,7 @@ def test_missing_emulator_stops_the_session(
     assert "exec format error" not in result.stdout.str() + result.stderr.str()
 
 
-def test_missing_emulator_skip_mode(project: Project, ppc64le_handler_disabled: Path) -> None:
+def test_missing_emulator_skip_mode(project: Project, ppc64le_disabled: Path) -> None:
     project.image("box", BUSYBOX_IMAGE)
     project.tests(
         """
