@@ -225,9 +225,8 @@ class HostSetup:
         if not missing:
             self.report.add("packages", "skipped", "all installed", self.log)
             return
-        stamp = Path("/var/lib/apt/lists")
-        if not any(stamp.glob("*_Packages")):
-            run_command(["apt-get", "-q", "update"], timeout=600)
+        # The package lists of a new machine may be old or absent: refresh them before installing.
+        run_command(["apt-get", "-q", "update"], timeout=600, hint="the Debian mirror must answer")
         env = {"DEBIAN_FRONTEND": "noninteractive"}
         run_command(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing],
