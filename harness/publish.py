@@ -31,6 +31,7 @@ _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PUBLISH_TIMEOUT = 600.0
 PLATFORM_TAG_SEPARATOR = "-"
+PUBLISH_PATH = "per-platform push of the tested image ids + buildx imagetools create"
 
 Log = Callable[[str], None]
 
@@ -206,6 +207,7 @@ class Publication:
     platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
     verified: dict[str, str] = field(default_factory=dict)  # platform -> uname -m seen
     detail: str = ""
+    path: str = PUBLISH_PATH
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -426,4 +428,6 @@ def format_publication_dicts(publications: Sequence[Mapping[str, Any]]) -> list[
             lines.append(f"  {plat:<14} {digest}" + (f"  (ran: {seen})" if seen else ""))
         if pub.get("detail"):
             lines.append(f"  {pub['detail']}")
+        if pub.get("status") == "published" and pub.get("path"):
+            lines.append(f"  path: {pub['path']}")
     return lines
