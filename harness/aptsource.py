@@ -19,7 +19,6 @@ from harness.paths import cache_dir
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 SOURCES_LIST = Path("/etc/apt/sources.list")
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-FOREIGN_ARCHES = ("amd64", "arm64", "armhf", "s390x", "ppc64el", "riscv64")
 
 
 @dataclass(frozen=True)
@@ -95,8 +94,9 @@ def configured_sources(
     return ConfiguredSources(tuple(debian or found))
 
 
-def private_apt_options(suite: str, state: Path) -> list[str]:
-    """apt-get options that use ``state`` for lists and caches, with ``suite`` as only source."""
+def private_apt_options(suite: str, arch: str, state: Path) -> list[str]:
+    """apt-get options that use ``state`` for lists and caches, with ``suite`` as only source
+    and ``arch`` as only architecture (fewer indexes: fewer chances to meet a mirror mid-sync)."""
     source = configured_sources().for_suite(suite)
     state.mkdir(parents=True, exist_ok=True)
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
@@ -116,16 +116,23 @@ def private_apt_options(suite: str, state: Path) -> list[str]:
         "Dir::State::Status=/dev/null",
         "-o",
         "APT::Sandbox::User=root",
+        "-o",
+        f"APT::Architecture={arch}",
+        "-o",
+        f"APT::Architectures::={arch}",
     ]
-    for arch in FOREIGN_ARCHES:
-        options += ["-o", f"APT::Architectures::={arch}"]
     return options
+
+
+def host_debian_arch() -> str:
+    return run_command(["dpkg", "--print-architecture"], timeout=30).stdout.strip()
 
 
 def apt_download(package: str, arch: str | None, suite: str, dest: Path) -> Path:
     """Download one .deb of ``package`` (for ``arch``) from ``suite`` into ``dest``."""
-    state = cache_dir() / "apt" / suite
-    options = private_apt_options(suite, state)
+    deb_arch = arch or host_debian_arch()
+    state = cache_dir() / "apt" / f"{suite}-{deb_arch}"
+    options = private_apt_options(suite, deb_arch, state)
     stamp = state / "lists" / ".updated"
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
         command = ["apt-get", "-q", *options, "update", "--error-on=any"]
@@ -140,12 +147,12 @@ def apt_download(package: str, arch: str | None, suite: str, dest: Path) -> Path
                     raise
                 time.sleep(10 * attempt)  # a mirror caught mid-sync usually recovers
         stamp.touch()
-    name = f"{package}:{arch}" if arch else package
+    name = f"{package}:{deb_arch}"
     dest.mkdir(parents=True, exist_ok=True)
     run_command(["apt-get", "-q", *options, "download", name], timeout=600, cwd=dest)
     prefix = package + "_"
     debs = sorted(p for p in dest.glob("*.deb") if p.name.startswith(prefix))
-    wanted = [p for p in debs if arch is None or p.name.endswith((f"_{arch}.deb", "_all.deb"))]
-    if not wanted:
+    matching = [p for p in debs if p.name.endswith((f"_{deb_arch}.deb", "_all.deb"))]
+    if not matching:
         raise MultiarchError(f"apt-get download {name} from {suite} produced no .deb in {dest}")
-    return wanted[-1]
+    return matching[-1]
