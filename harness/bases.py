@@ -8,6 +8,7 @@ second seeding only rebuilds and pushes tiny images.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -235,7 +236,14 @@ def seed_base(
     unsupported = tuple(f"{p.short}: {base.supports(p)}" for p in platforms if base.supports(p))
     main_ref = f"{registry}/{base.repository}:{base.tags[0]}"
     present = index_platforms(main_ref)
-    if wanted and all(p.name in present for p in wanted):
+    names = {p.name for p in wanted}
+    if (
+        wanted
+        and names <= present
+        and all(
+            names <= index_platforms(f"{registry}/{base.repository}:{tag}") for tag in base.tags[1:]
+        )
+    ):
         return SeedResult(main_ref, (), tuple(p.short for p in wanted), unsupported)
     built: list[str] = []
     reused: list[str] = []
@@ -256,14 +264,28 @@ def seed_base(
     for name in sorted(present - {p.name for p in wanted}):
         short = name.removeprefix("linux/").replace("/", "-")
         sources.append(f"{seed_repo}:{base.tags[0]}-{short}")
-    tag_args = [arg for tag in base.tags for arg in ("-t", f"{registry}/{base.repository}:{tag}")]
+    # One tag at a time: docker-registry's filesystem store answered 500 when imagetools
+    # pushed several tags of a new repository at once (seen on a fresh machine).
+    for index, tag in enumerate(base.tags):
+        command = docker(
+            "buildx",
+            "imagetools",
+            "create",
+            "-t",
+            f"{registry}/{base.repository}:{tag}",
+            *(sources if index == 0 else [main_ref]),
+        )
+        retrying(functools.partial(_create_index, command, registry), log)
+    refresh_local_copies(base)
+    return SeedResult(main_ref, tuple(built), tuple(reused), unsupported)
+
+
+def _create_index(command: list[str], registry: str) -> None:
     run_command(
-        docker("buildx", "imagetools", "create", *tag_args, *sources),
+        command,
         timeout=120,
         hint=f"is the local registry at {registry} running? (`multiarch host up`)",
     )
-    refresh_local_copies(base)
-    return SeedResult(main_ref, tuple(built), tuple(reused), unsupported)
 
 
 def refresh_local_copies(base: BaseImage) -> None:
