@@ -74,8 +74,32 @@ def missing_packages(names: Sequence[str]) -> list[str]:
     return missing
 
 
+def _process_alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an exited daemon whose parent never reaped
+    it still has a /proc entry, and pgrep still lists it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _daemon_running(name: str) -> bool:
-    return run_command(["pgrep", "-x", name], timeout=10, check=False).ok
+    listed = run_command(["pgrep", "-x", name], timeout=10, check=False).stdout.split()
+    return any(_process_alive(int(pid)) for pid in listed if pid.isdigit())
+
+
+def _remove_stale_pidfile(pidfile: Path) -> bool:
+    """Remove ``pidfile`` when the process it names is gone (or a zombie): dockerd refuses to
+    start while /proc/<pid> of a dead predecessor still exists."""
+    try:
+        text = pidfile.read_text().strip()
+    except OSError:
+        return False
+    if text.isdigit() and _process_alive(int(text)):
+        return False
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
 def _engine_answers() -> bool:
@@ -296,6 +320,8 @@ class HostSetup:
             _start_background(["containerd"], "containerd.log")
             _wait_for(lambda: Path("/run/containerd/containerd.sock").exists(), 30)
         if not _daemon_running("dockerd"):
+            if _remove_stale_pidfile(DOCKER_PIDFILE):
+                self.log(f"  removed stale {DOCKER_PIDFILE}")
             _start_background(["dockerd"], "dockerd.log")
         if not _wait_for(_engine_answers, 90, interval=1):
             raise MultiarchError(
@@ -315,7 +341,7 @@ class HostSetup:
                 f"{DAEMON_JSON} changed; restart dockerd to apply it (no pid in {DOCKER_PIDFILE})"
             )
         os.kill(int(pid_text), signal.SIGTERM)
-        _wait_for(lambda: not Path(f"/proc/{pid_text}").exists(), 60)
+        _wait_for(lambda: not _process_alive(int(pid_text)), 60)
         self._start_engine()
 
     def step_emulators(self) -> None:

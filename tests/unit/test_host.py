@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness import host
 from harness.host import DEFAULT_REGISTRY_PORT, desired_daemon_json, registry_address
 
 MIRROR = "http://127.0.0.1:5000"
@@ -98,3 +103,39 @@ def test_registry_address_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("MULTIARCH_REGISTRY_PORT", "6000")
     assert registry_address() == "127.0.0.1:6000"
     assert registry_address(None) == "127.0.0.1:6000"
+
+
+def _zombie() -> subprocess.Popen[bytes]:
+    """A child that has exited but is not reaped yet: what a killed daemon leaves behind when
+    its parent never waits for it."""
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return child
+
+
+def test_a_zombie_is_not_a_running_daemon() -> None:
+    child = _zombie()
+    try:
+        assert host._process_alive(child.pid) is False
+        assert host._process_alive(os.getpid()) is True
+    finally:
+        child.wait()
+    assert host._process_alive(child.pid) is False
+
+
+def test_stale_pidfile_is_removed_but_a_live_one_is_kept(tmp_path: Path) -> None:
+    pidfile = tmp_path / "docker.pid"
+    child = _zombie()
+    try:
+        pidfile.write_text(f"{child.pid}\n")
+        assert host._remove_stale_pidfile(pidfile) is True
+        assert not pidfile.exists()
+    finally:
+        child.wait()
+    pidfile.write_text(str(os.getpid()))
+    assert host._remove_stale_pidfile(pidfile) is False
+    assert pidfile.exists()
+    assert host._remove_stale_pidfile(tmp_path / "absent.pid") is False
