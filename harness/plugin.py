@@ -616,6 +616,11 @@ class ResultsCollector:
             float(report.duration),
             hasattr(report, "wasxfail"),
         )
+        self.results.record_span(
+            str(data.get("platform", "")),
+            float(getattr(report, "start", 0.0)),
+            float(getattr(report, "stop", 0.0)),
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

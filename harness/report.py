@@ -30,6 +30,7 @@ class Results:
     engine: dict[str, str] = field(default_factory=dict)
     emulators: dict[str, str] = field(default_factory=dict)
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     publications: list[dict[str, Any]] = field(default_factory=list)
 
     def record_phase(
@@ -67,6 +68,17 @@ class Results:
             cells[(test.image, test.platform)][test.outcome] += 1
         return cells
 
+    def record_span(self, platform: str, start: float, stop: float) -> None:
+        """Widen ``platform``'s wall-clock span to cover one test phase (epoch seconds)."""
+        if start <= 0 or stop < start:
+            return
+        first, last = self.spans.get(platform, (start, stop))
+        self.spans[platform] = (min(first, start), max(last, stop))
+
+    def platform_wall_seconds(self) -> dict[str, float]:
+        """From the first test phase of a platform to its last: wall time, whatever -n is."""
+        return {plat: last - first for plat, (first, last) in self.spans.items()}
+
     def platform_seconds(self) -> dict[str, float]:
         totals: dict[str, float] = defaultdict(float)
         for test in self.tests.values():
@@ -90,6 +102,9 @@ class Results:
             rows.append(row)
         seconds = self.platform_seconds()
         rows.append(["time", *(f"{seconds.get(p, 0.0):.1f}s" for p in platforms)])
+        if self.spans:
+            wall = self.platform_wall_seconds()
+            rows.append(["wall", *(f"{wall.get(p, 0.0):.1f}s" for p in platforms)])
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)) for r in rows]
         if self.builds:
@@ -122,6 +137,7 @@ class Results:
                 for (image, plat), counts in sorted(cells.items())
             ],
             "platform_seconds": self.platform_seconds(),
+            "platform_wall_seconds": self.platform_wall_seconds(),
             "images": self.images,
             "publish": self.publications,
         }

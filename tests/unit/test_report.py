@@ -315,3 +315,18 @@ def test_to_json_empty() -> None:
     assert data["tests"] == []
     assert data["matrix"] == []
     assert data["builds"] == []
+
+
+def test_wall_time_spans_each_platform_from_first_start_to_last_stop() -> None:
+    results = Results(platforms=["amd64", "arm64"])
+    results.record_span("arm64", 100.0, 103.0)
+    results.record_span("arm64", 101.0, 110.5)  # overlapping, as with xdist
+    results.record_span("amd64", 100.0, 101.0)
+    results.record_span("amd64", 0.0, 0.0)  # a report without timestamps is ignored
+    assert results.platform_wall_seconds() == {"arm64": 10.5, "amd64": 1.0}
+    results.record_phase("t::a[arm64]", "img", "arm64", "call", "passed", 3.0, False)
+    results.record_phase("t::a[amd64]", "img", "amd64", "call", "passed", 1.0, False)
+    wall_row = next(line for line in results.format_lines() if line.startswith("wall"))
+    assert "1.0s" in wall_row
+    assert "10.5s" in wall_row
+    assert results.to_json()["platform_wall_seconds"] == {"arm64": 10.5, "amd64": 1.0}
