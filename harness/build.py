@@ -149,9 +149,19 @@ def build_image(
             time.monotonic() - start,
             f"build of image {spec.name!r} for {platform.name} failed "
             f"(exit {exc.returncode}); command: {' '.join(exc.command)}\n"
-            f"last lines of the build log:\n{_tail(exc.stderr or exc.stdout)}",
+            f"last lines of the build log:\n{_tail(exc.stderr or exc.stdout)}"
+            + _hint(exc.stderr + exc.stdout, platform),
         )
     return _found(spec, platform, tag, time.monotonic() - start)
+
+
+def _hint(log: str, platform: Platform) -> str:
+    if "no match for platform in manifest" in log:
+        return (
+            f"\nhint: a base image (FROM) has no {platform.name} variant. Offline, seed the "
+            f"local mirror with it: `multiarch host up --platforms {platform.short}`"
+        )
+    return ""
 
 
 def _failed(spec: ImageSpec, platform: Platform, tag: str, seconds: float, why: str) -> BuildRecord:

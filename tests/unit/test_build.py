@@ -303,3 +303,14 @@ def test_image_tag_arm_v7(image_dir: Path) -> None:
 def test_image_tag_uses_spec_name(image_dir: Path) -> None:
     spec = replace(spec_for(image_dir), name="renamed")
     assert image_tag(spec, AMD64).startswith("pytest-multiarch/renamed:")
+
+
+def test_failed_build_hints_at_a_missing_base_variant() -> None:
+    from harness.build import _hint
+    from harness.platforms import lookup
+
+    s390x = lookup("s390x")
+    hint = _hint("#2 ERROR: no match for platform in manifest: not found", s390x)
+    assert "has no linux/s390x variant" in hint
+    assert "multiarch host up --platforms s390x" in hint
+    assert _hint("#5 ERROR: process did not complete successfully", s390x) == ""
