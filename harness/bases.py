@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 import shutil
 import tarfile
@@ -24,6 +23,7 @@ from harness.aptsource import apt_download, configured_sources
 from harness.commands import run_command
 from harness.engine import docker
 from harness.errors import CommandError, MultiarchError
+from harness.manifests import listed_platforms
 from harness.paths import cache_dir
 from harness.platforms import Platform
 
@@ -210,22 +210,7 @@ class SeedResult:
 
 def index_platforms(reference: str) -> set[str]:
     """The platforms of the manifest list at ``reference`` (empty when there is none)."""
-    result = run_command(
-        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=60, check=False
-    )
-    if not result.ok:
-        return set()
-    data = json.loads(result.stdout)
-    found: set[str] = set()
-    for entry in data.get("manifests", []):
-        plat = entry.get("platform") or {}
-        if plat.get("os") == "unknown":
-            continue  # attestation manifests
-        name = "/".join(
-            p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
-        )
-        found.add(name)
-    return found
+    return listed_platforms(reference) or set()
 
 
 def seed_base(

@@ -12,7 +12,8 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -212,6 +213,17 @@ def _take_ref_classic(
     return _found(spec, platform, tag, time.monotonic() - start)
 
 
+# Checks a freshly made image for its platform: "" when it is right, else why it is not.
+Verify = Callable[[BuildRecord], str]
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    record: BuildRecord
+    produced: bool  # this call made the record, so it is the one that reports it
+    unusable: str = ""  # why the built image must not be tested (e.g. the wrong architecture)
+
+
 class BuildCoordinator:
     """Builds each (image, platform) once per run, shared by every process of the run.
 
@@ -224,13 +236,14 @@ class BuildCoordinator:
         self.state_dir = state_dir
         self.mode = mode
         self.classic_store = classic_store
-        self._seen: dict[tuple[str, str], BuildRecord] = {}
+        self._seen: dict[tuple[str, str], BuildOutcome] = {}
 
-    def get(self, spec: ImageSpec, platform: Platform) -> tuple[BuildRecord, bool]:
-        """The build record, and whether this call is the one that produced it in this run."""
+    def get(self, spec: ImageSpec, platform: Platform, verify: Verify) -> BuildOutcome:
+        """The build record of ``spec`` for ``platform``, made (and checked with ``verify``) by
+        the first process of the run that asks; the others read what it found."""
         key = (spec.name, platform.name)
         if key in self._seen:
-            return self._seen[key], False
+            return replace(self._seen[key], produced=False)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{spec.name}--{platform.short}"
         result_file = self.state_dir / f"{stem}.json"
@@ -238,11 +251,14 @@ class BuildCoordinator:
         lock_name = f"{spec.name}--ref" if spec.ref and self.classic_store else stem
         with FileLock(str(self.state_dir / f"{lock_name}.lock")):
             if result_file.exists():
-                record = BuildRecord(**json.loads(result_file.read_text()))
-                produced = False
+                data = json.loads(result_file.read_text())
+                outcome = BuildOutcome(BuildRecord(**data["record"]), False, data["unusable"])
             else:
                 record = build_image(spec, platform, self.mode, classic_store=self.classic_store)
-                result_file.write_text(json.dumps(record.to_dict()))
-                produced = True
-        self._seen[key] = record
-        return record, produced
+                unusable = "" if record.error else verify(record)
+                result_file.write_text(
+                    json.dumps({"record": record.to_dict(), "unusable": unusable})
+                )
+                outcome = BuildOutcome(record, True, unusable)
+        self._seen[key] = outcome
+        return outcome

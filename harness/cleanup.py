@@ -11,24 +11,14 @@ from dataclasses import dataclass
 from harness.commands import run_command
 from harness.containers import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
 from harness.engine import docker
-
-
-def _process_start_ticks(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    # Field 22 (starttime) comes after the command name, which may contain spaces: split after ')'.
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None
+from harness.processes import start_ticks
 
 
 def owner_id(pid: int | None = None) -> str:
     """``host:pid:starttime`` of the process that owns a run; the start time guards against a
     recycled pid being taken for the owner."""
     pid = pid or os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start_ticks(pid) or '?'}"
+    return f"{socket.gethostname()}:{pid}:{start_ticks(pid) or '?'}"
 
 
 def owner_alive(owner: str) -> bool | None:
@@ -40,7 +30,7 @@ def owner_alive(owner: str) -> bool | None:
         return None
     if not ticks:
         return None
-    current = _process_start_ticks(int(pid_text))
+    current = start_ticks(int(pid_text))
     if current is None:
         return False
     return ticks in ("?", current)

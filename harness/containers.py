@@ -21,7 +21,7 @@ from harness.commands import run_command
 from harness.engine import docker
 from harness.errors import CommandError, MultiarchError
 from harness.images import ImageSpec, WaitSpec
-from harness.platforms import Platform
+from harness.platforms import Platform, native_machine
 
 RUN_LABEL = "pytest-multiarch.run"
 OWNER_LABEL = "pytest-multiarch.owner"
@@ -83,14 +83,8 @@ def check_uname(answer: str, platform: Platform, what: str) -> None:
         raise WrongArchitecture(
             f"{what} reports machine {machine!r} from `uname -m`, but {platform.name} answers "
             f"{platform.uname!r}: the container ran the wrong architecture"
-            + (" (natively, without QEMU)" if machine == _native_uname() else "")
+            + (" (natively, without QEMU)" if machine == native_machine() else "")
         )
-
-
-def _native_uname() -> str:
-    import platform as stdlib_platform
-
-    return stdlib_platform.machine()
 
 
 _MISSING_EXECUTABLE = re.compile(

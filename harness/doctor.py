@@ -6,12 +6,12 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from harness.commands import run_command
 from harness.emulation import check_emulator
 from harness.engine import EngineInfo, buildx_info, docker, engine_info
 from harness.errors import CommandError, EngineUnavailable
+from harness.manifests import listed_platforms
 from harness.platforms import Platform
 
 PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
@@ -60,35 +60,18 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
     return checks, info
 
 
-def _manifest_platforms(reference: str) -> set[str] | None:
-    result = run_command(
-        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=30, check=False
-    )
-    if not result.ok:
-        return None
-    data: dict[str, Any] = json.loads(result.stdout)
-    if "manifests" not in data:
-        return set()  # a single-platform manifest: platform unknown without fetching config
-    found = set()
-    for entry in data["manifests"]:
-        plat = entry.get("platform") or {}
-        parts = (plat.get("os"), plat.get("architecture"), plat.get("variant"))
-        found.add("/".join(p for p in parts if p))
-    return found
-
-
 def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
     """For each base reference: where it comes from and which platforms it has."""
     available: dict[str, tuple[str, set[str]]] = {}
     for reference in BASE_REFERENCES:
-        public = _manifest_platforms(reference)
+        public = listed_platforms(reference, timeout=30)
         if public is not None:
             available[reference] = ("registry", public)
             continue
         for mirror in info.registry_mirrors:
             host = mirror.split("://", 1)[-1].rstrip("/")
             name, _, tag = reference.partition(":")
-            mirrored = _manifest_platforms(f"{host}/library/{name}:{tag}")
+            mirrored = listed_platforms(f"{host}/library/{name}:{tag}", timeout=30)
             if mirrored is not None:
                 available[reference] = (f"mirror {host}", mirrored)
                 break

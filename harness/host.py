@@ -29,6 +29,7 @@ from harness.engine import docker, engine_info
 from harness.errors import CommandError, EngineUnavailable, MultiarchError
 from harness.paths import LOG_DIR, STATE_DIR
 from harness.platforms import Platform
+from harness.processes import alive
 
 DAEMON_JSON = Path(os.environ.get("MULTIARCH_DAEMON_JSON", "/etc/docker/daemon.json"))
 DOCKER_PIDFILE = Path("/var/run/docker.pid")
@@ -74,19 +75,9 @@ def missing_packages(names: Sequence[str]) -> list[str]:
     return missing
 
 
-def _process_alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (an exited daemon whose parent never reaped
-    it still has a /proc entry, and pgrep still lists it)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-
-
 def _daemon_running(name: str) -> bool:
     listed = run_command(["pgrep", "-x", name], timeout=10, check=False).stdout.split()
-    return any(_process_alive(int(pid)) for pid in listed if pid.isdigit())
+    return any(alive(int(pid)) for pid in listed if pid.isdigit())
 
 
 def _remove_stale_pidfile(pidfile: Path) -> bool:
@@ -96,7 +87,7 @@ def _remove_stale_pidfile(pidfile: Path) -> bool:
         text = pidfile.read_text().strip()
     except OSError:
         return False
-    if text.isdigit() and _process_alive(int(text)):
+    if text.isdigit() and alive(int(text)):
         return False
     pidfile.unlink(missing_ok=True)
     return True
@@ -341,7 +332,7 @@ class HostSetup:
                 f"{DAEMON_JSON} changed; restart dockerd to apply it (no pid in {DOCKER_PIDFILE})"
             )
         os.kill(int(pid_text), signal.SIGTERM)
-        _wait_for(lambda: not _process_alive(int(pid_text)), 60)
+        _wait_for(lambda: not alive(int(pid_text)), 60)
         self._start_engine()
 
     def step_emulators(self) -> None:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from harness.build import BUILD_MODES
 from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup, parse_platforms
 from harness.report import Results
 
-BUILD_MODES = ("auto", "always", "never")  # harness.build checks the same list
 MISSING_EMULATOR_MODES = ("error", "skip")
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()
@@ -389,9 +389,7 @@ def _marker_platforms(marker: pytest.Mark, where: str) -> list[Platform]:
     return found
 
 
-def _image_spec(
-    node: pytest.Item | pytest.Function | Any, config: pytest.Config
-) -> ImageSpec | None:
+def _image_spec(node: pytest.Item, config: pytest.Config) -> ImageSpec | None:
     marker = node.get_closest_marker("image")
     if marker is None:
         return None
@@ -486,8 +484,6 @@ def platform(request: pytest.FixtureRequest) -> Platform:
 @pytest.fixture
 def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
     """The image of ``@pytest.mark.image(name)`` built for this platform (BuiltImage)."""
-    from harness.session import WrongArchitecture
-
     spec = _image_spec(request.node, request.config)
     if spec is None:
         pytest.fail(
@@ -501,8 +497,7 @@ def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
         built, record = harness.image(spec, platform)
     except ImageUnavailable as exc:
         _stash_build(request, exc.record)
-        prefix = "wrong architecture: " if isinstance(exc.__cause__, WrongArchitecture) else ""
-        failure = f"{prefix}{exc}"
+        failure = str(exc)
     else:
         _stash_build(request, record)
         return built

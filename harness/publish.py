@@ -8,8 +8,6 @@ is rebuilt between test and push.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 import urllib.error
@@ -21,6 +19,7 @@ from typing import Any
 from harness.commands import run_command
 from harness.engine import docker
 from harness.errors import CommandError, MultiarchError
+from harness.manifests import RegistryReadError, fetch_manifest, platform_digests
 from harness.platforms import lookup
 
 _HOST = re.compile(
@@ -52,10 +51,11 @@ class Destination:
         parts = [self.registry, self.namespace, image] if self.namespace else [self.registry, image]
         return "/".join(parts)
 
-    @property
-    def plain_http(self) -> bool:
-        host = self.registry.rsplit(":", 1)[0] if ":" in self.registry else self.registry
-        return host in ("localhost", "::1") or host.startswith("127.")
+
+def registry_scheme(registry: str) -> str:
+    """Docker talks plain HTTP to loopback registries and HTTPS to every other one."""
+    host = registry.rsplit(":", 1)[0] if ":" in registry else registry
+    return "http" if host in ("localhost", "::1") or host.startswith("127.") else "https"
 
 
 def parse_destination(target: str, tag: str, *, source: str = "--publish") -> Destination:
@@ -146,25 +146,14 @@ def candidates(report: Mapping[str, Any], destination: Destination) -> list[Cand
 
 def _raw_manifest(reference: str) -> tuple[str, dict[str, Any]] | None:
     """(digest, manifest) of ``reference`` in its registry, None when it does not exist."""
-    result = run_command(
-        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=120, check=False
-    )
-    if not result.ok:
-        text = result.stderr.lower()
-        if "not found" in text or "manifest unknown" in text:
-            return None
-        raise PublishError(
-            f"cannot read {reference} from its registry: {result.stderr.strip()[-400:]}"
-        )
-    raw = result.stdout.encode()  # imagetools prints the manifest's bytes as stored
-    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-    manifest: dict[str, Any] = json.loads(result.stdout)
-    return digest, manifest
+    try:
+        return fetch_manifest(reference, timeout=120)
+    except RegistryReadError as exc:
+        raise PublishError(str(exc)) from None
 
 
 def check_reachable(destination: Destination) -> None:
-    scheme = "http" if destination.plain_http else "https"
-    url = f"{scheme}://{destination.registry}/v2/"
+    url = f"{registry_scheme(destination.registry)}://{destination.registry}/v2/"
     try:
         with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a registry URL we built
             return
@@ -180,19 +169,6 @@ def check_reachable(destination: Destination) -> None:
             f"registry {destination.registry} is not reachable at {url}: {reason}; "
             "nothing was pushed"
         ) from None
-
-
-def _index_entries(manifest: Mapping[str, Any]) -> dict[str, str]:
-    entries = {}
-    for entry in manifest.get("manifests", []):
-        plat = entry.get("platform") or {}
-        if plat.get("os") == "unknown":
-            continue
-        name = "/".join(
-            p for p in (plat.get("os"), plat.get("architecture"), plat.get("variant")) if p
-        )
-        entries[name] = str(entry["digest"])
-    return entries
 
 
 # ---- publishing one image ------------------------------------------------------------------------
@@ -227,7 +203,7 @@ def _push_platform(repository: str, tag: str, platform_name: str, image_id: str,
     if found is None:
         raise PublishError(f"{reference} is not in the registry after docker push")
     digest, manifest = found
-    entries = _index_entries(manifest)
+    entries = platform_digests(manifest)
     if entries:  # the engine pushed an index: take this platform's manifest from it
         if platform_name not in entries:
             raise PublishError(f"{reference} holds no {platform_name} manifest")
@@ -246,7 +222,7 @@ def _push_platform(repository: str, tag: str, platform_name: str, image_id: str,
 def _holds_tested(repository: str, index: Mapping[str, Any], tested: Mapping[str, str]) -> bool:
     """Whether ``index`` lists exactly the tested platforms, each entry being the tested image
     (its manifest digest on the containerd store, its config digest on the classic store)."""
-    entries = _index_entries(index)
+    entries = platform_digests(index)
     if set(entries) != set(tested):
         return False
     for platform_name, digest in entries.items():
@@ -264,7 +240,7 @@ def _verify_index(reference: str, expected: Mapping[str, str]) -> tuple[str, dic
     if found is None:
         raise PublishError(f"{reference} is missing right after it was created")
     digest, manifest = found
-    entries = _index_entries(manifest)
+    entries = platform_digests(manifest)
     if entries != dict(expected):
         raise PublishError(
             f"{reference} lists {entries}, expected exactly the tested {dict(expected)}"
@@ -332,9 +308,8 @@ def _restore(reference: str, previous: str | None, repository: str, log: Log) ->
     if found is None:
         return "the tag was not created"
     registry, _, path = repository.partition("/")
-    scheme = "http" if registry.startswith(("127.", "localhost")) else "https"
     request = urllib.request.Request(  # noqa: S310 - a registry URL we built
-        f"{scheme}://{registry}/v2/{path}/manifests/{found[0]}", method="DELETE"
+        f"{registry_scheme(registry)}://{registry}/v2/{path}/manifests/{found[0]}", method="DELETE"
     )
     try:
         with urllib.request.urlopen(request, timeout=30):  # noqa: S310
@@ -361,7 +336,7 @@ def publish_candidate(
                     reference,
                     "unchanged",
                     previous[0],
-                    _index_entries(previous[1]),
+                    platform_digests(previous[1]),
                     detail="the tag already points at exactly these tested images",
                 )
             if not overwrite:

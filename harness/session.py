@@ -109,17 +109,21 @@ class Harness:
         self.settings = settings
         self.labels = Labels(settings.run_id, settings.owner, settings.keep_containers)
         self._builds: BuildCoordinator | None = None
-        self._verified: dict[tuple[str, str], str] = {}
         self._started = False
 
     def start(self) -> None:
         if self._started:
             return
         self._started = True
-        marker = run_state_dir(self.settings.run_id)
-        marker.mkdir(parents=True, exist_ok=True)
-        (marker / "docker-used").touch()
+        state = run_state_dir(self.settings.run_id)
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "docker-used").touch()
         # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
+        # Once per run: the first process to get here does it, not every xdist worker.
+        try:
+            (state / "swept").open("x").close()
+        except FileExistsError:
+            return
         sweep(None)
 
     @property
@@ -138,30 +142,32 @@ class Harness:
         produced it (so it is reported once per run)."""
         try:
             self.start()
-            record, produced = self.builds.get(spec, platform)
+            outcome = self.builds.get(
+                spec, platform, lambda record: self._check(record.reference, platform)
+            )
         except MultiarchError as exc:  # no engine, no docker CLI, ...
             raise ImageUnavailable(str(exc), None) from exc
-        reported = record if produced else None
-        if record.error:
-            raise ImageUnavailable(record.error, reported)
-        try:
-            self.verify(record.reference, platform)
-        except MultiarchError as exc:
-            raise ImageUnavailable(str(exc), reported) from exc
-        built = BuiltImage(spec.name, record.reference, record.image_id, platform, spec)
-        return built, record if produced else None
+        record = outcome.record
+        reported = record if outcome.produced else None
+        if record.error or outcome.unusable:
+            raise ImageUnavailable(record.error or outcome.unusable, reported)
+        return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
-    def verify(self, reference: str, platform: Platform) -> None:
-        """Architecture truth, once per (image, platform) and process: the image's recorded
-        platform, then ``uname -m`` in a fresh container when the image has ``uname``."""
-        key = (reference, platform.name)
-        if key in self._verified:
-            return
-        check_image_platform(reference, platform)
-        answer = probe_uname(reference, platform, self.labels, self.settings.timeout(60, platform))
-        if answer is not None:
-            check_uname(answer, platform, f"image {reference}")
-        self._verified[key] = answer.strip() if answer else ""
+    def _check(self, reference: str, platform: Platform) -> str:
+        """Architecture truth, once per (image, platform) and run: the image's recorded platform,
+        then ``uname -m`` in a fresh container when the image has ``uname``."""
+        try:
+            check_image_platform(reference, platform)
+            answer = probe_uname(
+                reference, platform, self.labels, self.settings.timeout(60, platform)
+            )
+            if answer is not None:
+                check_uname(answer, platform, f"image {reference}")
+        except WrongArchitecture as exc:
+            return f"wrong architecture: {exc}"
+        except MultiarchError as exc:
+            return str(exc)
+        return ""
 
 
 class Runner:
@@ -221,4 +227,4 @@ def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:
     return reasons
 
 
-__all__ = ["BuiltImage", "Harness", "Runner", "Settings", "WrongArchitecture", "unusable_reasons"]
+__all__ = ["BuiltImage", "Harness", "Runner", "Settings", "unusable_reasons"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from harness import host
+from harness import host, processes
 from harness.host import DEFAULT_REGISTRY_PORT, desired_daemon_json, registry_address
 
 MIRROR = "http://127.0.0.1:5000"
@@ -119,11 +119,11 @@ def _zombie() -> subprocess.Popen[bytes]:
 def test_a_zombie_is_not_a_running_daemon() -> None:
     child = _zombie()
     try:
-        assert host._process_alive(child.pid) is False
-        assert host._process_alive(os.getpid()) is True
+        assert processes.alive(child.pid) is False
+        assert processes.alive(os.getpid()) is True
     finally:
         child.wait()
-    assert host._process_alive(child.pid) is False
+    assert processes.alive(child.pid) is False
 
 
 def test_stale_pidfile_is_removed_but_a_live_one_is_kept(tmp_path: Path) -> None:
