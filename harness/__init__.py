@@ -14,16 +14,16 @@ from harness.errors import MultiarchError
 from harness.platforms import Platform
 
 if TYPE_CHECKING:
-    from harness.containers import RunResult, WrongArchitecture
-    from harness.session import BuiltImage
+    from harness.runtime.containers import RunResult, WrongArchitecture
+    from harness.runtime.session import BuiltImage
 
 __all__ = ["BuiltImage", "MultiarchError", "Platform", "RunResult", "WrongArchitecture"]
 __version__ = "0.1.0"
 
 _LAZY = {
-    "BuiltImage": "harness.session",
-    "RunResult": "harness.containers",
-    "WrongArchitecture": "harness.containers",
+    "BuiltImage": "harness.runtime.session",
+    "RunResult": "harness.runtime.containers",
+    "WrongArchitecture": "harness.runtime.containers",
 }
 
 

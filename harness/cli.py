@@ -44,8 +44,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:
-    from harness.bases import seedable
-    from harness.host import HostSetup
+    from harness.provision.bases import seedable
+    from harness.provision.host import HostSetup
 
     spec, source = (
         (args.platforms, "--platforms") if args.platforms else _default_platforms("amd64,arm64")
@@ -70,7 +70,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.matrix import matrix_entries, project_platforms
+    from harness.run.matrix import matrix_entries, project_platforms
 
     names = project_platforms(Path(args.pyproject))
     if args.json:
@@ -84,7 +84,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.matrix import markdown_summary, merge_reports
+    from harness.run.matrix import markdown_summary, merge_reports
 
     merged = merge_reports([Path(p) for p in args.reports])
     print(json.dumps(merged, indent=2) if args.json else markdown_summary(merged))
@@ -96,7 +96,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.publish import format_publication_dicts, parse_destination, publish_report
+    from harness.publish.push import format_publication_dicts, parse_destination, publish_report
 
     destination = parse_destination(args.to, args.tag, source="--to")
     path = Path(args.report)

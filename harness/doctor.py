@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 
 from harness.commands import run_command
 from harness.emulation import check_emulator
-from harness.engine import EngineInfo, buildx_info, docker, engine_info
+from harness.runtime.engine import EngineInfo, buildx_info, docker, engine_info
 from harness.errors import CommandError, EngineUnavailable
-from harness.manifests import listed_platforms
+from harness.publish.registry import listed_platforms
 from harness.platforms import Platform
 
 PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.build import BUILD_MODES
+from harness.runtime.build import BUILD_MODES
 from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup, parse_platforms
-from harness.report import Results
+from harness.run.report import Results
 
 MISSING_EMULATOR_MODES = ("error", "skip")
 
@@ -32,8 +32,8 @@ ITEM_BUILDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
 ITEM_CONTAINERS_KEY = pytest.StashKey[list[tuple[str, Any]]]()
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
-    from harness.publish import Destination
-    from harness.session import BuiltImage, Harness, Runner, Settings
+    from harness.publish.push import Destination
+    from harness.runtime.session import BuiltImage, Harness, Runner, Settings
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -160,9 +160,9 @@ def _choice(config: pytest.Config, dest: str, ini: str, option: str, choices: Se
 
 
 def _resolve_settings(config: pytest.Config) -> Settings:
-    from harness.cleanup import owner_id
+    from harness.runtime.cleanup import owner_id
     from harness.emulation import check_emulator
-    from harness.session import Settings, unusable_reasons
+    from harness.runtime.session import Settings, unusable_reasons
 
     found = _value(
         config, "multiarch_platforms", "multiarch_platforms", "--platforms", "MULTIARCH_PLATFORMS"
@@ -266,7 +266,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "xfail_platforms(*names, reason=...): expect this test to fail on these platforms",
     )
-    from harness.session import Settings
+    from harness.runtime.session import Settings
 
     if _is_worker(config):
         workerinput: Mapping[str, Any] = config.workerinput  # type: ignore[attr-defined]
@@ -299,7 +299,7 @@ def _publisher(config: pytest.Config) -> Publisher | None:
     found = _value(config, "multiarch_publish", "multiarch_publish", "--publish")
     if found is None:
         return None
-    from harness.publish import PublishError, parse_destination
+    from harness.publish.push import PublishError, parse_destination
 
     tag_found = _value(config, "multiarch_publish_tag", "multiarch_publish_tag", "--publish-tag")
     try:
@@ -324,7 +324,7 @@ class Publisher:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        from harness.publish import PublishError, publish_report
+        from harness.publish.push import PublishError, publish_report
 
         results = session.config.stash[RESULTS_KEY]
         _describe_images(session.config, results)
@@ -461,7 +461,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _harness(config: pytest.Config) -> Harness:
-    from harness.session import Harness
+    from harness.runtime.session import Harness
 
     harness = config.stash.get(HARNESS_KEY, None)
     if harness is None:
@@ -490,7 +490,7 @@ def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
             f"{request.node.nodeid} uses an image fixture but has no @pytest.mark.image(name)",
             pytrace=False,
         )
-    from harness.session import ImageUnavailable
+    from harness.runtime.session import ImageUnavailable
 
     harness = _harness(request.config)
     try:
@@ -516,7 +516,7 @@ def container(
     """A started testcontainers container of the image, ready per image.toml [wait]."""
     from docker.errors import DockerException
 
-    from harness.containers import (
+    from harness.runtime.containers import (
         WrongArchitecture,
         check_uname,
         exec_uname,
@@ -556,7 +556,7 @@ def container(
 @pytest.fixture
 def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
-    from harness.session import Runner
+    from harness.runtime.session import Runner
 
     return Runner(_harness(request.config), image, platform)
 
@@ -582,7 +582,7 @@ def pytest_runtest_makereport(
     report.multiarch = data  # type: ignore[attr-defined]  # carried to the controller by xdist
     report.user_properties.append(("platform", plat.name))
     if report.failed:
-        from harness.containers import container_logs
+        from harness.runtime.containers import container_logs
 
         for short, started in item.stash.get(ITEM_CONTAINERS_KEY, []):
             logs = container_logs(started, lines=200)
@@ -634,7 +634,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
     if results.publications:
-        from harness.publish import format_publication_dicts
+        from harness.publish.push import format_publication_dicts
 
         terminalreporter.write_sep("=", "multiarch: publish")
         for line in format_publication_dicts(results.publications):
@@ -649,13 +649,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or _is_worker(config):
         return
-    from harness.session import run_state_dir
+    from harness.runtime.session import run_state_dir
 
     state = run_state_dir(settings.run_id)
     if not state.exists():
         return  # no process of this run touched Docker
     if not settings.keep_containers:
-        from harness.cleanup import sweep
+        from harness.runtime.cleanup import sweep
 
         with contextlib.suppress(MultiarchError):  # engine gone: the next run reaps by label
             sweep(settings.run_id)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.bases import BASE_IMAGES
-from harness.host import HostSetup
+from harness.provision.bases import BASE_IMAGES
+from harness.provision.host import HostSetup
 from harness.platforms import parse_platforms
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).

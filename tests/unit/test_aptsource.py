@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.aptsource import (
+from harness.provision.aptsource import (
     AptSource,
     ConfiguredSources,
     configured_sources,

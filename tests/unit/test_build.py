@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness.build import IMAGE_LABEL, build_command, image_tag, input_digest
+from harness.runtime.build import IMAGE_LABEL, build_command, image_tag, input_digest
 from harness.images import ImageSpec
 from harness.platforms import KNOWN_PLATFORMS, Platform, lookup
 
@@ -22,7 +22,7 @@ ARMV7 = lookup("arm/v7")
 @pytest.fixture(autouse=True)
 def plain_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     # MULTIARCH_DOCKER may point the module constant elsewhere; these tests expect "docker".
-    monkeypatch.setattr("harness.engine.DOCKER", "docker")
+    monkeypatch.setattr("harness.runtime.engine.DOCKER", "docker")
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ def test_build_command_platform_is_oci_name(image_dir: Path, known: Platform) ->
 def test_build_command_uses_engine_docker_constant(
     image_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("harness.engine.DOCKER", "/opt/bin/docker")
+    monkeypatch.setattr("harness.runtime.engine.DOCKER", "/opt/bin/docker")
     assert build_command(spec_for(image_dir), AMD64, "t")[0] == "/opt/bin/docker"
 
 
@@ -306,7 +306,7 @@ def test_image_tag_uses_spec_name(image_dir: Path) -> None:
 
 
 def test_failed_build_hints_at_a_missing_base_variant() -> None:
-    from harness.build import _hint
+    from harness.runtime.build import _hint
     from harness.platforms import lookup
 
     s390x = lookup("s390x")

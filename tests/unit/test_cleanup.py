@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.cleanup import owner_alive, owner_id
+from harness.runtime.cleanup import owner_alive, owner_id
 
 
 def dead_pid() -> int:

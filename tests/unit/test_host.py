@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from harness import host, processes
-from harness.host import DEFAULT_REGISTRY_PORT, desired_daemon_json, registry_address
+from harness import processes
+from harness.provision import host
+from harness.provision.host import DEFAULT_REGISTRY_PORT, desired_daemon_json, registry_address
 
 MIRROR = "http://127.0.0.1:5000"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.matrix import markdown_summary, matrix_entries, merge_reports, project_platforms
+from harness.run.matrix import markdown_summary, matrix_entries, merge_reports, project_platforms
 from harness.platforms import lookup
 
 ROOT = Path(__file__).resolve().parents[2]

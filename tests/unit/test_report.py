@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import OUTCOMES, Results
+from harness.run.report import OUTCOMES, Results
 
 Phase = tuple[str, str, float, bool]  # when, outcome, seconds, wasxfail
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness.platforms import lookup, parse_platforms, with_host
-from harness.session import Settings, run_state_dir
+from harness.runtime.session import Settings, run_state_dir
 
 
 def settings(**changes: Any) -> Settings:

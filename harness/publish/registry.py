@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.commands import run_command
-from harness.engine import docker
+from harness.runtime.engine import docker
 from harness.errors import MultiarchError
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from docker.errors import DockerException
 
-from harness.build import inspect_platform
+from harness.runtime.build import inspect_platform
 from harness.commands import run_command
-from harness.engine import docker
+from harness.runtime.engine import docker
 from harness.errors import CommandError, MultiarchError
 from harness.images import ImageSpec, WaitSpec
 from harness.platforms import Platform, native_machine

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.aptsource import apt_download, configured_sources
+from harness.provision.aptsource import apt_download, configured_sources
 from harness.commands import run_command
-from harness.engine import docker
+from harness.runtime.engine import docker
 from harness.errors import CommandError, MultiarchError
-from harness.manifests import listed_platforms
+from harness.publish.registry import listed_platforms
 from harness.paths import cache_dir
 from harness.platforms import Platform
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness.errors import ConfigError, PlatformError
 from harness.platforms import lookup
-from harness.report import OUTCOMES
+from harness.run.report import OUTCOMES
 
 
 def project_platforms(pyproject: Path) -> list[str]:

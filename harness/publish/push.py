@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.commands import run_command
-from harness.engine import docker
+from harness.runtime.engine import docker
 from harness.errors import CommandError, MultiarchError
-from harness.manifests import RegistryReadError, fetch_manifest, platform_digests
+from harness.publish.registry import RegistryReadError, fetch_manifest, platform_digests
 from harness.platforms import lookup
 
 _HOST = re.compile(

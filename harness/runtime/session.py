@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.build import BuildCoordinator, BuildRecord
-from harness.cleanup import sweep
-from harness.containers import (
+from harness.runtime.build import BuildCoordinator, BuildRecord
+from harness.runtime.cleanup import sweep
+from harness.runtime.containers import (
     Labels,
     RunResult,
     WrongArchitecture,
@@ -21,7 +21,7 @@ from harness.containers import (
     probe_uname,
     run_once,
 )
-from harness.engine import engine_info
+from harness.runtime.engine import engine_info
 from harness.errors import MultiarchError
 from harness.images import ImageSpec
 from harness.platforms import Platform

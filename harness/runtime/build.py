@@ -19,7 +19,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from harness.commands import run_command
-from harness.engine import docker
+from harness.runtime.engine import docker
 from harness.errors import CommandError, MultiarchError
 from harness.images import ImageSpec
 from harness.platforms import Platform

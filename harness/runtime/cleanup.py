@@ -9,8 +9,8 @@ import socket
 from dataclasses import dataclass
 
 from harness.commands import run_command
-from harness.containers import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
-from harness.engine import docker
+from harness.runtime.containers import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
+from harness.runtime.engine import docker
 from harness.processes import start_ticks
 
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.aptsource import apt_download
-from harness.bases import BaseImage, seed_base
+from harness.provision.aptsource import apt_download
+from harness.provision.bases import BaseImage, seed_base
 from harness.commands import run_command
 from harness.emulation import BINFMT_DIR, binfmt_mounted, check_emulator, read_handler
-from harness.engine import docker, engine_info
+from harness.runtime.engine import docker, engine_info
 from harness.errors import CommandError, EngineUnavailable, MultiarchError
 from harness.paths import LOG_DIR, STATE_DIR
 from harness.platforms import Platform

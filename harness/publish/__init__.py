@@ -1,0 +1,1 @@
+"""Publishing exactly what was tested to a registry."""

@@ -1,0 +1,1 @@
+"""The engine side of a run: builds, verification, containers, cleanup."""
