@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.commands import run_command
-from harness.errors import CommandError, MultiarchError
+from harness.errors import MultiarchError
 from harness.paths import cache_dir
+from harness.retry import retrying
 
 SOURCES_DIR = Path("/etc/apt/sources.list.d")
 SOURCES_LIST = Path("/etc/apt/sources.list")
@@ -136,16 +137,11 @@ def apt_download(package: str, arch: str | None, suite: str, dest: Path) -> Path
     stamp = state / "lists" / ".updated"
     if not stamp.exists() or time.time() - stamp.stat().st_mtime > 86400:
         command = ["apt-get", "-q", *options, "update", "--error-on=any"]
-        for attempt in range(1, 4):
-            try:
-                run_command(
-                    command, timeout=600, hint="the Debian package mirror must be reachable"
-                )
-                break
-            except CommandError:
-                if attempt == 3:
-                    raise
-                time.sleep(10 * attempt)  # a mirror caught mid-sync usually recovers
+        retrying(
+            lambda: run_command(
+                command, timeout=600, hint="the Debian package mirror must be reachable"
+            )
+        )
         stamp.touch()
     name = f"{package}:{deb_arch}"
     dest.mkdir(parents=True, exist_ok=True)

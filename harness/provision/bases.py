@@ -14,18 +14,18 @@ import os
 import shutil
 import tarfile
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.provision.aptsource import apt_download, configured_sources
-from harness.commands import run_command
-from harness.runtime.engine import docker
+from harness.commands import Log, run_command
 from harness.errors import CommandError, MultiarchError
-from harness.publish.registry import listed_platforms
 from harness.paths import cache_dir
 from harness.platforms import Platform
+from harness.provision.aptsource import apt_download, configured_sources
+from harness.publish.registry import listed_platforms
+from harness.retry import RetryHook, retrying
+from harness.runtime.engine import docker
 
 SEED_NAMESPACE = "multiarch-seed"
 
@@ -52,8 +52,6 @@ BASE_IMAGES: dict[str, BaseImage] = {
     ),
     "busybox": BaseImage("busybox", "library/busybox", ("latest", "1.35", "stable"), "sh"),
 }
-
-Log = Callable[[str], None]
 
 
 def suite_for(platform: Platform) -> str:
@@ -87,7 +85,11 @@ def _debian_rootfs(platform: Platform, out: Path, log: Log) -> None:
     if security and suite == "bookworm":
         with_security = [*lines, f"deb {security} {suite}-security main"]
         try:
-            retrying(lambda: _mmdebstrap(platform, suite, out, with_security), log, attempts=2)
+            retrying(
+                lambda: _mmdebstrap(platform, suite, out, with_security),
+                attempts=2,
+                on_retry=logged_retry(log),
+            )
             return
         except CommandError as exc:
             # Seen here: a security index for one architecture stuck with a size mismatch for
@@ -96,7 +98,7 @@ def _debian_rootfs(platform: Platform, out: Path, log: Log) -> None:
                 f"  {suite}-security is unusable for {platform.debian_arch} "
                 f"({_last_error(exc)}); building without security updates"
             )
-    retrying(lambda: _mmdebstrap(platform, suite, out, lines), log)
+    retrying(lambda: _mmdebstrap(platform, suite, out, lines), on_retry=logged_retry(log))
 
 
 def _last_error(exc: CommandError) -> str:
@@ -125,19 +127,14 @@ def _mmdebstrap(platform: Platform, suite: str, out: Path, sources: Sequence[str
     )
 
 
-def retrying(action: Callable[[], object], log: Log, attempts: int = 3) -> None:
-    """Run ``action``, again after a pause when it fails: package mirrors are sometimes caught
-    mid-sync ("File has unexpected size ... Mirror sync in progress?")."""
-    for attempt in range(1, attempts + 1):
-        try:
-            action()
-            return
-        except CommandError as exc:
-            if attempt == attempts:
-                raise
-            first = str(exc).splitlines()[0]
-            log(f"  attempt {attempt} failed ({first[:120]}); retrying in {10 * attempt}s")
-            time.sleep(10 * attempt)
+def logged_retry(log: Log) -> RetryHook:
+    """A retry hook that says which attempt failed, why (first line) and how long it waits."""
+
+    def report(attempt: int, error: BaseException, pause: float) -> None:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log(f"  attempt {attempt} failed ({first[:120]}); retrying in {pause:g}s")
+
+    return report
 
 
 def _busybox_rootfs(platform: Platform, out: Path, log: Log) -> None:
@@ -213,22 +210,48 @@ def index_platforms(reference: str) -> set[str]:
     return listed_platforms(reference) or set()
 
 
-def seed_base(
-    base: BaseImage, platforms: Sequence[Platform], registry: str, log: Log
-) -> SeedResult:
-    """Make ``registry/<base.repository>:<tags>`` a manifest list covering ``platforms``."""
-    wanted = [p for p in platforms if not base.supports(p)]
+@dataclass(frozen=True)
+class SeedState:
+    """What the registry serves of ``base`` now, found without changing anything."""
+
+    image: str
+    wanted: tuple[Platform, ...]
+    missing: tuple[Platform, ...]  # wanted, but absent from the index of some tag
+    unsupported: tuple[str, ...]
+    present: frozenset[str]  # platform names in the index of the first tag
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.wanted) and not self.missing
+
+
+def seed_state(base: BaseImage, platforms: Sequence[Platform], registry: str) -> SeedState:
+    wanted = tuple(p for p in platforms if not base.supports(p))
     unsupported = tuple(f"{p.short}: {base.supports(p)}" for p in platforms if base.supports(p))
     main_ref = f"{registry}/{base.repository}:{base.tags[0]}"
     present = index_platforms(main_ref)
-    names = {p.name for p in wanted}
-    if (
-        wanted
-        and names <= present
-        and all(
-            names <= index_platforms(f"{registry}/{base.repository}:{tag}") for tag in base.tags[1:]
-        )
-    ):
+    in_every_tag = set(present)
+    for tag in base.tags[1:]:
+        if not {p.name for p in wanted} & in_every_tag:
+            break  # already incomplete: asking the other tags changes nothing
+        in_every_tag &= index_platforms(f"{registry}/{base.repository}:{tag}")
+    missing = tuple(p for p in wanted if p.name not in in_every_tag)
+    return SeedState(main_ref, wanted, missing, unsupported, frozenset(present))
+
+
+def seed_base(
+    base: BaseImage,
+    platforms: Sequence[Platform],
+    registry: str,
+    log: Log,
+    state: SeedState | None = None,
+) -> SeedResult:
+    """Make ``registry/<base.repository>:<tags>`` a manifest list covering ``platforms``.
+    ``state`` is what :func:`seed_state` found just before, when the caller asked already."""
+    state = state or seed_state(base, platforms, registry)
+    wanted, unsupported, main_ref = state.wanted, state.unsupported, state.image
+    present = state.present
+    if state.complete:
         return SeedResult(main_ref, (), tuple(p.short for p in wanted), unsupported)
     built: list[str] = []
     reused: list[str] = []
@@ -260,7 +283,7 @@ def seed_base(
             f"{registry}/{base.repository}:{tag}",
             *(sources if index == 0 else [main_ref]),
         )
-        retrying(functools.partial(_create_index, command, registry), log)
+        retrying(functools.partial(_create_index, command, registry), on_retry=logged_retry(log))
     refresh_local_copies(base)
     return SeedResult(main_ref, tuple(built), tuple(reused), unsupported)
 

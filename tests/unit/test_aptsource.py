@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import MultiarchError
 from harness.provision.aptsource import (
     AptSource,
     ConfiguredSources,
@@ -13,7 +14,6 @@ from harness.provision.aptsource import (
     parse_deb822,
     parse_one_line,
 )
-from harness.errors import MultiarchError
 
 MIRROR = "http://mirror.example/debian"
 SECURITY = "http://mirror.example/debian-security"

@@ -1,19 +1,33 @@
-"""desired_daemon_json and registry_address: the pure parts of ``multiarch host up``."""
+"""desired_daemon_json, registry_address, pid files and the foreign-engine refusal: the parts
+of ``multiarch host up`` that need no root."""
 
 from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import processes
-from harness.provision import host
-from harness.provision.host import DEFAULT_REGISTRY_PORT, desired_daemon_json, registry_address
+from harness.cli import main
+from harness.provision import daemons, host
+from harness.provision.host import (
+    DEFAULT_REGISTRY_PORT,
+    EngineTarget,
+    ForeignEngine,
+    desired_daemon_json,
+    engine_target,
+    foreign_engine_problem,
+    refuse_foreign_engine,
+    registry_address,
+)
+from harness.provision.steps import Step
 
 MIRROR = "http://127.0.0.1:5000"
 
@@ -127,16 +141,103 @@ def test_a_zombie_is_not_a_running_daemon() -> None:
     assert processes.alive(child.pid) is False
 
 
+OWN_COMMAND = Path("/proc/self/comm").read_text().strip()
+
+
 def test_stale_pidfile_is_removed_but_a_live_one_is_kept(tmp_path: Path) -> None:
     pidfile = tmp_path / "docker.pid"
     child = _zombie()
     try:
         pidfile.write_text(f"{child.pid}\n")
-        assert host._remove_stale_pidfile(pidfile) is True
+        assert daemons.remove_stale_pidfile(pidfile, "true") is True
         assert not pidfile.exists()
     finally:
         child.wait()
     pidfile.write_text(str(os.getpid()))
-    assert host._remove_stale_pidfile(pidfile) is False
+    assert daemons.remove_stale_pidfile(pidfile, OWN_COMMAND) is False
     assert pidfile.exists()
-    assert host._remove_stale_pidfile(tmp_path / "absent.pid") is False
+    assert daemons.remove_stale_pidfile(tmp_path / "absent.pid", "dockerd") is False
+
+
+def test_a_pidfile_naming_another_program_is_stale(tmp_path: Path) -> None:
+    # After a reboot or a crash the pid may belong to some other live process.
+    pidfile = tmp_path / "docker.pid"
+    pidfile.write_text(str(os.getpid()))
+    assert daemons.live_pid(pidfile, OWN_COMMAND) == os.getpid()
+    assert daemons.live_pid(pidfile, "dockerd") is None
+    assert daemons.remove_stale_pidfile(pidfile, "dockerd") is True
+    assert not pidfile.exists()
+
+
+# ---- the engine host up sets up ------------------------------------------------------------------
+
+
+def no_context() -> tuple[str, str] | None:
+    return None
+
+
+def test_no_docker_host_and_no_context_is_this_machine() -> None:
+    target = engine_target({}, no_context)
+    assert target == EngineTarget(host.DEFAULT_ENGINE, "default")
+    assert target.local
+    assert foreign_engine_problem(target) == ""
+
+
+@pytest.mark.parametrize("endpoint", ["unix:///var/run/docker.sock", "unix:///run/docker.sock"])
+def test_docker_host_at_the_default_socket_is_this_machine(endpoint: str) -> None:
+    assert foreign_engine_problem(engine_target({"DOCKER_HOST": endpoint}, no_context)) == ""
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "tcp://192.0.2.7:2376",
+        "ssh://me@arm-box",
+        "unix:///run/pytest-multiarch/second/docker.sock",
+    ],
+)
+def test_docker_host_elsewhere_is_refused_naming_it(endpoint: str) -> None:
+    problem = foreign_engine_problem(engine_target({"DOCKER_HOST": endpoint}, no_context))
+    assert f"DOCKER_HOST={endpoint}" in problem
+    assert "unset DOCKER_HOST" in problem
+    assert "on the machine it runs on" in problem
+
+
+def test_docker_host_wins_over_the_context() -> None:
+    def remote() -> tuple[str, str] | None:
+        raise AssertionError("the context is not asked when DOCKER_HOST is set")
+
+    assert engine_target({"DOCKER_HOST": "unix:///var/run/docker.sock"}, remote).local
+
+
+def test_a_context_at_another_engine_is_refused_naming_it() -> None:
+    target = engine_target({}, lambda: ("arm-box", "ssh://me@arm-box"))
+    assert target == EngineTarget("ssh://me@arm-box", "context", "arm-box")
+    problem = foreign_engine_problem(target)
+    assert "docker context 'arm-box' (ssh://me@arm-box)" in problem
+    assert "docker context use default" in problem
+
+
+def test_the_default_context_is_this_machine() -> None:
+    assert engine_target({}, lambda: ("default", "unix:///var/run/docker.sock")).local
+
+
+def test_refuse_foreign_engine_raises() -> None:
+    with pytest.raises(ForeignEngine, match=re.escape("DOCKER_HOST=tcp://192.0.2.7:2376")):
+        refuse_foreign_engine({"DOCKER_HOST": "tcp://192.0.2.7:2376"}, no_context)
+    refuse_foreign_engine({}, no_context)
+
+
+def test_host_up_with_docker_host_elsewhere_exits_2_before_any_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_step(self: host.HostSetup) -> Iterator[Step]:
+        raise AssertionError("no step may run against another engine")
+
+    monkeypatch.setattr(host.HostSetup, "steps", no_step)
+    monkeypatch.setenv("DOCKER_HOST", "tcp://192.0.2.7:2376")
+    assert main(["host", "up", "--platforms", "amd64", "--bases", "busybox"]) == 2
+    captured = capsys.readouterr()
+    assert "DOCKER_HOST=tcp://192.0.2.7:2376" in captured.err
+    assert "sets up only this machine" in captured.err
+    assert captured.out == ""
