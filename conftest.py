@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from filelock import FileLock
@@ -35,11 +36,18 @@ def ppc64le_disabled(binfmt_lock: None) -> Iterator[Path]:
         handler.write_text("1")
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     # In CI the bootstrap has run, so a missing piece is a failure, never a quiet skip.
     if os.environ.get("CI"):
         pytest.fail(f"CI: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def unavailable() -> Callable[[str], NoReturn]:
+    """Call with the reason when a test's host requirement is missing: a skip on a developer's
+    machine, a failure in CI (where scripts/bootstrap has installed everything)."""
+    return _unavailable
 
 
 @pytest.fixture(scope="session")

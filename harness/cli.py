@@ -57,13 +57,54 @@ def cmd_host_up(args: argparse.Namespace) -> int:
         image_store=args.image_store,
         registry_port=args.registry_port,
         force_offline=args.offline,
+        dry_run=args.dry_run,
     )
     report = setup.run()
     if report.ok:
         print(f"host ready for {', '.join(p.short for p in platforms)}")
         return 0
-    print("host NOT ready: see the lines above", file=sys.stderr)
+    _unfinished("host NOT ready", report.pending, setup.is_root, "multiarch host up")
     return 1
+
+
+def _unfinished(what: str, pending: Sequence[object], is_root: bool, command: str) -> None:
+    """Why a set-up command exits 1: a step failed, or (planning) steps are missing."""
+    if not pending:
+        print(f"{what}: see the lines above", file=sys.stderr)
+    elif is_root:
+        print(f"{what}: dry run, nothing changed; `{command}` does it", file=sys.stderr)
+    else:
+        print(
+            f"{what}: nothing changed; run the commands above as root, or `{command}` as root",
+            file=sys.stderr,
+        )
+
+
+def cmd_host_engine(args: argparse.Namespace) -> int:
+    from harness.provision.engines import down_steps, engine_layout, up_steps
+    from harness.provision.host import registry_address
+    from harness.provision.steps import run_steps
+
+    layout = engine_layout(args.name)
+    is_root = os.geteuid() == 0
+    act = is_root and not args.dry_run
+    if args.engine_command == "up":
+        steps = up_steps(layout, args.image_store, registry_address(args.registry_port))
+    else:
+        steps = down_steps(layout, purge=args.purge)
+    report = run_steps(steps, act=act, root=is_root, log=print)
+    name = f"engine {layout.name}"
+    if not report.ok:
+        command = f"multiarch host engine {args.engine_command} {layout.name}"
+        state = "NOT ready" if args.engine_command == "up" else "NOT stopped"
+        _unfinished(f"{name} {state}", report.pending, is_root, command)
+        return 1
+    if args.engine_command == "up":
+        print(f"{name} ready; use it with:")
+        print(f"  export DOCKER_HOST={layout.docker_host}")
+    else:
+        print(f"{name} stopped")
+    return 0
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -84,28 +125,25 @@ def cmd_summary(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from harness.run.matrix import markdown_summary, merge_reports
+    from harness.run.matrix import merge_reports
+    from harness.run.report import markdown
 
     merged = merge_reports([Path(p) for p in args.reports])
-    print(json.dumps(merged, indent=2) if args.json else markdown_summary(merged))
-    failed = any(cell["failed"] or cell["error"] for cell in merged["matrix"])
-    return 1 if failed else 0
+    print(json.dumps(merged.to_json(), indent=2) if args.json else markdown(merged))
+    return 1 if merged.failed else 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from harness.publish.push import format_publication_dicts, parse_destination, publish_report
+    from harness.publish.push import parse_destination, publish_report
+    from harness.run.model import RunReport
+    from harness.run.report import format_publications
 
     destination = parse_destination(args.to, args.tag, source="--to")
     path = Path(args.report)
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"multiarch: error: cannot read the report {path}: {exc}", file=sys.stderr)
-        return 2
-    if not report.get("images"):
+    report = RunReport.read(path)
+    if not report.images:
         print(
             f"multiarch: error: {path} names no tested image (write it with "
             "pytest --multiarch-json PATH)",
@@ -113,7 +151,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         )
         return 2
     publications = publish_report(report, destination, overwrite=args.overwrite, log=print)
-    for line in format_publication_dicts([p.to_dict() for p in publications]):
+    for line in format_publications(publications):
         print(line)
     ok = all(p.status in ("published", "unchanged") for p in publications)
     return 0 if ok else 1
@@ -139,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = host_sub.add_parser(
         "up",
         help="install and start engine, buildx, QEMU and (offline) a seeded registry mirror",
+        description="Make this machine ready, one idempotent step at a time: each step is "
+        "checked first and reported done or skipped. As non-root, or with --dry-run, nothing "
+        "changes: the exact commands of every missing step are printed and the exit status is "
+        "1 when something is missing. Only this machine's engine is set up: with DOCKER_HOST "
+        "or a docker context pointing at another engine it stops at once (exit 2).",
     )
     up.add_argument("--platforms", help="platforms to emulate and seed (default amd64,arm64)")
     up.add_argument(
@@ -152,7 +195,68 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--registry-port", type=int, default=None, help="local mirror port (5000)")
     up.add_argument("--offline", action="store_true", help="seed the local mirror even if online")
+    up.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="change nothing: print the commands of every missing step (what non-root gets)",
+    )
     up.set_defaults(func=cmd_host_up)
+
+    engine = host_sub.add_parser(
+        "engine",
+        help="a second, separate Docker engine on this machine (own socket and bridge)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Start or stop a second Docker engine NAME beside this machine's own. It stands in
+for another machine's engine (point DOCKER_HOST at it) and is the safe engine to
+kill or freeze in tests. Everything is its own:
+  containerd   /run/pytest-multiarch/NAME/containerd.sock (own root and state,
+               no CRI plugin)
+  dockerd      unix:///run/pytest-multiarch/NAME/docker.sock, data root
+               /var/lib/pytest-multiarch/engines/NAME/docker, exec root, pid
+               file, daemon.json (the local registry mirror when it runs)
+  network      bridge ma-NAME on a free /24 of 10.199.0.0/16, NAT rules marked
+               pytest-multiarch-engine-NAME (dockerd runs with --iptables=false)
+The default engine, docker0 and docker0's firewall rules are never touched.
+Idempotent (a second `up` says skipped); root only: others, and --dry-run, get
+the commands and no change.""",
+        epilog="""\
+example:
+  multiarch host engine up arm-box
+  DOCKER_HOST=unix:///run/pytest-multiarch/arm-box/docker.sock docker info
+  multiarch host engine down arm-box --purge""",
+    )
+    engine_sub = engine.add_subparsers(dest="engine_command", required=True)
+    engine_up = engine_sub.add_parser(
+        "up", help="start engine NAME (skipped when it runs) and print its DOCKER_HOST"
+    )
+    engine_down = engine_sub.add_parser(
+        "down",
+        help="stop engine NAME (and what a killed one left running or mounted), remove its "
+        "bridge and NAT rules; its images stay unless --purge",
+    )
+    for sub_parser in (engine_up, engine_down):
+        sub_parser.add_argument(
+            "name", metavar="NAME", help="1-12 characters: a-z, 0-9, '-' (e.g. arm-box)"
+        )
+        sub_parser.add_argument(
+            "--dry-run", action="store_true", help="change nothing: print the commands"
+        )
+        sub_parser.set_defaults(func=cmd_host_engine)
+    engine_up.add_argument(
+        "--image-store",
+        choices=("containerd", "classic"),
+        default="containerd",
+        help="image store of the new engine (default containerd)",
+    )
+    engine_up.add_argument(
+        "--registry-port", type=int, default=None, help="local mirror port to use (5000)"
+    )
+    engine_down.add_argument(
+        "--purge",
+        action="store_true",
+        help="also remove its images and build cache (/var/lib/pytest-multiarch/engines/NAME)",
+    )
 
     matrix = sub.add_parser(
         "matrix", help="the project's platforms ([tool.multiarch] in pyproject.toml) for CI"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import CommandError, CommandTimeout
+
+# Where progress lines of long operations go (print, or a quiet sink).
+Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -16,6 +19,9 @@ class CommandResult:
     returncode: int
     stdout: str
     stderr: str
+    # The output exactly as the program wrote it; filled with ``run_command(binary=True)`` only.
+    stdout_bytes: bytes = b""
+    stderr_bytes: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -28,22 +34,31 @@ def run_command(
     timeout: float,
     check: bool = True,
     env: Mapping[str, str] | None = None,
-    input_text: str | None = None,
+    input_text: str | bytes | None = None,
     cwd: str | os.PathLike[str] | None = None,
     hint: str = "",
+    binary: bool = False,
 ) -> CommandResult:
     """Run ``command`` and capture its output.
+
+    ``binary=True`` is for programs whose output need not be text: the bytes are kept in
+    ``stdout_bytes``/``stderr_bytes``, ``stdout``/``stderr`` are the same decoded as UTF-8 with
+    undecodable bytes replaced, and ``input_text`` may be bytes.
 
     Raises CommandTimeout when it runs longer than ``timeout`` seconds, and CommandError when
     it exits non-zero and ``check`` is true, or when the program does not exist.
     """
     args = [str(part) for part in command]
     full_env = None if env is None else {**os.environ, **env}
+    if isinstance(input_text, bytes) and not binary:
+        raise TypeError("run_command: input_text is bytes; pass binary=True to send bytes")
+    if binary and isinstance(input_text, str):
+        input_text = input_text.encode()
     try:
         completed = subprocess.run(
             args,
             capture_output=True,
-            text=True,
+            text=not binary,
             timeout=timeout,
             env=full_env,
             input=input_text,
@@ -57,7 +72,11 @@ def run_command(
         raise CommandError(args, 127, "", f"{args[0]}: command not found", hint) from None
     except OSError as exc:  # not executable, or not a program at all (ENOEXEC)
         raise CommandError(args, 126, "", f"{args[0]}: cannot execute: {exc}", hint) from None
-    result = CommandResult(args, completed.returncode, completed.stdout, completed.stderr)
+    if binary:
+        out, err = completed.stdout, completed.stderr
+        result = CommandResult(args, completed.returncode, _text(out), _text(err), out, err)
+    else:
+        result = CommandResult(args, completed.returncode, completed.stdout, completed.stderr)
     if check and not result.ok:
         raise CommandError(args, result.returncode, result.stdout, result.stderr, hint)
     return result

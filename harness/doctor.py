@@ -6,14 +6,16 @@ import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from harness.commands import run_command
 from harness.emulation import check_emulator
-from harness.runtime.engine import EngineInfo, buildx_info, docker, engine_info
 from harness.errors import CommandError, EngineUnavailable
-from harness.publish.registry import listed_platforms
 from harness.platforms import Platform
+from harness.publish.registry import listed_platforms
+from harness.runtime.engine import EngineInfo, buildx_info, docker, engine_info
 
+CheckStatus = Literal["ok", "fail", "warn"]
 PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
 BASE_REFERENCES = ("debian:bookworm-slim", "busybox:latest")
 PROBE_LABEL = "pytest-multiarch.probe"
@@ -23,7 +25,7 @@ PROBE_LABEL = "pytest-multiarch.probe"
 class Check:
     name: str
     platform: str  # "" for host-wide checks
-    status: str  # "ok", "fail", "warn"
+    status: CheckStatus
     detail: str
     remedy: str = ""
 
@@ -95,15 +97,15 @@ def _probe(platform: Platform) -> Check:
     except CommandError as exc:
         return Check("probe", platform.short, "fail", str(exc).splitlines()[0], "multiarch host up")
     answer = result.stdout.strip()
-    if result.ok and answer == platform.uname:
+    problem = platform.machine_problem(answer, f"{PROBE_IMAGE} for {platform.name}")
+    if result.ok and not problem:
         return Check("probe", platform.short, "ok", f"{PROBE_IMAGE} answered uname -m = {answer}")
     if result.ok:
         return Check(
             "probe",
             platform.short,
             "fail",
-            f"{PROBE_IMAGE} for {platform.name} answered {answer!r}, expected {platform.uname!r}: "
-            "the wrong architecture ran",
+            problem,
             f"check that {PROBE_IMAGE} has a {platform.name} variant",
         )
     error = (result.stderr.strip() or result.stdout.strip()).splitlines()

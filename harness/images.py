@@ -8,14 +8,18 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import ConfigError, PlatformError
 from harness.platforms import Platform, lookup
+from harness.secrets import BuildSecret
 
 IMAGE_TOML = "image.toml"
-# Docker's grammar for one path component of an image name.
-_NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+# Docker's grammar for one path component of an image name (also checked when publishing).
+NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+WaitKind = Literal["log", "http", "port", "none"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,7 @@ class WaitSpec:
     timeout: float = 30.0
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> WaitKind:
         if self.log:
             return "log"
         if self.http:
@@ -53,6 +57,10 @@ class ImageSpec:
     wait: WaitSpec = WaitSpec()
     ref: str = ""
     repository: str = ""
+    secrets: tuple[BuildSecret, ...] = ()
+    # Globs of paths allowed to hold binaries of another architecture (cross toolchains).
+    foreign_binaries: tuple[str, ...] = ()
+    structure_tests: tuple[Path, ...] = ()
 
     @property
     def dockerfile(self) -> Path:
@@ -72,7 +80,12 @@ _KNOWN_KEYS = {
     "wait",
     "ref",
     "repository",
+    "secrets",
+    "foreign-binaries",
+    "structure-tests",
 }
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WAIT_KEYS = {"log", "http", "port", "timeout"}
 
 
@@ -103,6 +116,35 @@ def _port(path: Path, key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
         raise _fail(path, key, f"expected a port number 1-65535, got {value!r}")
     return value
+
+
+def _secrets(path: Path, value: Any) -> tuple[BuildSecret, ...]:
+    if not isinstance(value, dict):
+        raise _fail(
+            path,
+            "secrets",
+            f'expected a table like {{ token = {{ env = "TOKEN" }} }}, got {value!r}',
+        )
+    found = []
+    for secret_id, source in value.items():
+        key = f"secrets.{secret_id}"
+        if not _SECRET_ID.match(secret_id):
+            raise _fail(path, key, "a secret id uses letters, digits, '_', '.' and '-' only")
+        if not isinstance(source, dict) or set(source) != {"env"}:
+            raise _fail(path, key, f'expected {{ env = "VARIABLE" }}, got {source!r}')
+        env = source["env"]
+        if not isinstance(env, str) or not _ENV_NAME.match(env):
+            raise _fail(path, f"{key}.env", f"expected an environment variable name, got {env!r}")
+        found.append(BuildSecret(secret_id, env))
+    return tuple(found)
+
+
+def _globs(path: Path, value: Any) -> tuple[str, ...]:
+    globs = _str_list(path, "foreign-binaries", value)
+    for glob in globs:
+        if not glob.startswith("/"):
+            raise _fail(path, "foreign-binaries", f"expected absolute path globs, got {glob!r}")
+    return globs
 
 
 def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: Path) -> ImageSpec:
@@ -170,6 +212,12 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
         if not isinstance(value, str):
             raise _fail(path, key, f"expected a string, got {value!r}")
     return ImageSpec(
+        secrets=_secrets(path, data.get("secrets", {})),
+        foreign_binaries=_globs(path, data.get("foreign-binaries", [])),
+        structure_tests=tuple(
+            directory / rel
+            for rel in _str_list(path, "structure-tests", data.get("structure-tests", []))
+        ),
         name=name,
         directory=directory,
         platforms=tuple(platforms),
@@ -186,7 +234,7 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
 
 def load_image(directory: Path) -> ImageSpec:
     name = directory.name
-    if not _NAME.match(name):
+    if not NAME_COMPONENT.match(name):
         raise ConfigError(
             f"{directory}: image directory name {name!r} is not valid in an image name: use "
             "lowercase letters and digits, joined by single '.', single or double '_', or '-'"

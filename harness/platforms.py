@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform as _stdlib_platform
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from harness.errors import PlatformError
 
@@ -14,6 +14,9 @@ class Platform:
     """One OCI platform as the harness builds and runs it.
 
     ``emulated`` is true when this host runs it through QEMU rather than natively.
+    ``timeout_factor`` is what the run multiplies native time limits by on this platform
+    (``--emulation-timeout-factor`` when emulated, else 1); it is not part of a platform's
+    identity, so it takes no part in equality or hashing.
     """
 
     os: str
@@ -25,12 +28,29 @@ class Platform:
     debian_arch: str
     qemu_name: str
     emulated: bool = False
+    timeout_factor: float = field(default=1.0, compare=False)
 
     @property
     def name(self) -> str:
         """The OCI name, as ``--platform`` takes it: ``linux/arm/v7``."""
-        parts = [self.os, self.arch] + ([self.variant] if self.variant else [])
-        return "/".join(parts)
+        return oci_name(self.os, self.arch, self.variant)
+
+    def machine_problem(self, machine: str, what: str) -> str:
+        """Why ``what``, which reported ``machine`` (``uname -m``), did not run this platform;
+        "" when it did."""
+        machine = machine.strip()
+        if machine == self.uname:
+            return ""
+        natively = " (natively, without QEMU)" if machine == native_machine() else ""
+        return (
+            f"{what} reports machine {machine!r} from `uname -m`, but {self.name} answers "
+            f"{self.uname!r}: the wrong architecture ran{natively}"
+        )
+
+    def scaled(self, seconds: float) -> float:
+        """A time limit tuned natively, as it applies here: ``seconds * timeout_factor``. Pass it
+        on to what runs in the container (a test runner's ``--timeout``, a socket timeout)."""
+        return seconds * self.timeout_factor
 
     def __str__(self) -> str:
         return self.name
@@ -61,7 +81,10 @@ _ALIASES: dict[str, str] = {
     "ppc64el": "ppc64le",
 }
 
-SPECIAL_NAMES = ("native", "all")
+
+def oci_name(os_name: str, arch: str, variant: str = "") -> str:
+    """``linux/arm/v7`` from its parts, as image configs and manifest lists record them."""
+    return "/".join(part for part in (os_name, arch, variant) if part)
 
 
 def _by_key() -> dict[str, Platform]:

@@ -7,249 +7,77 @@ pytest. Loaded through the ``pytest11`` entry point.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import uuid
-from collections.abc import Generator, Mapping, Sequence
-from pathlib import Path
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness.runtime.build import BUILD_MODES
 from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
-from harness.platforms import Platform, lookup, parse_platforms
-from harness.run.report import Results
-
-MISSING_EMULATOR_MODES = ("error", "skip")
-
-SETTINGS_KEY = pytest.StashKey["Settings"]()
-RESULTS_KEY = pytest.StashKey[Results]()
-IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
-HARNESS_KEY = pytest.StashKey["Harness"]()
-ITEM_BUILDS_KEY = pytest.StashKey[list[dict[str, Any]]]()
-ITEM_CONTAINERS_KEY = pytest.StashKey[list[tuple[str, Any]]]()
+from harness.platforms import Platform, lookup
+from harness.run.codec import ReportFormatError, dump, load
+from harness.run.model import BuildRecord, ImageTarget, RunReport, platform_facts
+from harness.run.options import add_options, resolve
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
+    from pathlib import Path
+
+    from testcontainers.core.container import DockerContainer
+
     from harness.publish.push import Destination
-    from harness.runtime.session import BuiltImage, Harness, Runner, Settings
+    from harness.run.settings import Settings
+    from harness.runtime.compare import PlatformImages
+    from harness.runtime.session import BuiltImage, Harness, Runner
+
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+REPORT_KEY = pytest.StashKey[RunReport]()
+IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
+HARNESS_KEY = pytest.StashKey["Harness"]()
+ITEM_KEY = pytest.StashKey["ItemState"]()
+# The platform of an item that is not a parametrized function (a structure-test check).
+ITEM_PLATFORM_KEY = pytest.StashKey[Platform]()
+# The attribute xdist carries from a worker's test report to the controller: ItemFacts as JSON.
+REPORT_ATTRIBUTE = "multiarch"
+PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
+
+
+@dataclass
+class ItemFacts:
+    """What the controller learns about a test item from its reports."""
+
+    platform: str
+    image: str
+    builds: list[BuildRecord] = field(default_factory=list)
+    build_wait_seconds: float = 0.0
+
+
+@dataclass
+class ItemState:
+    """Per test item, on the process that runs it."""
+
+    builds: list[BuildRecord] = field(default_factory=list)
+    containers: list[tuple[str, DockerContainer]] = field(default_factory=list)
+    build_wait_seconds: float = 0.0
+    image_id: str = ""
+
+
+def _item_state(node: pytest.Node) -> ItemState:
+    """The state of a test item, or of a module whose tests share a fixture (shared_container)."""
+    state = node.stash.get(ITEM_KEY, None)
+    if state is None:
+        state = node.stash[ITEM_KEY] = ItemState()
+    return state
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("multiarch", "multi-architecture container tests (pytest-multiarch)")
-    group.addoption(
-        "--platforms",
-        dest="multiarch_platforms",
-        default=None,
-        metavar="LIST",
-        help="platforms to test, comma-separated: amd64, linux/arm64, arm/v7, s390x, aliases "
-        "(aarch64, armhf, ...), 'native' or 'all' (default: native; env MULTIARCH_PLATFORMS)",
-    )
-    group.addoption(
-        "--images",
-        dest="multiarch_images",
-        default=None,
-        metavar="DIR",
-        help="directory holding one sub-directory per image (default: images/ under rootdir)",
-    )
-    group.addoption(
-        "--build",
-        dest="multiarch_build",
-        default=None,
-        help="auto: build what changed; always: run buildx for every image; never: only use "
-        "images built before (default: auto)",
-    )
-    group.addoption(
-        "--missing-emulator",
-        dest="multiarch_missing_emulator",
-        default=None,
-        help="error (default): a platform without a working emulator stops the session; "
-        "skip: its tests are skipped with the reason",
-    )
-    group.addoption(
-        "--emulation-timeout-factor",
-        dest="multiarch_timeout_factor",
-        default=None,
-        metavar="FACTOR",
-        help="multiply wait and run timeouts by FACTOR on emulated platforms (default: 10)",
-    )
-    group.addoption(
-        "--keep-containers",
-        dest="multiarch_keep_containers",
-        action="store_true",
-        default=None,
-        help="leave started containers behind for debugging (prints how to remove them)",
-    )
-    group.addoption(
-        "--multiarch-json",
-        dest="multiarch_json",
-        default=None,
-        metavar="PATH",
-        help="write builds and per-platform test results to PATH as JSON",
-    )
-    group.addoption(
-        "--publish",
-        dest="multiarch_publish",
-        default=None,
-        metavar="REGISTRY[/NAMESPACE]",
-        help="after the session, push every image whose tests all passed on every platform as "
-        "one manifest list REGISTRY/NAMESPACE/<image>:<tag> of exactly the tested digests",
-    )
-    group.addoption(
-        "--publish-tag",
-        dest="multiarch_publish_tag",
-        default=None,
-        metavar="TAG",
-        help="tag to publish (default: latest)",
-    )
-    group.addoption(
-        "--publish-overwrite",
-        dest="multiarch_publish_overwrite",
-        action="store_true",
-        default=None,
-        help="replace a tag that already exists with other content",
-    )
-    parser.addini("multiarch_platforms", "default for --platforms", default="")
-    parser.addini("multiarch_publish", "default for --publish", default="")
-    parser.addini("multiarch_publish_tag", "default for --publish-tag", default="")
-    parser.addini(
-        "multiarch_publish_overwrite", "default for --publish-overwrite", type="bool", default=False
-    )
-    parser.addini("multiarch_images", "default for --images", default="")
-    parser.addini("multiarch_build", "default for --build", default="")
-    parser.addini("multiarch_missing_emulator", "default for --missing-emulator", default="")
-    parser.addini(
-        "multiarch_emulation_timeout_factor", "default for --emulation-timeout-factor", default=""
-    )
-    parser.addini(
-        "multiarch_keep_containers", "default for --keep-containers", type="bool", default=False
-    )
-    parser.addini("multiarch_json", "default for --multiarch-json", default="")
+    add_options(parser)
 
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
-
-
-def _value(
-    config: pytest.Config, dest: str, ini: str, option: str, env: str | None = None
-) -> tuple[str, str] | None:
-    """(value, where it came from), command line first, then environment, then ini."""
-    given = config.getoption(dest)
-    if given is not None:
-        return str(given), option
-    if env and os.environ.get(env):
-        return os.environ[env], f"environment variable {env}"
-    from_ini = config.getini(ini)
-    if from_ini:
-        return str(from_ini), f"ini option {ini}"
-    return None
-
-
-def _choice(config: pytest.Config, dest: str, ini: str, option: str, choices: Sequence[str]) -> str:
-    found = _value(config, dest, ini, option)
-    if found is None:
-        return choices[0]
-    value, where = found
-    if value not in choices:
-        raise pytest.UsageError(
-            f"Invalid value {value!r} from {where}: use one of {', '.join(choices)}"
-        )
-    return value
-
-
-def _resolve_settings(config: pytest.Config) -> Settings:
-    from harness.runtime.cleanup import owner_id
-    from harness.emulation import check_emulator
-    from harness.runtime.session import Settings, unusable_reasons
-
-    found = _value(
-        config, "multiarch_platforms", "multiarch_platforms", "--platforms", "MULTIARCH_PLATFORMS"
-    )
-    spec, where = found if found else ("native", "the default")
-    try:
-        platforms = parse_platforms(
-            spec, source=where, can_run=lambda p: check_emulator(p, ask_version=False).usable
-        )
-    except PlatformError as exc:
-        raise pytest.UsageError(str(exc)) from None
-
-    factor_found = _value(
-        config,
-        "multiarch_timeout_factor",
-        "multiarch_emulation_timeout_factor",
-        "--emulation-timeout-factor",
-    )
-    factor = 10.0
-    if factor_found:
-        try:
-            factor = float(factor_found[0])
-        except ValueError:
-            factor = -1.0
-        if not factor > 0:
-            raise pytest.UsageError(
-                f"Invalid emulation timeout factor {factor_found[0]!r} from {factor_found[1]}: "
-                "expected a positive number, such as 10"
-            )
-
-    images = _value(config, "multiarch_images", "multiarch_images", "--images")
-    images_dir = Path(images[0]) if images else Path("images")
-    if not images_dir.is_absolute():
-        base = (
-            Path(config.invocation_params.dir)
-            if images and images[1] == "--images"
-            else (config.rootpath)
-        )
-        images_dir = base / images_dir
-    if images and not images_dir.is_dir():
-        raise pytest.UsageError(
-            f"Invalid images directory {images_dir} from {images[1]}: not a directory"
-        )
-
-    json_found = _value(config, "multiarch_json", "multiarch_json", "--multiarch-json")
-    json_path = None
-    if json_found:
-        json_path = Path(json_found[0])
-        if not json_path.is_absolute():
-            json_path = Path(config.invocation_params.dir) / json_path
-
-    keep = bool(
-        config.getoption("multiarch_keep_containers") or config.getini("multiarch_keep_containers")
-    )
-    missing = _choice(
-        config,
-        "multiarch_missing_emulator",
-        "multiarch_missing_emulator",
-        "--missing-emulator",
-        MISSING_EMULATOR_MODES,
-    )
-    unusable = unusable_reasons(platforms)
-    if unusable and missing == "error":
-        lines = [f"  {name}: {reason}" for name, reason in unusable.items()]
-        raise pytest.UsageError(
-            "cannot run these platforms here (checked binfmt_misc before running anything):\n"
-            + "\n".join(lines)
-            + "\nfix the emulator, drop the platform from --platforms, or pass "
-            "--missing-emulator=skip to report their tests as skipped"
-        )
-
-    run_id = getattr(config.option, "testrunuid", None) or uuid.uuid4().hex
-    if hasattr(config.option, "testrunuid"):
-        # xdist hands this to every worker as testrun_uid: one id for the whole run.
-        config.option.testrunuid = run_id
-    return Settings(
-        platforms=tuple(platforms),
-        images_dir=images_dir,
-        build_mode=_choice(config, "multiarch_build", "multiarch_build", "--build", BUILD_MODES),
-        missing_emulator=missing,
-        timeout_factor=factor,
-        keep_containers=keep,
-        json_path=json_path,
-        run_id=run_id,
-        owner=owner_id(),
-        unusable=unusable,
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -264,29 +92,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "xfail_platforms(*names, reason=...): expect this test to fail on these platforms",
+        "xfail_platforms(*names, reason=..., strict=...): expect this test to fail on these "
+        "platforms (strict defaults to the xfail_strict ini option, as for pytest.mark.xfail)",
     )
-    from harness.runtime.session import Settings
+    from harness.run.settings import Settings, resolve_settings
 
     if _is_worker(config):
-        workerinput: Mapping[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         settings = Settings.from_workerinput(workerinput["multiarch"])
     else:
-        settings = _resolve_settings(config)
-        from harness.emulation import check_emulator
-
-        config.stash[RESULTS_KEY] = Results(
-            platforms=[p.short for p in settings.platforms],
+        settings = resolve_settings(config)
+        config.stash[REPORT_KEY] = RunReport(
             run_id=settings.run_id,
             # Emulator faults come and go with QEMU releases: every report names the version.
-            emulators={p.short: check_emulator(p).summary for p in settings.platforms},
+            platforms=platform_facts(settings.platforms),
         )
         config.pluginmanager.register(XdistHooks(settings), "multiarch-xdist")
-        publisher = _publisher(config)
-        if publisher is not None:
-            config.pluginmanager.register(publisher, "multiarch-publish")
         config.pluginmanager.register(
-            ResultsCollector(config.stash[RESULTS_KEY]), "multiarch-results"
+            ReportCollector(config.stash[REPORT_KEY], _publisher(config)), "multiarch-report"
         )
     config.stash[SETTINGS_KEY] = settings
     try:
@@ -296,23 +119,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _publisher(config: pytest.Config) -> Publisher | None:
-    found = _value(config, "multiarch_publish", "multiarch_publish", "--publish")
-    if found is None:
+    target = resolve(config, "publish")
+    if target.value is None:
         return None
     from harness.publish.push import PublishError, parse_destination
 
-    tag_found = _value(config, "multiarch_publish_tag", "multiarch_publish_tag", "--publish-tag")
     try:
         destination = parse_destination(
-            found[0], tag_found[0] if tag_found else "latest", source=found[1]
+            str(target.value), str(resolve(config, "publish-tag").value), source=target.source
         )
     except PublishError as exc:
         raise pytest.UsageError(str(exc)) from None
-    overwrite = bool(
-        config.getoption("multiarch_publish_overwrite")
-        or config.getini("multiarch_publish_overwrite")
-    )
-    return Publisher(destination, overwrite)
+    return Publisher(destination, bool(resolve(config, "publish-overwrite").value))
 
 
 class Publisher:
@@ -322,26 +140,24 @@ class Publisher:
         self.destination = destination
         self.overwrite = overwrite
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def publish(self, session: pytest.Session, report: RunReport) -> None:
         from harness.publish.push import PublishError, publish_report
+        from harness.run.model import Publication
 
-        results = session.config.stash[RESULTS_KEY]
-        _describe_images(session.config, results)
         if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            results.publications.append(
-                {"image": "*", "status": "refused", "detail": "the session was interrupted"}
+            report.publish.append(
+                Publication("*", "", "refused", detail="the session was interrupted")
             )
             return
         try:
             publications = publish_report(
-                results.to_json(), self.destination, overwrite=self.overwrite, log=_quiet
+                report, self.destination, overwrite=self.overwrite, log=_quiet
             )
         except PublishError as exc:
-            results.publications.append({"image": "*", "status": "failed", "detail": str(exc)})
+            report.publish.append(Publication("*", "", "failed", detail=str(exc)))
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             return
-        results.publications.extend(p.to_dict() for p in publications)
+        report.publish.extend(publications)
         if any(p.status in ("failed", "refused") for p in publications) and (
             session.exitstatus == pytest.ExitCode.OK
         ):
@@ -352,18 +168,16 @@ def _quiet(_line: str) -> None:
     """Progress lines of publishing are not printed; the summary section says what happened."""
 
 
-def _describe_images(config: pytest.Config, results: Results) -> None:
-    """What the JSON report says of each tested image: where it publishes, which platforms."""
+def _describe_images(config: pytest.Config, report: RunReport) -> None:
+    """What the report says of each tested image: where it publishes, which platforms."""
     settings = config.stash[SETTINGS_KEY]
     images = config.stash[IMAGES_KEY]
-    for name in sorted({t.image for t in results.tests.values() if t.image}):
+    for name in sorted({t.image for t in report.tests if t.image}):
         spec = images.get(name)
-        if spec is None:
-            continue
-        results.images[name] = {
-            "repository": spec.repository,
-            "platforms": [p.name for p in settings.platforms if spec.allows(p)],
-        }
+        if spec is not None:
+            report.images[name] = ImageTarget(
+                spec.repository, [p.name for p in settings.platforms if spec.allows(p)]
+            )
 
 
 class XdistHooks:
@@ -377,19 +191,29 @@ class XdistHooks:
         node.workerinput["multiarch"] = self.settings.to_workerinput()
 
 
-def _marker_platforms(marker: pytest.Mark, where: str) -> list[Platform]:
-    found = []
+# ---- collection: one item per platform, platform markers ------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Images' container-structure-test files: one item per (check, platform)."""
+    from harness.structure.items import collect_file
+
+    return collect_file(file_path, parent)
+
+
+def _marker_platforms(marker: pytest.Mark, where: str) -> set[str]:
+    found = set()
     for name in marker.args:
         try:
-            found.append(lookup(str(name)))
+            found.add(lookup(str(name)).name)
         except PlatformError:
-            pytest.fail(
-                f"{where}: unknown platform {name!r} in @pytest.mark.{marker.name}", pytrace=False
-            )
+            raise pytest.UsageError(
+                f"{where}: unknown platform {name!r} in @pytest.mark.{marker.name}"
+            ) from None
     return found
 
 
-def _image_spec(node: pytest.Item, config: pytest.Config) -> ImageSpec | None:
+def _image_spec(node: pytest.Node, config: pytest.Config) -> ImageSpec | None:
     marker = node.get_closest_marker("image")
     if marker is None:
         return None
@@ -409,52 +233,140 @@ def _image_spec(node: pytest.Item, config: pytest.Config) -> ImageSpec | None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "platform" not in metafunc.fixturenames:
+    if "platform" not in metafunc.fixturenames or _parametrizes_platform(metafunc.definition):
         return
-    config = metafunc.config
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    # A module-scoped fixture may only depend on a parameter of module scope (or wider).
+    scope = "module" if "shared_container" in metafunc.fixturenames else "function"
+    metafunc.parametrize(
+        "platform",
+        [pytest.param(_with_factor(settings, p), id=p.short) for p in settings.platforms],
+        scope=scope,
+    )
+
+
+def _with_factor(settings: Settings, plat: Platform) -> Platform:
+    """``plat`` carrying this run's timeout factor (not part of its identity: ids, equality and
+    hashes stay as they are, so every xdist worker collects the same items)."""
+    return replace(plat, timeout_factor=settings.factor(plat))
+
+
+def _parametrizes_platform(node: pytest.Item) -> bool:
+    """A test that parametrizes an argument called ``platform`` itself keeps its own values."""
+    for marker in node.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "platform" in names:
+            return True
+    return False
+
+
+def _item_platform(item: pytest.Item) -> Platform | None:
+    own = item.stash.get(ITEM_PLATFORM_KEY, None)
+    if own is not None:
+        return own
+    callspec = getattr(item, "callspec", None)
+    plat = callspec.params.get("platform") if callspec is not None else None
+    if not isinstance(plat, Platform) or _parametrizes_platform(item):
+        return None
+    return plat
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Platform markers, read from the item, so that marks on a parameter set, a class or a
+    module count exactly like marks on the function (as pytest's own markers do)."""
     settings = config.stash[SETTINGS_KEY]
-    definition = metafunc.definition
-    spec = _image_spec(definition, config)
-    where = definition.nodeid
-    only: list[Platform] | None = None
-    for marker in definition.iter_markers("platforms"):
-        allowed = _marker_platforms(marker, where)
-        names = {p.name for p in allowed}
-        only = [p for p in (only if only is not None else allowed) if p.name in names]
-    params = []
-    for plat in settings.platforms:
-        marks: list[pytest.MarkDecorator] = []
-        reason = ""
-        if only is not None and plat.name not in {p.name for p in only}:
-            reason = (
-                f"test runs only on {', '.join(p.short for p in only)} (@pytest.mark.platforms)"
-            )
-        elif spec is not None and not spec.allows(plat):
-            reason = (
-                f"image {spec.name!r} is restricted to "
-                f"{', '.join(p.short for p in spec.platforms)} by {spec.directory / 'image.toml'}"
-            )
-        elif plat.name in settings.unusable:
-            reason = f"{plat.name} cannot run here: {settings.unusable[plat.name]}"
-        else:
-            for marker in definition.iter_markers("skip_platforms"):
-                if plat.name in {p.name for p in _marker_platforms(marker, where)}:
-                    reason = str(marker.kwargs.get("reason") or f"skipped on {plat.short}")
-                    break
-        if reason:
-            marks.append(pytest.mark.skip(reason=reason))
-        for marker in definition.iter_markers("xfail_platforms"):
-            if plat.name in {p.name for p in _marker_platforms(marker, where)}:
-                marks.append(
-                    pytest.mark.xfail(
-                        reason=str(
-                            marker.kwargs.get("reason") or f"expected to fail on {plat.short}"
-                        ),
-                        strict=bool(marker.kwargs.get("strict", False)),
-                    )
+    timeouts = _pytest_timeout_setting(config)
+    for item in items:
+        plat = _item_platform(item)
+        if plat is None:
+            if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
+                # A test that reaches every platform is as slow as the slowest of them.
+                _scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
+            continue
+        # The image name is a keyword of its items: `-k service` selects that image's tests.
+        image_marker = item.get_closest_marker("image")
+        if image_marker is not None and image_marker.args:
+            item.keywords[str(image_marker.args[0])] = True
+        _apply_platform_markers(config, item, plat)
+        if timeouts is not None:
+            _scale_timeout(item, settings.factor(plat), timeouts)
+
+
+def _pytest_timeout_setting(config: pytest.Config) -> float | None:
+    """pytest-timeout's configured limit (--timeout, PYTEST_TIMEOUT, the timeout ini option; 0
+    when none), or None when pytest-timeout is not installed."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        return None
+    import importlib
+
+    configured = importlib.import_module("pytest_timeout").get_env_settings(config).timeout
+    try:
+        return float(configured or 0)
+    except (TypeError, ValueError):
+        return 0.0  # a bad value: pytest-timeout reports it itself
+
+
+def _scale_timeout(item: pytest.Item, factor: float, configured: float) -> None:
+    """pytest-timeout's limits are native seconds: on an emulated platform, its ``timeout``
+    marker (or else the configured limit) is multiplied by the emulation factor."""
+    if factor == 1.0:
+        return
+    marker = item.get_closest_marker("timeout")
+    kwargs: dict[str, Any] = {}
+    seconds: object = configured
+    if marker is not None:
+        kwargs = {k: v for k, v in marker.kwargs.items() if k != "timeout"}
+        if len(marker.args) > 1:
+            kwargs["method"] = marker.args[1]
+        seconds = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    try:
+        native = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # pytest-timeout reports a bad marker itself
+    if native > 0:
+        # Prepended, so that it is the closest marker, the one pytest-timeout reads.
+        item.add_marker(pytest.mark.timeout(native * factor, **kwargs), append=False)
+
+
+def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Platform) -> None:
+    settings = config.stash[SETTINGS_KEY]
+    where = item.nodeid
+    reason = ""
+    for marker in item.iter_markers("platforms"):
+        only = _marker_platforms(marker, where)
+        if plat.name not in only:
+            shorts = ", ".join(sorted(lookup(n).short for n in only))
+            reason = f"test runs only on {shorts} (@pytest.mark.platforms)"
+    spec = item.get_closest_marker("image")
+    image = config.stash[IMAGES_KEY].get(str(spec.args[0])) if spec and spec.args else None
+    if not reason and image is not None and not image.allows(plat):
+        reason = (
+            f"image {image.name!r} is restricted to "
+            f"{', '.join(p.short for p in image.platforms)} by {image.directory / 'image.toml'}"
+        )
+    if not reason and plat.name in settings.unusable:
+        reason = f"{plat.name} cannot run here: {settings.unusable[plat.name]}"
+    if not reason:
+        for marker in item.iter_markers("skip_platforms"):
+            if plat.name in _marker_platforms(marker, where):
+                reason = str(marker.kwargs.get("reason") or f"skipped on {plat.short}")
+                break
+    if reason:
+        item.add_marker(pytest.mark.skip(reason=reason))
+        return
+    for marker in item.iter_markers("xfail_platforms"):
+        if plat.name in _marker_platforms(marker, where):
+            strict = marker.kwargs.get("strict", config.getini("xfail_strict"))
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason=str(marker.kwargs.get("reason") or f"expected to fail on {plat.short}"),
+                    strict=bool(strict),
+                    raises=marker.kwargs.get("raises"),
                 )
-        params.append(pytest.param(plat, id=plat.short, marks=marks))
-    metafunc.parametrize("platform", params)
+            )
+            break
 
 
 # ---- fixtures -------------------------------------------------------------------------------
@@ -490,66 +402,52 @@ def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
             f"{request.node.nodeid} uses an image fixture but has no @pytest.mark.image(name)",
             pytrace=False,
         )
+    found = _built_image(request.node, request.config, spec, platform)
+    if isinstance(found, str):
+        pytest.fail(found, pytrace=False)
+    _item_state(request.node).image_id = found.id
+    return found
+
+
+def _built_image(
+    node: pytest.Node, config: pytest.Config, spec: ImageSpec, plat: Platform
+) -> BuiltImage | str:
+    """The verified image of ``spec`` for ``plat``, or why there is none. Build records and the
+    time spent waiting for a build go to ``node``'s state: they are the build's, reported apart
+    from the test's own time."""
     from harness.runtime.session import ImageUnavailable
 
-    harness = _harness(request.config)
+    state = _item_state(node)
+    started = time.monotonic()
     try:
-        built, record = harness.image(spec, platform)
+        built, record = _harness(config).image(spec, plat)
     except ImageUnavailable as exc:
-        _stash_build(request, exc.record)
-        failure = str(exc)
+        if exc.record is not None:
+            state.builds.append(exc.record)
+        return str(exc)
     else:
-        _stash_build(request, record)
+        if record is not None:
+            state.builds.append(record)
         return built
-    pytest.fail(failure, pytrace=False)
-
-
-def _stash_build(request: pytest.FixtureRequest, record: Any) -> None:
-    if record is not None:
-        request.node.stash.setdefault(ITEM_BUILDS_KEY, []).append(record.to_dict())
+    finally:
+        state.build_wait_seconds += time.monotonic() - started
 
 
 @pytest.fixture
 def container(
     request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
-) -> Generator[Any]:
+) -> Generator[DockerContainer]:
     """A started testcontainers container of the image, ready per image.toml [wait]."""
-    from docker.errors import DockerException
-
-    from harness.runtime.containers import (
-        WrongArchitecture,
-        check_uname,
-        exec_uname,
-        make_container,
-        start_container,
-        stop_container,
-    )
+    from harness.runtime.containers import start_verified, stop_container
 
     harness = _harness(request.config)
-    settings = harness.settings
-    spec: ImageSpec = image.spec
-    started = make_container(image.reference, spec, platform, harness.labels)
-    timeout = settings.timeout(spec.wait.timeout, platform)
-    failure = ""
     try:
-        start_container(started, spec.wait, timeout)
-    except (MultiarchError, DockerException) as exc:
-        failure = f"container of {image.reference} ({platform.name}) failed to start: {exc}"
-    if failure:
-        pytest.fail(failure, pytrace=False)
-    request.node.stash.setdefault(ITEM_CONTAINERS_KEY, []).append((platform.short, started))
-    try:
-        answer = exec_uname(started)
-        if answer is not None:
-            check_uname(answer, platform, f"container of {image.reference}")
-    except WrongArchitecture as exc:
-        failure = f"wrong architecture: {exc}"
-    if failure:
-        if not settings.keep_containers:
-            stop_container(started)
-        pytest.fail(failure, pytrace=False)
+        started = start_verified(image, platform, harness)
+    except MultiarchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not settings.keep_containers:
+    if not harness.settings.keep_containers:
         stop_container(started)
 
 
@@ -561,6 +459,70 @@ def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -
     return Runner(_harness(request.config), image, platform)
 
 
+@pytest.fixture
+def images(request: pytest.FixtureRequest) -> PlatformImages:
+    """Every selected platform's image of ``@pytest.mark.image(name)``, built once per run and
+    verified like ``image``: ``images["s390x"].run([...])``,
+    ``images.assert_same_on_every_platform([...])``. Without ``platform``, the test runs once."""
+    from harness.runtime.compare import PlatformImages
+    from harness.runtime.session import Runner
+
+    spec = _image_spec(request.node, request.config)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses the images fixture but has no @pytest.mark.image(name)",
+            pytrace=False,
+        )
+    settings = request.config.stash[SETTINGS_KEY]
+    runners: dict[str, Runner] = {}
+    problems: list[str] = []
+    for plat in settings.platforms:
+        if not spec.allows(plat) or plat.name in settings.unusable:
+            continue  # left out, as the per-platform tests are skipped there
+        scaled = _with_factor(settings, plat)
+        found = _built_image(request.node, request.config, spec, scaled)
+        if isinstance(found, str):
+            problems.append(f"{plat.short}: {found}")
+        else:
+            runners[plat.short] = Runner(_harness(request.config), found, scaled)
+    if problems:
+        pytest.fail(
+            f"image {spec.name!r} is not usable on every platform:\n" + "\n".join(problems),
+            pytrace=False,
+        )
+    return PlatformImages(spec.name, runners)
+
+
+@pytest.fixture(scope="module")
+def shared_container(
+    request: pytest.FixtureRequest, platform: Platform
+) -> Generator[DockerContainer]:
+    """One started container per test module and platform, shared by the module's tests that
+    ask for it; labelled like every container of the run, and removed after the module's last
+    test on that platform. Its image is the module's ``pytestmark = pytest.mark.image(name)``."""
+    from harness.runtime.containers import start_verified, stop_container
+
+    spec = _image_spec(request.node, request.config)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid}: shared_container is shared by a module's tests, so its "
+            "image comes from the module: add `pytestmark = pytest.mark.image(name)`",
+            pytrace=False,
+        )
+    found = _built_image(request.node, request.config, spec, platform)
+    if isinstance(found, str):
+        pytest.fail(found, pytrace=False)
+    harness = _harness(request.config)
+    try:
+        started = start_verified(found, platform, harness)
+    except MultiarchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    _item_state(request.node).containers.append((platform.short, started))
+    yield started
+    if not harness.settings.keep_containers:
+        stop_container(started)
+
+
 # ---- reports --------------------------------------------------------------------------------
 
 
@@ -569,80 +531,136 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    callspec = getattr(item, "callspec", None)
-    plat = callspec.params.get("platform") if callspec is not None else None
-    if not isinstance(plat, Platform):
+    plat = _item_platform(item)
+    if plat is None:
         return report
     marker = item.get_closest_marker("image")
-    image_name = str(marker.args[0]) if marker is not None and marker.args else ""
-    data: dict[str, Any] = {"platform": plat.short, "image": image_name}
-    builds = item.stash.get(ITEM_BUILDS_KEY, [])
-    if builds and report.when == "setup":
-        data["builds"] = list(builds)
-    report.multiarch = data  # type: ignore[attr-defined]  # carried to the controller by xdist
-    report.user_properties.append(("platform", plat.name))
+    state = _item_state(item)
+    facts = ItemFacts(plat.short, str(marker.args[0]) if marker and marker.args else "")
+    if report.when == "setup":
+        facts.builds = list(state.builds)
+        facts.build_wait_seconds = state.build_wait_seconds
+        report.duration = max(0.0, report.duration - state.build_wait_seconds)
+        settings = item.config.stash[SETTINGS_KEY]
+        report.user_properties.extend(
+            [
+                ("platform", plat.name),
+                ("emulated", "true" if plat.emulated else "false"),
+                ("timeout_factor", f"{settings.factor(plat):g}"),
+            ]
+        )
+        if state.image_id:
+            report.user_properties.append(("image_id", state.image_id))
+    setattr(report, REPORT_ATTRIBUTE, dump(facts))
     if report.failed:
         from harness.runtime.containers import container_logs
 
-        for short, started in item.stash.get(ITEM_CONTAINERS_KEY, []):
+        for short, started in state.containers:
             logs = container_logs(started, lines=200)
             if logs:
                 report.sections.append((f"container logs [{short}]", logs))
     return report
 
 
-class ResultsCollector:
+class ReportCollector:
     """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
 
-    def __init__(self, results: Results) -> None:
-        self.results = results
+    def __init__(self, report: RunReport, publisher: Publisher | None) -> None:
+        self.report = report
+        self.publisher = publisher
+        self.cleanup_problem = ""
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, "multiarch", None)
-        if not isinstance(data, dict):
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        if data is None:
             return
-        self.results.builds.extend(data.get("builds", []))
-        self.results.record_phase(
+        try:
+            facts = load(ItemFacts, data, f"{report.nodeid} report")
+        except ReportFormatError:
+            return  # a report from another plugin's attribute of the same name
+        self.report.builds.extend(facts.builds)
+        self.report.record_phase(
             report.nodeid,
-            str(data.get("image", "")),
-            str(data.get("platform", "")),
+            facts.image,
+            facts.platform,
             report.when or "",
             report.outcome,
             float(report.duration),
             hasattr(report, "wasxfail"),
         )
-        self.results.record_span(
-            str(data.get("platform", "")),
-            float(getattr(report, "start", 0.0)),
+        self.report.record_span(
+            facts.platform,
+            float(getattr(report, "start", 0.0)) + facts.build_wait_seconds,
             float(getattr(report, "stop", 0.0)),
         )
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
+        config = session.config
+        settings = config.stash[SETTINGS_KEY]
+        _describe_images(config, self.report)
+        if self.publisher is not None:
+            self.publisher.publish(session, self.report)
+        self.report.platforms = platform_facts(settings.platforms)  # as they are at the end
+        from harness.runtime.session import run_state_dir
+
+        harness = config.stash.get(HARNESS_KEY, None)
+        if harness is not None or run_state_dir(settings.run_id).exists():
+            from harness.runtime.engine import engine_info
+
+            with contextlib.suppress(MultiarchError):
+                self.report.engine = (harness.engine if harness else engine_info()).facts()
+        if settings.json_path is not None:
+            self.report.write(settings.json_path)
+        self.cleanup_problem = _sweep_run(settings)
+
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    results = config.stash.get(RESULTS_KEY, None)
+    from harness.run.report import format_lines, format_publications
+
+    report = config.stash.get(REPORT_KEY, None)
     settings = config.stash.get(SETTINGS_KEY, None)
-    if results is None or settings is None:
+    if report is None or settings is None:
         return
-    lines = results.format_lines()
+    lines = format_lines(report)
     if lines:
         terminalreporter.write_sep("=", "multiarch: results per platform")
         for line in lines:
             terminalreporter.write_line(line)
-    if settings.keep_containers and results.tests:
+    if settings.keep_containers and report.tests:
         terminalreporter.write_line(
             f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
-    if results.publications:
-        from harness.publish.push import format_publication_dicts
-
+    collector = config.pluginmanager.get_plugin("multiarch-report")
+    if isinstance(collector, ReportCollector) and collector.cleanup_problem:
+        terminalreporter.write_line(f"multiarch: WARNING: {collector.cleanup_problem}", red=True)
+    if report.publish:
         terminalreporter.write_sep("=", "multiarch: publish")
-        for line in format_publication_dicts(results.publications):
+        for line in format_publications(report.publish):
             terminalreporter.write_line(line)
     if settings.json_path is not None:
-        _describe_images(config, results)
-        results.write_json(settings.json_path)
         terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
+
+
+def _sweep_run(settings: Settings) -> str:
+    """Remove the run's containers; what went wrong, or "" (the next run reaps leftovers)."""
+    from harness.runtime.session import run_state_dir
+
+    try:
+        if settings.keep_containers or not run_state_dir(settings.run_id).exists():
+            return ""  # kept on request, or no process of this run touched Docker
+        from harness.runtime.cleanup import sweep
+
+        sweep(settings.run_id)
+    except MultiarchError as exc:
+        first = str(exc).splitlines()[0]
+        return (
+            f"could not remove this run's containers ({first}); the next run removes them, or: "
+            f"docker rm -f $(docker ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
+        )
+    return ""
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -651,12 +669,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return
     from harness.runtime.session import run_state_dir
 
-    state = run_state_dir(settings.run_id)
-    if not state.exists():
-        return  # no process of this run touched Docker
-    if not settings.keep_containers:
-        from harness.runtime.cleanup import sweep
-
-        with contextlib.suppress(MultiarchError):  # engine gone: the next run reaps by label
-            sweep(settings.run_id)
-    shutil.rmtree(state, ignore_errors=True)
+    with contextlib.suppress(MultiarchError):
+        shutil.rmtree(run_state_dir(settings.run_id), ignore_errors=True)

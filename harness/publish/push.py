@@ -12,27 +12,26 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from harness.commands import run_command
-from harness.runtime.engine import docker
+from harness.commands import Log, run_command
 from harness.errors import CommandError, MultiarchError
-from harness.publish.registry import RegistryReadError, fetch_manifest, platform_digests
+from harness.images import NAME_COMPONENT
 from harness.platforms import lookup
+from harness.publish.registry import RegistryReadError, fetch_manifest, platform_digests
+from harness.run.model import Publication, RunReport
+from harness.runtime.engine import docker
 
 _HOST = re.compile(
     r"^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)"
     r"(?::[0-9]{1,5})?$"
 )
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PUBLISH_TIMEOUT = 600.0
 PLATFORM_TAG_SEPARATOR = "-"
 PUBLISH_PATH = "per-platform push of the tested image ids + buildx imagetools create"
-
-Log = Callable[[str], None]
 
 
 class PublishError(MultiarchError):
@@ -71,7 +70,7 @@ def parse_destination(target: str, tag: str, *, source: str = "--publish") -> De
             "with a dot or a port, or localhost (e.g. 127.0.0.1:5000 or registry.example/team)"
         )
     for component in namespace.split("/") if namespace else []:
-        if not _COMPONENT.match(component):
+        if not NAME_COMPONENT.match(component):
             raise PublishError(
                 f"Invalid namespace component {component!r} in {target!r} from {source}: use "
                 "lowercase letters and digits joined by '.', '_', '__' or '-'"
@@ -86,7 +85,11 @@ def parse_destination(target: str, tag: str, *, source: str = "--publish") -> De
 
 def validate_repository(value: str, where: str) -> None:
     host, _, path = value.partition("/")
-    if not path or not _HOST.match(host) or not all(_COMPONENT.match(c) for c in path.split("/")):
+    if (
+        not path
+        or not _HOST.match(host)
+        or not all(NAME_COMPONENT.match(c) for c in path.split("/"))
+    ):
         raise PublishError(
             f"Invalid repository {value!r} in {where}: expected REGISTRY/PATH, e.g. "
             "127.0.0.1:5000/team/web"
@@ -106,37 +109,32 @@ class Candidate:
     refused: str = ""
 
 
-def candidates(report: Mapping[str, Any], destination: Destination) -> list[Candidate]:
-    """From a ``--multiarch-json`` report: the images whose every selected test passed on every
-    platform, and why each other one is refused."""
-    images: Mapping[str, Any] = report.get("images", {})
-    by_image: dict[str, list[Mapping[str, Any]]] = {}
-    for test in report.get("tests", []):
-        by_image.setdefault(str(test.get("image", "")), []).append(test)
-    builds = {(b["image"], b["platform"]): b for b in report.get("builds", [])}
+def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
+    """From a finished run: the images whose every selected test passed on every platform, and
+    why each other one is refused."""
+    builds = {(b.image, b.platform): b for b in report.builds}
     found: list[Candidate] = []
-    for name in sorted(images):
-        info = images[name]
-        repository = destination.repository(name, str(info.get("repository", "")))
-        platforms = [lookup(p) for p in info.get("platforms", [])]
-        tests = by_image.get(name, [])
-        bad = [t for t in tests if t["outcome"] in ("failed", "error", "xpassed")]
+    for name in sorted(report.images):
+        target = report.images[name]
+        repository = destination.repository(name, target.repository)
+        tests = [t for t in report.tests if t.image == name]
+        bad = [t for t in tests if t.outcome in ("failed", "error", "xpassed")]
         reasons = []
         if not tests:
             reasons.append("no test ran against it")
         if bad:
-            listed = ", ".join(f"{t['nodeid']} ({t['outcome']})" for t in bad[:5])
+            listed = ", ".join(f"{t.nodeid} ({t.outcome})" for t in bad[:5])
             reasons.append(f"{len(bad)} test(s) did not pass: {listed}")
         tested: dict[str, str] = {}
-        for plat in platforms:
-            passed = [t for t in tests if t["platform"] == plat.short and t["outcome"] == "passed"]
+        for plat in (lookup(p) for p in target.platforms):
+            passed = [t for t in tests if t.platform == plat.short and t.outcome == "passed"]
             build = builds.get((name, plat.name))
             if not passed:
                 reasons.append(f"no test passed on {plat.short}")
-            elif build is None or build.get("error") or not build.get("image_id"):
+            elif build is None or build.error or not build.image_id:
                 reasons.append(f"no tested image of {plat.name} is recorded")
             else:
-                tested[plat.name] = str(build["image_id"])
+                tested[plat.name] = build.image_id
         found.append(Candidate(name, repository, tested, "; ".join(reasons)))
     return found
 
@@ -172,21 +170,6 @@ def check_reachable(destination: Destination) -> None:
 
 
 # ---- publishing one image ------------------------------------------------------------------------
-
-
-@dataclass
-class Publication:
-    image: str
-    reference: str
-    status: str  # "published", "unchanged", "refused", "failed"
-    digest: str = ""
-    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
-    verified: dict[str, str] = field(default_factory=dict)  # platform -> uname -m seen
-    detail: str = ""
-    path: str = PUBLISH_PATH
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _push_platform(repository: str, tag: str, platform_name: str, image_id: str, log: Log) -> str:
@@ -269,12 +252,10 @@ def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, st
             check=False,
         )
         if result.ok:
-            machine = result.stdout.strip()
-            if machine != plat.uname:
-                raise PublishError(
-                    f"pulling {reference} for {name} ran machine {machine!r}, not {plat.uname!r}"
-                )
-            seen[name] = machine
+            problem = plat.machine_problem(result.stdout, f"{reference} pulled for {name}")
+            if problem:
+                raise PublishError(problem)
+            seen[name] = result.stdout.strip()
             continue
         # No uname in the image: check what the pull brought instead.
         arch = run_command(
@@ -374,13 +355,15 @@ def publish_candidate(
             platforms=digests,
             detail=f"verification failed: {exc}; {undo}",
         )
-    return Publication(candidate.image, reference, "published", digest, entries, verified)
+    return Publication(
+        candidate.image, reference, "published", digest, entries, verified, path=PUBLISH_PATH
+    )
 
 
 def publish_report(
-    report: Mapping[str, Any], destination: Destination, *, overwrite: bool, log: Log
+    report: RunReport, destination: Destination, *, overwrite: bool, log: Log
 ) -> list[Publication]:
-    """Publish every image of a finished session (a ``--multiarch-json`` report)."""
+    """Publish every image of a finished run."""
     found = candidates(report, destination)
     if any(not c.refused for c in found):
         check_reachable(destination)
@@ -388,21 +371,3 @@ def publish_report(
     results = [publish_candidate(c, destination, overwrite=overwrite, log=log) for c in found]
     log(f"  publishing took {time.monotonic() - started:.1f}s")
     return results
-
-
-def format_publication_dicts(publications: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Lines of the publish summary: status and digest of each image, platform -> digest."""
-    lines = []
-    for pub in publications:
-        lines.append(f"{pub['image']}: {str(pub['status']).upper()} {pub.get('reference', '')}")
-        if pub.get("digest"):
-            lines.append(f"  index digest {pub['digest']}")
-        verified = pub.get("verified") or {}
-        for plat, digest in (pub.get("platforms") or {}).items():
-            seen = verified.get(plat, "")
-            lines.append(f"  {plat:<14} {digest}" + (f"  (ran: {seen})" if seen else ""))
-        if pub.get("detail"):
-            lines.append(f"  {pub['detail']}")
-        if pub.get("status") == "published" and pub.get("path"):
-            lines.append(f"  path: {pub['path']}")
-    return lines

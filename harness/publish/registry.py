@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from harness.commands import run_command
-from harness.runtime.engine import docker
 from harness.errors import MultiarchError
+from harness.platforms import oci_name
+from harness.runtime.engine import docker
 
 
 class RegistryReadError(MultiarchError):
@@ -42,8 +43,10 @@ def platform_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
         plat = entry.get("platform") or {}
         if plat.get("os") == "unknown":
             continue
-        parts = (plat.get("os"), plat.get("architecture"), plat.get("variant"))
-        entries["/".join(p for p in parts if p)] = str(entry["digest"])
+        name = oci_name(
+            str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", ""))
+        )
+        entries[name] = str(entry["digest"])
     return entries
 
 

@@ -1,18 +1,15 @@
 """The project's platform list (``[tool.multiarch] platforms`` in pyproject.toml) as a CI
-matrix, and merging per-platform JSON reports back into one matrix."""
+matrix, and the per-job JSON reports merged back into one run."""
 
 from __future__ import annotations
 
-import json
 import tomllib
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from harness.errors import ConfigError, PlatformError
 from harness.platforms import lookup
-from harness.run.report import OUTCOMES
+from harness.run.model import RunReport, merge
 
 
 def project_platforms(pyproject: Path) -> list[str]:
@@ -53,54 +50,6 @@ def matrix_entries(names: Sequence[str]) -> list[dict[str, str]]:
     return entries
 
 
-def merge_reports(paths: Sequence[Path]) -> dict[str, Any]:
-    """Add up the ``matrix`` cells of several ``--multiarch-json`` reports."""
-    cells: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
-    platforms: list[str] = []
-    builds: list[dict[str, Any]] = []
-    for path in paths:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a pytest-multiarch JSON report: {exc}") from None
-        for plat in data.get("platforms", []):
-            if plat not in platforms:
-                platforms.append(plat)
-        builds.extend(data.get("builds", []))
-        for cell in data.get("matrix", []):
-            key = (str(cell["image"]), str(cell["platform"]))
-            for outcome in OUTCOMES:
-                cells[key][outcome] += int(cell.get(outcome, 0))
-    return {
-        "platforms": platforms,
-        "builds": builds,
-        "matrix": [
-            {"image": image, "platform": plat, **counts}
-            for (image, plat), counts in sorted(cells.items())
-        ],
-    }
-
-
-def markdown_summary(merged: dict[str, Any]) -> str:
-    platforms: list[str] = merged["platforms"]
-    cells = {(c["image"], c["platform"]): c for c in merged["matrix"]}
-    images = sorted({c["image"] for c in merged["matrix"]})
-    lines = [
-        "## pytest-multiarch: results per platform",
-        "",
-        "| image | " + " | ".join(platforms) + " |",
-        "| --- |" + " --- |" * len(platforms),
-    ]
-    failed = False
-    for image in images:
-        row = []
-        for plat in platforms:
-            cell = cells.get((image, plat))
-            if cell is None:
-                row.append("-")
-                continue
-            failed = failed or bool(cell["failed"] or cell["error"])
-            row.append(", ".join(f"{cell[o]} {o}" for o in OUTCOMES if cell[o]) or "0")
-        lines.append(f"| {image or '(no image)'} | " + " | ".join(row) + " |")
-    lines += ["", "**FAILED**" if failed else "**all passed**"]
-    return "\n".join(lines)
+def merge_reports(paths: Sequence[Path]) -> RunReport:
+    """One report over the ``--multiarch-json`` reports of several jobs."""
+    return merge(RunReport.read(path) for path in paths)

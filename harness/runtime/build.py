@@ -1,9 +1,13 @@
-"""Building an image for one platform with buildx: at most once per test run, whatever ``-n`` is.
+"""Building an image for one platform with buildx: at most once per test run, whatever ``-n`` is,
+and safely when several runs build the same inputs on one engine at once.
 
 Each (image, platform) gets its own tag derived from a hash of its inputs, so the classic image
 store (one platform per tag) and the containerd store behave the same, and unchanged inputs are
-found again on the next run without calling buildx at all. Across xdist workers a file lock per
-(image, platform) makes one worker build while only the workers that need that image wait.
+found again on the next run without calling buildx at all. Within a run, a file lock per
+(image, platform) makes one process build while only the processes that need that image wait.
+Across runs, a lock per (engine, tag) in the user's state directory serializes the same build,
+and buildx writes to a tag of its own that is renamed to the shared tag only when complete, so
+no run ever sees (or collides with) an image another run is half-way through producing.
 """
 
 from __future__ import annotations
@@ -12,40 +16,35 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, get_args
 
 from filelock import FileLock
 
 from harness.commands import run_command
-from harness.runtime.engine import docker
-from harness.errors import CommandError, MultiarchError
+from harness.errors import CommandError, CommandTimeout, MultiarchError
 from harness.images import ImageSpec
-from harness.platforms import Platform
+from harness.platforms import Platform, oci_name
+from harness.run.codec import dump, load
+from harness.run.model import BuildRecord
+from harness.runtime.api import EngineApiError
+from harness.runtime.engine import docker
+from harness.secrets import redact
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 TAG_REPOSITORY = "pytest-multiarch"
 IMAGE_LABEL = "pytest-multiarch.image"
-BUILD_TIMEOUT = float(os.environ.get("MULTIARCH_BUILD_TIMEOUT", "3600"))
-BUILD_MODES = ("auto", "always", "never")
-
-
-class BuildFailed(MultiarchError):
-    """buildx failed for one (image, platform)."""
-
-
-@dataclass(frozen=True)
-class BuildRecord:
-    image: str
-    platform: str
-    reference: str
-    image_id: str
-    seconds: float
-    cached: bool
-    error: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+BuildMode = Literal["auto", "always", "never"]
+BUILD_MODES: tuple[BuildMode, ...] = get_args(BuildMode)
+DEFAULT_BUILD_TIMEOUT = 3600.0
+# BuildKit after a SIGKILL mid-build: a cache record whose snapshot is gone fails every later
+# build that reaches it, until the cache entry is dropped.
+_POISONED_CACHE = ("failed to commit", "does not exist")
 
 
 def input_digest(spec: ImageSpec, platform: Platform) -> str:
@@ -69,7 +68,9 @@ def image_tag(spec: ImageSpec, platform: Platform) -> str:
     return f"{TAG_REPOSITORY}/{spec.name}:{input_digest(spec, platform)}-{platform.short}"
 
 
-def build_command(spec: ImageSpec, platform: Platform, tag: str) -> list[str]:
+def build_command(
+    spec: ImageSpec, platform: Platform, tag: str, *, no_cache: bool = False
+) -> list[str]:
     """The buildx command line for ``spec`` on ``platform``. An image with ``ref`` is taken as a
     one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform."""
     command = docker(
@@ -89,6 +90,11 @@ def build_command(spec: ImageSpec, platform: Platform, tag: str) -> list[str]:
         command += ["--target", spec.target]
     for key in sorted(spec.build_args):
         command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    for secret in spec.secrets:
+        # The value stays in the environment: never on the command line, in history or logs.
+        command += ["--secret", f"id={secret.id},env={secret.env}"]
+    if no_cache:
+        command += ["--no-cache"]
     if spec.ref:
         command += ["-"]
     else:
@@ -96,16 +102,21 @@ def build_command(spec: ImageSpec, platform: Platform, tag: str) -> list[str]:
     return command
 
 
-def inspect_platform(reference: str) -> tuple[str, str] | None:
-    """(image id, os/arch[/variant]) of a local image, or None when absent."""
-    result = run_command(
-        docker("image", "inspect", "--format", "{{json .}}", reference), timeout=60, check=False
-    )
-    if not result.ok:
+def inspect_platform(reference: str, client: DockerClient) -> tuple[str, str] | None:
+    """(image id, os/arch[/variant]) of a local image, or None when absent: one API call (an
+    image inspect over the engine's socket costs milliseconds, a CLI process far more).
+    Raises EngineApiError when the engine fails the call."""
+    from docker.errors import DockerException, ImageNotFound
+    from requests.exceptions import RequestException
+
+    try:
+        data = client.api.inspect_image(reference)
+    except ImageNotFound:
         return None
-    data = json.loads(result.stdout)
+    except (DockerException, RequestException) as exc:
+        raise EngineApiError(f"could not inspect image {reference}: {exc}") from None
     parts = (data.get("Os", ""), data.get("Architecture", ""), data.get("Variant", ""))
-    return str(data.get("Id", "")), "/".join(p for p in parts if p)
+    return str(data.get("Id", "")), oci_name(*(str(part or "") for part in parts))
 
 
 def _tail(text: str, lines: int = 30) -> str:
@@ -113,47 +124,88 @@ def _tail(text: str, lines: int = 30) -> str:
 
 
 def build_image(
-    spec: ImageSpec, platform: Platform, mode: str, *, classic_store: bool = False
+    spec: ImageSpec,
+    platform: Platform,
+    mode: BuildMode,
+    *,
+    timeout: float = DEFAULT_BUILD_TIMEOUT,
+    classic_store: bool = False,
+    secrets: Mapping[str, str] | None = None,
+    client: DockerClient,
 ) -> BuildRecord:
-    """Build (or find) ``spec`` for ``platform``. Never raises for a failed build: the record
-    carries the error, so every test of that (image, platform) reports the same cause."""
+    """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
+    call ends up in the record's ``error`` (every test of that (image, platform) reports the same
+    cause); only a programming error raises. ``secrets`` are values to redact from messages;
+    ``client`` finds images through the engine's API."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
-    if spec.ref and classic_store:
-        return _take_ref_classic(spec, platform, tag, mode, start)
-    existing = inspect_platform(tag)
-    # A ref names an image that may move upstream: resolve it again on every run.
-    if mode != "always" and existing is not None and not spec.ref:
-        return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
-    if mode == "never":
-        if existing is not None:
-            return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
-        return _failed(
-            spec,
-            platform,
-            tag,
-            0.0,
-            f"image {tag} is not built and --build=never was given; run with --build=auto",
-        )
-    command = build_command(spec, platform, tag)
     try:
-        run_command(
-            command,
-            timeout=BUILD_TIMEOUT,
-            input_text=f"FROM {spec.ref}\n" if spec.ref else None,
+        if spec.ref and classic_store:
+            return _take_ref_classic(spec, platform, tag, mode, start, timeout, client)
+        existing = inspect_platform(tag, client)
+        # A ref names an image that may move upstream: resolve it again on every run.
+        if mode != "always" and existing is not None and not spec.ref:
+            return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+        if mode == "never":
+            if existing is not None:
+                return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+            return _failed(
+                spec,
+                platform,
+                tag,
+                0.0,
+                f"image {tag} is not built and --build=never was given; run with --build=auto",
+            )
+        error = _run_build(spec, platform, tag, timeout, secrets or {})
+        if error:
+            return _failed(spec, platform, tag, time.monotonic() - start, error)
+        return _found(spec, platform, tag, time.monotonic() - start, client)
+    except (CommandError, EngineApiError) as exc:  # inspect, tag: the engine failed a call
+        return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
+
+
+def _run_build(
+    spec: ImageSpec, platform: Platform, tag: str, timeout: float, secrets: Mapping[str, str]
+) -> str:
+    """Run buildx into a tag of this call's own, then move the shared tag onto the result.
+    Returns "" on success, else the error message (with the log tail, secrets redacted)."""
+    private = f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
+    stdin = f"FROM {spec.ref}\n" if spec.ref else None
+    failure: CommandError | None = None
+    for no_cache in (False, True):
+        try:
+            run_command(
+                build_command(spec, platform, private, no_cache=no_cache),
+                timeout=timeout,
+                input_text=stdin,
+            )
+        except CommandError as exc:
+            failure = exc
+            log = exc.stderr + exc.stdout
+            if not no_cache and all(marker in log for marker in _POISONED_CACHE):
+                continue  # one retry without BuildKit's cache, which lost a snapshot
+            break
+        else:
+            failure = None
+            break
+    if failure is None:
+        try:
+            run_command(docker("tag", private, tag), timeout=60)
+        finally:
+            run_command(docker("image", "rm", private), timeout=60, check=False)
+        return ""
+    command = redact(" ".join(failure.command), secrets)
+    log = redact(_tail(failure.stderr or failure.stdout), secrets)
+    if isinstance(failure, CommandTimeout):
+        what = (
+            f"timed out after {failure.timeout:g}s (--build-timeout, scaled on emulated platforms)"
         )
-    except CommandError as exc:
-        return _failed(
-            spec,
-            platform,
-            tag,
-            time.monotonic() - start,
-            f"build of image {spec.name!r} for {platform.name} failed "
-            f"(exit {exc.returncode}); command: {' '.join(exc.command)}\n"
-            f"last lines of the build log:\n{_tail(exc.stderr or exc.stdout)}"
-            + _hint(exc.stderr + exc.stdout, platform),
-        )
-    return _found(spec, platform, tag, time.monotonic() - start)
+    else:
+        what = f"failed (exit {failure.returncode})"
+    return (
+        f"build of image {spec.name!r} for {platform.name} {what}; command: {command}\n"
+        f"last lines of the build log:\n{log}" + _hint(failure.stderr + failure.stdout, platform)
+    )
 
 
 def _hint(log: str, platform: Platform) -> str:
@@ -162,6 +214,11 @@ def _hint(log: str, platform: Platform) -> str:
             f"\nhint: a base image (FROM) has no {platform.name} variant. Offline, seed the "
             f"local mirror with it: `multiarch host up --platforms {platform.short}`"
         )
+    if all(marker in log for marker in _POISONED_CACHE) and "snapshot" in log:
+        return (
+            "\nhint: BuildKit's cache lost a snapshot (a build killed mid-way); it failed again "
+            "without the cache. Clear it with `docker buildx prune --all --force` and run again"
+        )
     return ""
 
 
@@ -169,8 +226,10 @@ def _failed(spec: ImageSpec, platform: Platform, tag: str, seconds: float, why: 
     return BuildRecord(spec.name, platform.name, tag, "", seconds, False, why)
 
 
-def _found(spec: ImageSpec, platform: Platform, tag: str, seconds: float) -> BuildRecord:
-    found = inspect_platform(tag)
+def _found(
+    spec: ImageSpec, platform: Platform, tag: str, seconds: float, client: DockerClient
+) -> BuildRecord:
+    found = inspect_platform(tag, client)
     if found is None:
         return _failed(
             spec,
@@ -183,7 +242,13 @@ def _found(spec: ImageSpec, platform: Platform, tag: str, seconds: float) -> Bui
 
 
 def _take_ref_classic(
-    spec: ImageSpec, platform: Platform, tag: str, mode: str, start: float
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    mode: BuildMode,
+    start: float,
+    timeout: float,
+    client: DockerClient,
 ) -> BuildRecord:
     """The classic store keeps one platform per tag, so pull ``ref`` for this platform and tag
     the result at once; the caller holds a lock per ref, so platforms do not interleave.
@@ -192,12 +257,12 @@ def _take_ref_classic(
     if mode != "never":
         pulled = run_command(
             docker("pull", "--quiet", "--platform", platform.name, spec.ref),
-            timeout=BUILD_TIMEOUT,
+            timeout=timeout,
             check=False,
         )
         if not pulled.ok:
             pull_error = _tail(pulled.stderr or pulled.stdout, 5)
-    local = inspect_platform(spec.ref)
+    local = inspect_platform(spec.ref, client)
     if local is None:
         return _failed(
             spec,
@@ -210,11 +275,20 @@ def _take_ref_classic(
     # Whatever the tag holds now is tagged for this platform; the architecture check that
     # follows refuses it if it is another platform (a pull that fell back, or failed).
     run_command(docker("tag", local[0], tag), timeout=60)
-    return _found(spec, platform, tag, time.monotonic() - start)
+    return _found(spec, platform, tag, time.monotonic() - start, client)
 
 
-# Checks a freshly made image for its platform: "" when it is right, else why it is not.
-Verify = Callable[[BuildRecord], str]
+@dataclass(frozen=True)
+class Verdict:
+    """What verifying a built image found: how it was checked, and why it must not be used."""
+
+    how: str
+    problem: str = ""
+    cached: bool = False
+
+
+# Checks a freshly made image for its platform.
+Verify = Callable[[BuildRecord], Verdict]
 
 
 @dataclass(frozen=True)
@@ -224,41 +298,98 @@ class BuildOutcome:
     unusable: str = ""  # why the built image must not be tested (e.g. the wrong architecture)
 
 
+@dataclass(frozen=True)
+class _Stored:
+    record: BuildRecord
+    unusable: str
+
+
 class BuildCoordinator:
     """Builds each (image, platform) once per run, shared by every process of the run.
 
-    ``state_dir`` must be shared by all xdist workers of the run and unique to the run.
+    ``run_dir`` is shared by all xdist workers of the run and unique to it; ``engine_lock_dir``
+    is shared by every run of this user on the same engine.
     """
 
-    def __init__(self, state_dir: Path, mode: str, *, classic_store: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        engine_lock_dir: Path,
+        mode: BuildMode,
+        *,
+        timeout: Callable[[Platform], float],
+        classic_store: bool = False,
+        client: Callable[[], DockerClient],
+    ) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
-        self.state_dir = state_dir
+        self.run_dir = run_dir
+        self.engine_lock_dir = engine_lock_dir
         self.mode = mode
+        self.timeout = timeout
         self.classic_store = classic_store
+        self.client = client  # the process's API client, made on first use
         self._seen: dict[tuple[str, str], BuildOutcome] = {}
 
-    def get(self, spec: ImageSpec, platform: Platform, verify: Verify) -> BuildOutcome:
+    def get(
+        self,
+        spec: ImageSpec,
+        platform: Platform,
+        verify: Verify,
+        secrets: Mapping[str, str] | None = None,
+    ) -> BuildOutcome:
         """The build record of ``spec`` for ``platform``, made (and checked with ``verify``) by
-        the first process of the run that asks; the others read what it found."""
+        the first process of the run that asks; the others read what it found. ``secrets`` are
+        the values of the image's build secrets (redacted from every message)."""
         key = (spec.name, platform.name)
         if key in self._seen:
             return replace(self._seen[key], produced=False)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         stem = f"{spec.name}--{platform.short}"
-        result_file = self.state_dir / f"{stem}.json"
+        result_file = self.run_dir / f"{stem}.json"
         # A ref on the classic store moves one shared tag: serialize its platforms.
         lock_name = f"{spec.name}--ref" if spec.ref and self.classic_store else stem
-        with FileLock(str(self.state_dir / f"{lock_name}.lock")):
-            if result_file.exists():
-                data = json.loads(result_file.read_text())
-                outcome = BuildOutcome(BuildRecord(**data["record"]), False, data["unusable"])
+        with FileLock(str(self.run_dir / f"{lock_name}.lock")):
+            stored = _read_stored(result_file)
+            if stored is not None:
+                outcome = BuildOutcome(stored.record, False, stored.unusable)
             else:
-                record = build_image(spec, platform, self.mode, classic_store=self.classic_store)
-                unusable = "" if record.error else verify(record)
-                result_file.write_text(
-                    json.dumps({"record": record.to_dict(), "unusable": unusable})
-                )
-                outcome = BuildOutcome(record, True, unusable)
+                outcome = self._produce(spec, platform, verify, secrets or {})
+                _write_stored(result_file, _Stored(outcome.record, outcome.unusable))
         self._seen[key] = outcome
         return outcome
+
+    def _produce(
+        self, spec: ImageSpec, platform: Platform, verify: Verify, secrets: Mapping[str, str]
+    ) -> BuildOutcome:
+        tag_lock = hashlib.sha256(image_tag(spec, platform).encode()).hexdigest()[:32]
+        with FileLock(str(self.engine_lock_dir / f"{tag_lock}.lock")):
+            record = build_image(
+                spec,
+                platform,
+                self.mode,
+                timeout=self.timeout(platform),
+                classic_store=self.classic_store,
+                secrets=secrets,
+                client=self.client(),
+            )
+        if record.error:
+            return BuildOutcome(record, True, "")
+        verdict = verify(record)
+        record = replace(record, verified=verdict.how, verification_cached=verdict.cached)
+        return BuildOutcome(record, True, verdict.problem)
+
+
+def _read_stored(path: Path) -> _Stored | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd) as handle:
+        return load(_Stored, json.load(handle), str(path))
+
+
+def _write_stored(path: Path, stored: _Stored) -> None:
+    # O_EXCL|O_NOFOLLOW: never write through a link planted in the run directory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dump(stored), handle)

@@ -9,9 +9,9 @@ import socket
 from dataclasses import dataclass
 
 from harness.commands import run_command
+from harness.processes import start_ticks
 from harness.runtime.containers import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
 from harness.runtime.engine import docker
-from harness.processes import start_ticks
 
 
 def owner_id(pid: int | None = None) -> str:
@@ -38,69 +38,39 @@ def owner_alive(owner: str) -> bool | None:
 
 @dataclass(frozen=True)
 class SweepResult:
-    removed_containers: int
-    removed_networks: int
-    removed_volumes: int
+    removed: int
     runs: tuple[str, ...]
 
 
-def _list(kind: str, label: str) -> list[tuple[str, str, str]]:
-    fmt = f'{{{{.ID}}}}\t{{{{.Label "{RUN_LABEL}"}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'
-    if kind == "container":
-        args = docker("ps", "-a", "--filter", f"label={label}", "--format", fmt)
-    elif kind == "network":
-        args = docker("network", "ls", "--filter", f"label={label}", "--format", fmt)
-    else:
-        fmt = fmt.replace(".ID", ".Name")
-        args = docker("volume", "ls", "--filter", f"label={label}", "--format", fmt)
-    result = run_command(args, timeout=60, check=False)
+def _labelled(label: str) -> list[tuple[str, str, str, bool]]:
+    """(id, run, owner, kept) of every container carrying ``label``."""
+    fmt = (
+        f'{{{{.ID}}}}\t{{{{.Label "{RUN_LABEL}"}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'
+        f'\t{{{{.Label "{KEEP_LABEL}"}}}}'
+    )
+    listed = run_command(
+        docker("ps", "-a", "--filter", f"label={label}", "--format", fmt), timeout=60
+    )
     rows = []
-    for line in result.stdout.splitlines():
+    for line in listed.stdout.splitlines():
         parts = line.split("\t")
-        if len(parts) == 3:
-            rows.append((parts[0], parts[1], parts[2]))
+        if len(parts) == 4:
+            rows.append((parts[0], parts[1], parts[2], bool(parts[3])))
     return rows
 
 
-def _kept(kind: str) -> set[str]:
-    if kind != "container":
-        return set()
-    result = run_command(
-        docker("ps", "-aq", "--no-trunc", "--filter", f"label={KEEP_LABEL}"),
-        timeout=60,
-        check=False,
-    )
-    return {line[:12] for line in result.stdout.split()}
-
-
-def _remove(kind: str, ids: list[str]) -> None:
-    if not ids:
-        return
-    if kind == "container":
-        run_command(docker("rm", "-f", "-v", *ids), timeout=180, check=False)
-    else:
-        run_command(docker(kind, "rm", *ids), timeout=180, check=False)
-
-
-def sweep(run_id: str | None = None, *, include_kept: bool = False) -> SweepResult:
-    """With ``run_id``: remove that run's containers, networks and volumes. Without: remove those
-    of every run whose owner is provably dead. Kept containers (``--keep-containers``) stay
-    unless ``include_kept``."""
-    counts: dict[str, int] = {}
-    runs: set[str] = set()
+def sweep(run_id: str | None = None) -> SweepResult:
+    """With ``run_id``: remove that run's containers. Without: remove those of every run whose
+    owner is provably dead. Kept containers (``--keep-containers``) stay. Raises CommandError
+    when the engine cannot list or remove them (the caller says so; nothing is hidden)."""
     label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
-    for kind in ("container", "network", "volume"):
-        kept = set() if include_kept else _kept(kind)
-        doomed = []
-        for ident, run, owner in _list(kind, label):
-            if ident[:12] in kept:
-                continue
-            if run_id is None and owner_alive(owner) is not False:
-                continue
-            doomed.append(ident)
-            runs.add(run)
-        _remove(kind, doomed)
-        counts[kind] = len(doomed)
-    return SweepResult(
-        counts["container"], counts["network"], counts["volume"], tuple(sorted(runs))
-    )
+    doomed = []
+    runs = set()
+    for ident, run, owner, kept in _labelled(label):
+        if kept or (run_id is None and owner_alive(owner) is not False):
+            continue
+        doomed.append(ident)
+        runs.add(run)
+    if doomed:
+        run_command(docker("rm", "-f", "-v", *doomed), timeout=180)
+    return SweepResult(len(doomed), tuple(sorted(runs)))

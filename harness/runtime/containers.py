@@ -4,6 +4,7 @@ to run the architecture that was asked for."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import socket
 import time
@@ -12,16 +13,20 @@ import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from docker.errors import DockerException
+from testcontainers.core.container import DockerContainer
 
-from harness.runtime.build import inspect_platform
 from harness.commands import run_command
-from harness.runtime.engine import docker
-from harness.errors import CommandError, MultiarchError
+from harness.errors import CommandError, CommandTimeout, MultiarchError
 from harness.images import ImageSpec, WaitSpec
-from harness.platforms import Platform, native_machine
+from harness.platforms import Platform
+from harness.runtime.build import inspect_platform
+from harness.runtime.engine import docker, endpoint
+
+if TYPE_CHECKING:
+    from harness.runtime.session import BuiltImage, Harness
 
 RUN_LABEL = "pytest-multiarch.run"
 OWNER_LABEL = "pytest-multiarch.owner"
@@ -33,15 +38,32 @@ class WrongArchitecture(MultiarchError):
     """Something other than the requested platform ran."""
 
 
+class RunTimeout(MultiarchError):
+    """A ``run(...)`` command did not finish within its (emulation-scaled) time limit; its
+    container has been removed. Public as ``harness.RunTimeout``."""
+
+
 class ContainerNotReady(MultiarchError):
     """A started container did not become ready, or exited, within its time limit."""
 
 
 @dataclass(frozen=True)
 class RunResult:
+    """What a one-shot container did. The output is kept as the command wrote it
+    (``stdout_bytes``, ``stderr_bytes``); ``stdout`` and ``stderr`` are the same decoded as
+    UTF-8 with undecodable bytes replaced by U+FFFD, so binary output is never lost."""
+
     exit_code: int
-    stdout: str
-    stderr: str
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", errors="replace")
 
     @property
     def ok(self) -> bool:
@@ -78,13 +100,9 @@ def check_image_platform(reference: str, platform: Platform) -> str:
 
 
 def check_uname(answer: str, platform: Platform, what: str) -> None:
-    machine = answer.strip()
-    if machine != platform.uname:
-        raise WrongArchitecture(
-            f"{what} reports machine {machine!r} from `uname -m`, but {platform.name} answers "
-            f"{platform.uname!r}: the container ran the wrong architecture"
-            + (" (natively, without QEMU)" if machine == native_machine() else "")
-        )
+    problem = platform.machine_problem(answer, what)
+    if problem:
+        raise WrongArchitecture(problem)
 
 
 _MISSING_EXECUTABLE = re.compile(
@@ -118,13 +136,14 @@ def run_once(
     *,
     timeout: float,
     env: Mapping[str, str] | None = None,
-    stdin: str | None = None,
+    stdin: str | bytes | None = None,
     entrypoint: str | None = None,
     user: str | None = None,
     workdir: str | None = None,
     check_arch: bool = True,
 ) -> RunResult:
-    """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it."""
+    """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
+    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str)."""
     __tracebackhide__ = True
     call = uuid.uuid4().hex
     args = docker("run", "--rm", "--platform", platform.name, "--pull", "never")
@@ -142,13 +161,17 @@ def run_once(
         args += ["--env", f"{key}={value}"]
     args += [reference, *command]
     try:
-        result = run_command(args, timeout=timeout, check=False, input_text=stdin)
-    except CommandError as exc:
+        result = run_command(args, timeout=timeout, check=False, input_text=stdin, binary=True)
+    except CommandTimeout:
         remove_by_label(f"{CALL_LABEL}={call}")
-        raise MultiarchError(
+        raise RunTimeout(
             f"one-shot container of {reference} ({platform.name}) did not finish within "
             f"{timeout:g}s (the limit is scaled for emulated platforms); command: {list(command)}"
-        ) from exc
+        ) from None
+    except CommandError as exc:  # the docker CLI itself could not be started
+        raise MultiarchError(
+            f"could not run a container of {reference} ({platform.name}): {exc}"
+        ) from None
     if result.returncode == 125 and "docker:" in result.stderr:
         raise MultiarchError(
             f"docker could not run {reference} for {platform.name}: {result.stderr.strip()}"
@@ -158,21 +181,39 @@ def run_once(
             f"{reference} ({platform.name}) failed with 'exec format error': no working emulator "
             "for this platform (`multiarch doctor`)"
         )
-    return RunResult(result.returncode, result.stdout, result.stderr)
+    return RunResult(result.returncode, result.stdout_bytes, result.stderr_bytes)
 
 
 def remove_by_label(selector: str) -> int:
-    """Force-remove every container matching the label ``selector``; returns how many."""
-    listed = run_command(
-        docker("ps", "-aq", "--filter", f"label={selector}"), timeout=60, check=False
-    )
+    """Force-remove every container matching the label ``selector``; returns how many.
+    Raises CommandError when the engine cannot list or remove them."""
+    listed = run_command(docker("ps", "-aq", "--filter", f"label={selector}"), timeout=60)
     ids = listed.stdout.split()
     if ids:
-        run_command(docker("rm", "-f", "-v", *ids), timeout=120, check=False)
+        run_command(docker("rm", "-f", "-v", *ids), timeout=120)
     return len(ids)
 
 
 # ---- long-running containers (testcontainers) -------------------------------------------------
+
+
+def _configure_testcontainers(bind_address: str) -> None:
+    """Settings of testcontainers in this process that the harness decides (unless the user set
+    them through testcontainers' own environment variables)."""
+    from testcontainers.core.config import ConnectionMode, testcontainers_config
+
+    # The harness labels and removes its containers itself; Ryuk cannot be pulled offline, and
+    # one reaper per xdist worker would remove containers another worker still uses.
+    testcontainers_config.ryuk_disabled = True
+    if not endpoint().startswith("unix://"):
+        return
+    # A local engine publishes ports on this host, at the bind address. testcontainers would
+    # guess "inside a container, use the bridge gateway" here, which a loopback binding refuses.
+    if not os.environ.get("TESTCONTAINERS_CONNECTION_MODE"):
+        testcontainers_config.connection_mode_override = ConnectionMode.docker_host
+    if not (os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")):
+        unspecified = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - an address to map
+        testcontainers_config.tc_host_override = unspecified.get(bind_address, bind_address)
 
 
 def make_container(
@@ -180,27 +221,26 @@ def make_container(
     spec: ImageSpec,
     platform: Platform,
     labels: Labels,
-) -> Any:
-    """A testcontainers DockerContainer for ``reference`` (not started). All run keyword
-    arguments go in one ``with_kwargs`` call, because a second call replaces the first."""
-    from testcontainers.core.config import testcontainers_config
-    from testcontainers.core.container import DockerContainer
-
-    # The harness labels and removes its containers itself; Ryuk cannot be pulled offline, and
-    # one reaper per xdist worker would remove containers another worker still uses.
-    testcontainers_config.ryuk_disabled = True
+    bind_address: str = "127.0.0.1",
+) -> DockerContainer:
+    """A testcontainers DockerContainer for ``reference`` (not started). Published ports listen
+    on ``bind_address`` only (loopback by default: a test service is nobody else's business).
+    All run keyword arguments go in one ``with_kwargs`` call: a second call replaces the first."""
+    _configure_testcontainers(bind_address)
     container = DockerContainer(reference)
     if spec.command:
         container.with_command(list(spec.command))
-    if spec.ports:
-        container.with_exposed_ports(*spec.ports)
+    for port in spec.ports:
+        # (address, None): the engine picks a free host port on that address. testcontainers'
+        # with_bind_ports takes no address, so the binding goes into its port table directly.
+        container.ports[str(port)] = (bind_address, None)  # type: ignore[assignment]
     for key, value in spec.env.items():
         container.with_env(key, value)
     container.with_kwargs(platform=platform.name, labels=labels.as_dict())
     return container
 
 
-def start_container(container: Any, wait: WaitSpec, timeout: float) -> None:
+def start_container(container: DockerContainer, wait: WaitSpec, timeout: float) -> None:
     """Start ``container`` and wait until ready; on failure remove it and raise with its logs."""
     try:
         container.start()
@@ -210,13 +250,13 @@ def start_container(container: Any, wait: WaitSpec, timeout: float) -> None:
         raise
 
 
-def stop_container(container: Any) -> None:
+def stop_container(container: DockerContainer) -> None:
     # Best effort: whatever survives is removed by the end-of-run sweep of the run's label.
     with contextlib.suppress(DockerException):
         container.stop()
 
 
-def container_logs(container: Any, lines: int = 40) -> str:
+def container_logs(container: DockerContainer, lines: int = 40) -> str:
     try:
         out, err = container.get_logs()
     except DockerException:  # a container that is already gone has no logs
@@ -225,7 +265,7 @@ def container_logs(container: Any, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _state(container: Any) -> tuple[str, int]:
+def _state(container: DockerContainer) -> tuple[str, int]:
     wrapped = container.get_wrapped_container()
     wrapped.reload()
     state = wrapped.attrs.get("State", {})
@@ -254,7 +294,7 @@ def _http_answers(host: str, port: int, path: str) -> bool:
         return False
 
 
-def wait_ready(container: Any, wait: WaitSpec, timeout: float) -> None:
+def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> None:
     if wait.kind == "none":
         status, code = _state(container)
         if status == "exited" and code != 0:
@@ -301,7 +341,7 @@ def _describe(wait: WaitSpec) -> str:
     return f"waiting for port {wait.port}"
 
 
-def exec_uname(container: Any) -> str | None:
+def exec_uname(container: DockerContainer) -> str | None:
     """``uname -m`` inside a running container; None when the image has no uname."""
     try:
         result = container.exec(["uname", "-m"])
@@ -311,3 +351,27 @@ def exec_uname(container: Any) -> str | None:
         return None
     output: bytes = result.output
     return output.decode(errors="replace")
+
+
+def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> DockerContainer:
+    """A started, ready container of ``image`` whose ``uname -m`` (when it has one) is
+    ``platform``'s; removed again when any of that fails."""
+    settings = harness.settings
+    spec = image.spec
+    started = make_container(image.reference, spec, platform, harness.labels, settings.bind_address)
+    timeout = settings.timeout(spec.wait.timeout, platform)
+    try:
+        start_container(started, spec.wait, timeout)
+    except (MultiarchError, DockerException) as exc:
+        raise MultiarchError(
+            f"container of {image.reference} ({platform.name}) failed to start: {exc}"
+        ) from None
+    try:
+        answer = exec_uname(started)
+        if answer is not None:
+            check_uname(answer, platform, f"container of {image.reference}")
+    except WrongArchitecture as exc:
+        if not settings.keep_containers:
+            stop_container(started)
+        raise WrongArchitecture(f"wrong architecture: {exc}") from None
+    return started

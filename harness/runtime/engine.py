@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from harness.commands import run_command
 from harness.errors import CommandError, EngineUnavailable
+from harness.run.model import EngineFacts
 
 DOCKER = os.environ.get("MULTIARCH_DOCKER", "docker")
 START_HINT = "start it with `multiarch host up` (or as root: `containerd &` then `dockerd &`)"
@@ -19,19 +20,36 @@ def docker(*args: str) -> list[str]:
     return [DOCKER, *args]
 
 
+ImageStore = Literal["containerd", "classic"]
+
+
+def endpoint() -> str:
+    """Where the docker CLI talks to: DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
 @dataclass(frozen=True)
 class EngineInfo:
+    id: str
+    endpoint: str
     version: str
     api_version: str
-    image_store: str  # "containerd" or "classic"
+    image_store: ImageStore
     storage_driver: str
     registry_mirrors: tuple[str, ...]
+    os: str
     architecture: str
 
-    @property
-    def multi_platform_store(self) -> bool:
-        """The containerd image store keeps several platforms under one tag."""
-        return self.image_store == "containerd"
+    def facts(self) -> EngineFacts:
+        """What the run report records of the engine."""
+        return EngineFacts(
+            self.endpoint,
+            self.version,
+            self.api_version,
+            self.image_store,
+            self.os,
+            self.architecture,
+        )
 
 
 def engine_info(timeout: float = 15) -> EngineInfo:
@@ -52,6 +70,9 @@ def engine_info(timeout: float = 15) -> EngineInfo:
     )
     mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
     return EngineInfo(
+        id=str(info_data.get("ID", "")) or endpoint(),
+        endpoint=endpoint(),
+        os=str(info_data.get("OSType", "linux")),
         version=str(server.get("Version", "?")),
         api_version=str(server.get("ApiVersion", "?")),
         image_store="containerd" if containerd_store else "classic",

@@ -4,14 +4,21 @@ until a fixture asks for an image."""
 
 from __future__ import annotations
 
-import tempfile
+import hashlib
+import os
+import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from harness.runtime.build import BuildCoordinator, BuildRecord
-from harness.runtime.cleanup import sweep
+from harness.errors import MultiarchError
+from harness.images import ImageSpec
+from harness.paths import run_state_root
+from harness.platforms import Platform
+from harness.run.model import BuildRecord
+from harness.runtime.build import BuildCoordinator, Verdict
+from harness.runtime.cleanup import owner_alive, sweep
 from harness.runtime.containers import (
     Labels,
     RunResult,
@@ -21,66 +28,31 @@ from harness.runtime.containers import (
     probe_uname,
     run_once,
 )
-from harness.runtime.engine import engine_info
-from harness.errors import MultiarchError
-from harness.images import ImageSpec
-from harness.platforms import Platform
+from harness.runtime.engine import EngineInfo, engine_info
+from harness.secrets import secret_values
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Options after validation. The controller resolves them once; workers get them through
-    ``workerinput``, so every process collects exactly the same tests."""
-
-    platforms: tuple[Platform, ...]
-    images_dir: Path
-    build_mode: str
-    missing_emulator: str
-    timeout_factor: float
-    keep_containers: bool
-    json_path: Path | None
-    run_id: str
-    owner: str
-    unusable: Mapping[str, str] = field(default_factory=dict)  # platform name -> why + remedy
-
-    def timeout(self, native_seconds: float, platform: Platform) -> float:
-        return native_seconds * (self.timeout_factor if platform.emulated else 1.0)
-
-    def to_workerinput(self) -> dict[str, Any]:
-        return {
-            "platforms": [p.name for p in self.platforms],
-            "images_dir": str(self.images_dir),
-            "build_mode": self.build_mode,
-            "missing_emulator": self.missing_emulator,
-            "timeout_factor": self.timeout_factor,
-            "keep_containers": self.keep_containers,
-            "json_path": str(self.json_path) if self.json_path else "",
-            "run_id": self.run_id,
-            "owner": self.owner,
-            "unusable": dict(self.unusable),
-        }
-
-    @classmethod
-    def from_workerinput(cls, data: Mapping[str, Any]) -> Settings:
-        from harness.platforms import parse_platforms
-
-        return cls(
-            platforms=tuple(parse_platforms(data["platforms"], source="the controller")),
-            images_dir=Path(data["images_dir"]),
-            build_mode=data["build_mode"],
-            missing_emulator=data["missing_emulator"],
-            timeout_factor=float(data["timeout_factor"]),
-            keep_containers=bool(data["keep_containers"]),
-            json_path=Path(data["json_path"]) if data["json_path"] else None,
-            run_id=data["run_id"],
-            owner=data["owner"],
-            unusable=dict(data["unusable"]),
-        )
+if TYPE_CHECKING:
+    from harness.run.settings import Settings
 
 
 def run_state_dir(run_id: str) -> Path:
-    """A directory shared by every process of run ``run_id`` (and by nothing else)."""
-    return Path(tempfile.gettempdir()) / "pytest-multiarch" / f"run-{run_id}"
+    """A directory shared by every process of run ``run_id`` (and by nothing else), inside this
+    user's private state directory."""
+    return run_state_root() / "runs" / f"run-{run_id}"
+
+
+def _sweep_dead_run_dirs(runs: Path) -> None:
+    """State directories of runs whose owner died (SIGKILL) are removed by the next run."""
+    for run_dir in runs.glob("run-*"):
+        try:
+            owner = (run_dir / OWNER_FILE).read_text().strip()
+        except OSError:
+            continue
+        if owner_alive(owner) is False:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+OWNER_FILE = "owner"
 
 
 @dataclass(frozen=True)
@@ -109,31 +81,45 @@ class Harness:
         self.settings = settings
         self.labels = Labels(settings.run_id, settings.owner, settings.keep_containers)
         self._builds: BuildCoordinator | None = None
+        self._engine: EngineInfo | None = None
         self._started = False
+
+    @property
+    def engine(self) -> EngineInfo:
+        if self._engine is None:
+            self._engine = engine_info()
+        return self._engine
 
     def start(self) -> None:
         if self._started:
             return
         self._started = True
         state = run_state_dir(self.settings.run_id)
-        state.mkdir(parents=True, exist_ok=True)
-        (state / "docker-used").touch()
-        # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Once per run: the first process to get here does it, not every xdist worker.
         try:
-            (state / "swept").open("x").close()
+            fd = os.open(state / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
         except FileExistsError:
             return
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.settings.owner)
+        # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
+        _sweep_dead_run_dirs(state.parent)
         sweep(None)
 
     @property
     def builds(self) -> BuildCoordinator:
         if self._builds is None:
-            store = engine_info().image_store
+            engine = self.engine
+            engine_key = hashlib.sha256(engine.id.encode()).hexdigest()[:16]
+            locks = run_state_root() / "engines" / engine_key
+            locks.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._builds = BuildCoordinator(
-                run_state_dir(self.settings.run_id) / "builds",
+                run_state_dir(self.settings.run_id),
+                locks,
                 self.settings.build_mode,
-                classic_store=store == "classic",
+                timeout=lambda p: self.settings.timeout(self.settings.build_timeout, p),
+                classic_store=engine.image_store == "classic",
             )
         return self._builds
 
@@ -142,8 +128,9 @@ class Harness:
         produced it (so it is reported once per run)."""
         try:
             self.start()
+            secrets = secret_values(spec.secrets, str(spec.directory / "image.toml"))
             outcome = self.builds.get(
-                spec, platform, lambda record: self._check(record.reference, platform)
+                spec, platform, lambda record: self._check(record.reference, platform), secrets
             )
         except MultiarchError as exc:  # no engine, no docker CLI, ...
             raise ImageUnavailable(str(exc), None) from exc
@@ -153,37 +140,72 @@ class Harness:
             raise ImageUnavailable(record.error or outcome.unusable, reported)
         return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
-    def _check(self, reference: str, platform: Platform) -> str:
+    def _check(self, reference: str, platform: Platform) -> Verdict:
         """Architecture truth, once per (image, platform) and run: the image's recorded platform,
         then ``uname -m`` in a fresh container when the image has ``uname``."""
+        how = "metadata"
         try:
             check_image_platform(reference, platform)
             answer = probe_uname(
                 reference, platform, self.labels, self.settings.timeout(60, platform)
             )
             if answer is not None:
+                how += "+uname"
                 check_uname(answer, platform, f"image {reference}")
         except WrongArchitecture as exc:
-            return f"wrong architecture: {exc}"
+            return Verdict(how, f"wrong architecture: {exc}")
         except MultiarchError as exc:
-            return str(exc)
-        return ""
+            return Verdict(how, str(exc))
+        return Verdict(how)
 
 
 class Runner:
-    """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards."""
+    """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards.
+    ``timeout`` is in native seconds (default 60), scaled on emulated platforms; past it,
+    ``harness.RunTimeout`` is raised. ``stdin`` takes bytes or str."""
 
     def __init__(self, harness: Harness, image: BuiltImage, platform: Platform) -> None:
         self._harness = harness
         self._image = image
         self._platform = platform
 
+    @property
+    def image(self) -> BuiltImage:
+        return self._image
+
+    @property
+    def platform(self) -> Platform:
+        return self._platform
+
+    def run(
+        self,
+        cmd: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        stdin: str | bytes | None = None,
+        timeout: float | None = None,
+        entrypoint: str | Sequence[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+    ) -> RunResult:
+        """The same as calling the runner: ``images["s390x"].run([...])``."""
+        __tracebackhide__ = True
+        return self(
+            cmd,
+            env=env,
+            stdin=stdin,
+            timeout=timeout,
+            entrypoint=entrypoint,
+            user=user,
+            workdir=workdir,
+        )
+
     def __call__(
         self,
         cmd: Sequence[str] = (),
         *,
         env: Mapping[str, str] | None = None,
-        stdin: str | None = None,
+        stdin: str | bytes | None = None,
         timeout: float | None = None,
         entrypoint: str | Sequence[str] | None = None,
         user: str | None = None,
@@ -227,4 +249,4 @@ def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:
     return reasons
 
 
-__all__ = ["BuiltImage", "Harness", "Runner", "Settings", "unusable_reasons"]
+__all__ = ["BuiltImage", "Harness", "Runner", "unusable_reasons"]

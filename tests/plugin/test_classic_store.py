@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,10 +28,12 @@ def _ip(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def classic_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def classic_engine(
+    tmp_path_factory: pytest.TempPathFactory, unavailable: Callable[[str], None]
+) -> Iterator[str]:
     """DOCKER_HOST of a classic-store dockerd (own data root, socket and bridge)."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
-        pytest.skip("needs root, dockerd and iproute2 (scripts/bootstrap)")
+        unavailable("needs root, dockerd and iproute2 (scripts/bootstrap)")
     # Short paths: a unix socket path must stay under 108 bytes.
     root = Path(f"/run/mab-{uuid.uuid4().hex[:8]}")
     data = tmp_path_factory.mktemp("classic-data")

@@ -18,8 +18,14 @@ from acceptance import BUSYBOX_IMAGE, Project, read_json
         (["--platforms", "windows/amd64"], "*'windows/amd64' from --platforms*only linux*"),
         (["--build", "sometimes"], "*Invalid value 'sometimes' from --build: use one of auto*"),
         (["--missing-emulator", "ignore"], "*Invalid value 'ignore' from --missing-emulator*"),
-        (["--emulation-timeout-factor", "0"], "*Invalid emulation timeout factor '0'*"),
-        (["--emulation-timeout-factor", "fast"], "*Invalid emulation timeout factor 'fast'*"),
+        (
+            ["--emulation-timeout-factor", "0"],
+            "*Invalid value '0' from --emulation-timeout-factor: expected a positive*",
+        ),
+        (
+            ["--emulation-timeout-factor", "fast"],
+            "*Invalid value 'fast' from --emulation-timeout-factor*",
+        ),
         (["--images", "nowhere"], "*Invalid images directory *nowhere from --images*"),
     ],
 )
@@ -117,7 +123,10 @@ def test_json_report_and_terminal_matrix(project: Project) -> None:
         ]
     )
     data = read_json(report)
-    assert data["platforms"] == ["amd64", "arm64"]
+    assert [p["short"] for p in data["platforms"]] == ["amd64", "arm64"]
+    assert [p["native"] for p in data["platforms"]] == [True, False]
+    assert data["engine"]["image_store"] in ("containerd", "classic")
+    assert data["engine"]["version"]
     assert len(data["run_id"]) == 32
     outcomes = {t["nodeid"]: (t["platform"], t["outcome"]) for t in data["tests"]}
     assert outcomes == {
@@ -135,7 +144,7 @@ def test_json_report_and_terminal_matrix(project: Project) -> None:
     }
     cells = {
         (m["image"], m["platform"]): (m["passed"], m["failed"], m["skipped"])
-        for m in data["matrix"]
+        for m in data["summary"]["matrix"]
     }
     assert cells == {("box", "amd64"): (2, 0, 1), ("box", "arm64"): (2, 1, 0)}
 

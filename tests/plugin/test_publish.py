@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,10 @@ TESTS = """
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
+def registry(tmp_path: Path, unavailable: Callable[[str], None]) -> Iterator[str]:
     binary = shutil.which("docker-registry")
     if binary is None:
-        pytest.skip("needs Debian's docker-registry (scripts/bootstrap installs it)")
+        unavailable("needs Debian's docker-registry (scripts/bootstrap installs it)")
     config = tmp_path / "registry.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: info\n"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from harness.runtime.build import IMAGE_LABEL, build_command, image_tag, input_digest
 from harness.images import ImageSpec
 from harness.platforms import KNOWN_PLATFORMS, Platform, lookup
+from harness.runtime.build import IMAGE_LABEL, build_command, image_tag, input_digest
 
 AMD64 = lookup("amd64")
 ARM64 = lookup("arm64")
@@ -306,8 +306,8 @@ def test_image_tag_uses_spec_name(image_dir: Path) -> None:
 
 
 def test_failed_build_hints_at_a_missing_base_variant() -> None:
-    from harness.runtime.build import _hint
     from harness.platforms import lookup
+    from harness.runtime.build import _hint
 
     s390x = lookup("s390x")
     hint = _hint("#2 ERROR: no match for platform in manifest: not found", s390x)

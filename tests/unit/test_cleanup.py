@@ -84,7 +84,7 @@ def test_malformed_owner_is_none(owner: str) -> None:
     assert owner_alive(owner.replace("HOST", socket.gethostname())) is None
 
 
-# ---- known bugs ---------------------------------------------------------------------------------
+# ---- regressions: bugs found and fixed, kept fixed ----------------------------------------------
 
 
 @pytest.mark.parametrize("suffix", ["", ":"], ids=["no-ticks-field", "empty-ticks"])

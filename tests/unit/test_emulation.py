@@ -374,7 +374,7 @@ def test_disabled_takes_precedence_over_other_problems(binfmt: Path) -> None:
     assert "disabled" in status.problem
 
 
-# ---- known bugs ---------------------------------------------------------------------------------
+# ---- regressions: bugs found and fixed, kept fixed ----------------------------------------------
 
 
 def _not_executable(tmp_path: Path) -> Path:

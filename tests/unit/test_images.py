@@ -380,7 +380,7 @@ def test_discover_images_toml_without_dockerfile_or_ref_is_an_error(tmp_path: Pa
         discover_images(tmp_path)
 
 
-# ---- known bugs ---------------------------------------------------------------------------------
+# ---- regressions: bugs found and fixed, kept fixed ----------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["web-", "web.", "web_", "a..b", "a.-b", "a___b"])

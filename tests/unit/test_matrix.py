@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ConfigError
-from harness.run.matrix import markdown_summary, matrix_entries, merge_reports, project_platforms
 from harness.platforms import lookup
+from harness.run.codec import ReportFormatError
+from harness.run.matrix import matrix_entries, merge_reports, project_platforms
+from harness.run.model import PlatformFacts, RunReport
+from harness.run.report import markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
@@ -111,17 +114,24 @@ def test_workflow_is_valid_against_the_github_schema() -> None:
 
 def test_merged_reports_add_up(tmp_path: Path) -> None:
     def report(name: str, plat: str, passed: int, failed: int) -> Path:
+        one = RunReport(run_id=name, platforms=[PlatformFacts(f"linux/{plat}", plat, False, "")])
+        for index in range(passed + failed):
+            outcome = "passed" if index < passed else "failed"
+            one.record_phase(f"t::{index}[{plat}]", "svc", plat, "call", outcome, 1.0, False)
         path = tmp_path / f"{name}.json"
-        cell = {"image": "svc", "platform": plat, "passed": passed, "failed": failed}
-        path.write_text(json.dumps({"platforms": [plat], "builds": [], "matrix": [cell]}))
+        one.write(path)
         return path
 
     merged = merge_reports([report("a", "amd64", 3, 0), report("b", "s390x", 2, 1)])
-    assert merged["platforms"] == ["amd64", "s390x"]
-    text = markdown_summary(merged)
+    assert merged.platform_names == ["amd64", "s390x"]
+    text = markdown(merged)
     assert "| svc | 3 passed | 2 passed, 1 failed |" in text
     assert text.rstrip().endswith("**FAILED**")
     broken = tmp_path / "broken.json"
     broken.write_text("{")
-    with pytest.raises(ConfigError, match=r"broken\.json"):
+    with pytest.raises(ReportFormatError, match=r"broken\.json"):
         merge_reports([broken])
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"platforms": ["amd64"], "matrix": []}))
+    with pytest.raises(ReportFormatError, match=r"old\.json.*schema_version None"):
+        merge_reports([old])

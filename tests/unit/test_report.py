@@ -1,4 +1,4 @@
-"""Results: outcomes from report phases, the matrix, the terminal lines and the JSON."""
+"""The run model: outcomes from report phases, the matrix, the terminal lines and the JSON."""
 
 from __future__ import annotations
 
@@ -7,13 +7,31 @@ from pathlib import Path
 
 import pytest
 
-from harness.run.report import OUTCOMES, Results
+from harness.run.model import (
+    OUTCOMES,
+    SCHEMA_VERSION,
+    BuildRecord,
+    EngineFacts,
+    MatrixCell,
+    PlatformFacts,
+    RunReport,
+)
+from harness.run.report import format_lines, markdown
 
 Phase = tuple[str, str, float, bool]  # when, outcome, seconds, wasxfail
 
 
+def facts(*shorts: str) -> list[PlatformFacts]:
+    from harness.platforms import lookup
+
+    return [
+        PlatformFacts(lookup(s).name, s, s == "amd64", "native" if s == "amd64" else "qemu")
+        for s in shorts
+    ]
+
+
 def record(
-    results: Results, nodeid: str, phases: list[Phase], image: str = "web", plat: str = "amd64"
+    results: RunReport, nodeid: str, phases: list[Phase], image: str = "web", plat: str = "amd64"
 ) -> None:
     for when, outcome, seconds, wasxfail in phases:
         results.record_phase(nodeid, image, plat, when, outcome, seconds, wasxfail)
@@ -95,9 +113,10 @@ XPASS_STRICT = [
     ],
 )
 def test_record_phase_outcome(phases: list[Phase], expected: str) -> None:
-    results = Results()
+    results = RunReport()
     record(results, "t.py::test[amd64]", phases)
-    entry = results.tests["t.py::test[amd64]"]
+    entry = results.test("t.py::test[amd64]")
+    assert entry is not None
     assert entry.outcome == expected
     assert entry.seconds == pytest.approx(sum(p[2] for p in phases))
     assert entry.image == "web"
@@ -105,15 +124,16 @@ def test_record_phase_outcome(phases: list[Phase], expected: str) -> None:
 
 
 def test_record_phase_keeps_first_image_and_platform() -> None:
-    results = Results()
+    results = RunReport()
     results.record_phase("n", "web", "arm64", "setup", "passed", 0.5, False)
     results.record_phase("n", "other", "s390x", "call", "passed", 0.5, False)
-    entry = results.tests["n"]
+    entry = results.test("n")
+    assert entry is not None
     assert (entry.image, entry.platform, entry.seconds) == ("web", "arm64", 1.0)
 
 
-def populated() -> Results:
-    results = Results(platforms=["amd64", "arm64", "s390x"], run_id="run-1")
+def populated() -> RunReport:
+    results = RunReport(platforms=facts("amd64", "arm64", "s390x"), run_id="run-1")
     record(results, "t.py::test_a[amd64]", PASSED, "web", "amd64")
     record(results, "t.py::test_b[amd64]", FAILED, "web", "amd64")
     record(results, "t.py::test_a[arm64]", PASSED, "web", "arm64")
@@ -122,55 +142,28 @@ def populated() -> Results:
     record(results, "t.py::test_d[arm64]", SKIPPED, "cli", "arm64")
     record(results, "t.py::test_e[arm64]", XPASSED, "cli", "arm64")
     results.builds = [
-        {
-            "image": "web",
-            "platform": "linux/arm64",
-            "reference": "r1",
-            "image_id": "sha256:1",
-            "seconds": 42.25,
-            "cached": False,
-            "error": "",
-        },
-        {
-            "image": "web",
-            "platform": "linux/amd64",
-            "reference": "r2",
-            "image_id": "sha256:2",
-            "seconds": 0.0,
-            "cached": True,
-            "error": "",
-        },
-        {
-            "image": "cli",
-            "platform": "linux/arm64",
-            "reference": "r3",
-            "image_id": "",
-            "seconds": 3.0,
-            "cached": False,
-            "error": "build of image 'cli' failed",
-        },
+        BuildRecord(
+            "web", "linux/arm64", "r1", "sha256:1", 42.25, False, verified="metadata+uname"
+        ),
+        BuildRecord("web", "linux/amd64", "r2", "sha256:2", 0.0, True, verified="metadata"),
+        BuildRecord("cli", "linux/arm64", "r3", "", 3.0, False, "build of image 'cli' failed"),
     ]
     return results
 
 
 def test_matrix_counts_per_image_and_platform() -> None:
-    cells = populated().matrix()
+    cells = {(c.image, c.platform): c for c in populated().matrix()}
     assert set(cells) == {("web", "amd64"), ("web", "arm64"), ("cli", "arm64")}
-    for counts in cells.values():
-        assert set(counts) == set(OUTCOMES)
-    assert cells[("web", "amd64")] == {**dict.fromkeys(OUTCOMES, 0), "passed": 1, "failed": 1}
-    assert cells[("web", "arm64")] == {**dict.fromkeys(OUTCOMES, 0), "passed": 1, "xfailed": 1}
-    assert cells[("cli", "arm64")] == {
-        **dict.fromkeys(OUTCOMES, 0),
-        "error": 1,
-        "skipped": 1,
-        "xpassed": 1,
-    }
-    assert sum(sum(c.values()) for c in cells.values()) == 7
+    assert cells[("web", "amd64")] == MatrixCell("web", "amd64", passed=1, failed=1)
+    assert cells[("web", "arm64")] == MatrixCell("web", "arm64", passed=1, xfailed=1)
+    assert cells[("cli", "arm64")] == MatrixCell("cli", "arm64", error=1, skipped=1, xpassed=1)
+    assert sum(c.count(o) for c in cells.values() for o in OUTCOMES) == 7
+    assert cells[("cli", "arm64")].bad
+    assert not cells[("web", "arm64")].bad
 
 
 def test_matrix_empty() -> None:
-    assert dict(Results().matrix()) == {}
+    assert RunReport().matrix() == []
 
 
 def test_platform_seconds() -> None:
@@ -182,12 +175,12 @@ def test_platform_seconds() -> None:
 
 
 def test_format_lines_empty() -> None:
-    assert Results().format_lines() == []
-    assert Results(platforms=["amd64"]).format_lines() == []
+    assert format_lines(RunReport()) == []
+    assert format_lines(RunReport(platforms=facts("amd64"))) == []
 
 
 def test_format_lines_table_and_builds() -> None:
-    lines = populated().format_lines()
+    lines = format_lines(populated())
     text = "\n".join(lines)
     header = lines[0].split()
     # only platforms with results, in --platforms order (s390x had no test)
@@ -203,122 +196,120 @@ def test_format_lines_table_and_builds() -> None:
     assert rows["cli"].split()[1] == "-"  # no cli test on amd64
     assert "2.4s" in rows["time"]
     assert "builds:" in lines
-    builds = lines[lines.index("builds:") + 1 :]
-    assert len(builds) == 3
+    builds = lines[lines.index("builds:") + 1 : lines.index("builds:") + 4]
+    assert lines[lines.index("builds:") + 4] == ""
     assert builds[0].split()[:2] == ["cli", "linux/arm64"]
     assert builds[0].endswith("FAILED")
     assert builds[1].split()[:2] == ["web", "linux/amd64"]
-    assert builds[1].endswith("cached")
-    assert builds[2].endswith("built in 42.2s") or builds[2].endswith("built in 42.3s")
-    assert "emulators:" not in text
+    assert builds[1].endswith("cached  verified: metadata")
+    assert "built in 42.2s" in builds[2] or "built in 42.3s" in builds[2]
+    assert builds[2].endswith("verified: metadata+uname")
+    assert "emulators: amd64: native; arm64: qemu; s390x: qemu" in text
 
 
 def test_format_lines_columns_align() -> None:
-    lines = populated().format_lines()
+    lines = format_lines(populated())
     table = lines[:4]
     starts = {line.index(line.split()[1], len(line.split()[0])) for line in table if line}
     assert len(starts) == 1
 
 
 def test_format_lines_unknown_platform_after_known_ones() -> None:
-    results = Results(platforms=["arm64"])
+    results = RunReport(platforms=facts("arm64"))
     record(results, "a", PASSED, "web", "s390x")
     record(results, "b", PASSED, "web", "arm64")
     record(results, "c", PASSED, "web", "amd64")
-    assert results.format_lines()[0].split() == ["image", "arm64", "amd64", "s390x"]
+    assert format_lines(results)[0].split() == ["image", "arm64", "amd64", "s390x"]
 
 
 def test_format_lines_no_image_and_emulators() -> None:
-    results = Results(platforms=["amd64"], emulators={"arm64": "qemu-aarch64 enabled"})
+    results = RunReport(
+        platforms=[PlatformFacts("linux/arm64", "arm64", False, "qemu-aarch64 enabled")]
+    )
     record(results, "plain", PASSED, "", "amd64")
-    lines = results.format_lines()
+    lines = format_lines(results)
     assert lines[1].startswith("(no image)")
     assert lines[-1] == "emulators: arm64: qemu-aarch64 enabled"
 
 
 def test_format_lines_builds_only() -> None:
-    results = Results(platforms=["amd64"])
-    results.builds = [
-        {"image": "web", "platform": "linux/amd64", "seconds": 1.0, "cached": False, "error": ""}
-    ]
-    lines = results.format_lines()
+    results = RunReport()
+    results.builds = [BuildRecord("web", "linux/amd64", "r", "sha256:1", 1.0, False)]
+    lines = format_lines(results)
     assert lines[0].split() == ["image"]
     assert lines[-1].endswith("built in 1.0s")
 
 
 def test_to_json_structure() -> None:
     results = populated()
-    results.engine = {"version": "26.1"}
+    results.engine = EngineFacts(
+        "unix:///x.sock", "26.1.5", "1.45", "containerd", "linux", "x86_64"
+    )
     data = results.to_json()
-    assert set(data) >= {"run_id", "platforms", "builds", "tests", "matrix"}
+    assert data["schema_version"] == SCHEMA_VERSION
     assert data["run_id"] == "run-1"
-    assert data["platforms"] == ["amd64", "arm64", "s390x"]
-    assert data["engine"] == {"version": "26.1"}
+    assert [p["short"] for p in data["platforms"]] == ["amd64", "arm64", "s390x"]
+    assert data["engine"]["version"] == "26.1.5"
+    assert data["engine"]["image_store"] == "containerd"
     assert [(b["image"], b["platform"]) for b in data["builds"]] == [
         ("cli", "linux/arm64"),
         ("web", "linux/amd64"),
         ("web", "linux/arm64"),
     ]
+    assert data["builds"][2]["verified"] == "metadata+uname"
     nodeids = [t["nodeid"] for t in data["tests"]]
     assert nodeids == sorted(nodeids)
     assert len(nodeids) == 7
-    for test in data["tests"]:
-        assert set(test) >= {"nodeid", "platform", "outcome", "seconds"}
-        assert test["outcome"] in OUTCOMES
     by_id = {t["nodeid"]: t for t in data["tests"]}
     assert by_id["t.py::test_c[arm64]"]["outcome"] == "error"
-    assert by_id["t.py::test_c[arm64]"]["platform"] == "arm64"
     assert by_id["t.py::test_a[amd64]"]["seconds"] == pytest.approx(1.2)
-    assert data["matrix"] == [
-        {
-            "image": "cli",
-            "platform": "arm64",
-            **dict.fromkeys(OUTCOMES, 0),
-            "error": 1,
-            "skipped": 1,
-            "xpassed": 1,
-        },
-        {
-            "image": "web",
-            "platform": "amd64",
-            **dict.fromkeys(OUTCOMES, 0),
-            "passed": 1,
-            "failed": 1,
-        },
-        {
-            "image": "web",
-            "platform": "arm64",
-            **dict.fromkeys(OUTCOMES, 0),
-            "passed": 1,
-            "xfailed": 1,
-        },
-    ]
-    assert data["platform_seconds"]["amd64"] == pytest.approx(2.4)
+    matrix = {(m["image"], m["platform"]): m for m in data["summary"]["matrix"]}
+    assert matrix[("cli", "arm64")] == {
+        "image": "cli",
+        "platform": "arm64",
+        **dict.fromkeys(OUTCOMES, 0),
+        "error": 1,
+        "skipped": 1,
+        "xpassed": 1,
+    }
+    assert data["summary"]["platform_seconds"]["amd64"] == pytest.approx(2.4)
+    assert data["summary"]["build_seconds"] == {"arm64": pytest.approx(45.25), "amd64": 0.0}
 
 
-def test_to_json_is_serializable_and_round_trips() -> None:
-    data = populated().to_json()
-    again = json.loads(json.dumps(data))
-    assert again["tests"] == data["tests"]
-    assert again["matrix"] == data["matrix"]
+def test_json_round_trips_through_the_model() -> None:
+    original = populated()
+    original.engine = EngineFacts("unix:///x.sock", "26", "1.45", "classic", "linux", "x86_64")
+    again = RunReport.from_json(json.loads(json.dumps(original.to_json())))
+    assert again.to_json() == original.to_json()
+    assert again.test("t.py::test_c[arm64]") is not None
 
 
-def test_write_json(tmp_path: Path) -> None:
+def test_write_and_read(tmp_path: Path) -> None:
     target = tmp_path / "deep" / "report.json"
-    populated().write_json(target)
-    assert json.loads(target.read_text())["run_id"] == "run-1"
+    populated().write(target)
     assert target.read_text().endswith("\n")
+    assert RunReport.read(target).run_id == "run-1"
+    assert [p.name for p in tmp_path.joinpath("deep").iterdir()] == ["report.json"]
 
 
 def test_to_json_empty() -> None:
-    data = Results().to_json()
+    data = RunReport().to_json()
     assert data["tests"] == []
-    assert data["matrix"] == []
     assert data["builds"] == []
+    assert data["engine"] is None
+    assert data["summary"]["matrix"] == []
+
+
+def test_markdown_table() -> None:
+    text = markdown(populated())
+    assert "| image | amd64 | arm64 |" in text
+    assert "| web | 1 passed, 1 failed | 1 passed, 1 xfailed |" in text
+    assert "| cli | - | 1 skipped, 1 error, 1 xpassed |" in text
+    assert text.endswith("**FAILED**")
 
 
 def test_wall_time_spans_each_platform_from_first_start_to_last_stop() -> None:
-    results = Results(platforms=["amd64", "arm64"])
+    results = RunReport(platforms=facts("amd64", "arm64"))
     results.record_span("arm64", 100.0, 103.0)
     results.record_span("arm64", 101.0, 110.5)  # overlapping, as with xdist
     results.record_span("amd64", 100.0, 101.0)
@@ -326,7 +317,7 @@ def test_wall_time_spans_each_platform_from_first_start_to_last_stop() -> None:
     assert results.platform_wall_seconds() == {"arm64": 10.5, "amd64": 1.0}
     results.record_phase("t::a[arm64]", "img", "arm64", "call", "passed", 3.0, False)
     results.record_phase("t::a[amd64]", "img", "amd64", "call", "passed", 1.0, False)
-    wall_row = next(line for line in results.format_lines() if line.startswith("wall"))
+    wall_row = next(line for line in format_lines(results) if line.startswith("wall"))
     assert "1.0s" in wall_row
     assert "10.5s" in wall_row
-    assert results.to_json()["platform_wall_seconds"] == {"arm64": 10.5, "amd64": 1.0}
+    assert results.to_json()["summary"]["platform_wall_seconds"] == {"arm64": 10.5, "amd64": 1.0}

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from harness.platforms import lookup, parse_platforms, with_host
-from harness.runtime.session import Settings, run_state_dir
+from harness.run.settings import Settings
+from harness.runtime.session import run_state_dir
 
 
 def settings(**changes: Any) -> Settings:
@@ -18,6 +19,9 @@ def settings(**changes: Any) -> Settings:
         "platforms": tuple(parse_platforms("native,arm64,arm/v7,s390x", source="test")),
         "images_dir": Path("/srv/project/images"),
         "build_mode": "auto",
+        "build_timeout": 3600.0,
+        "bind_address": "127.0.0.1",
+        "sources": {"platforms": "--platforms"},
         "missing_emulator": "skip",
         "timeout_factor": 7.5,
         "keep_containers": True,
@@ -49,11 +53,11 @@ def test_workerinput_survives_json() -> None:
 
 def test_workerinput_content() -> None:
     data = settings().to_workerinput()
-    assert data["platforms"][1:] == ["linux/arm64", "linux/arm/v7", "linux/s390x"]
+    assert [p["arch"] for p in data["platforms"]][1:] == ["arm64", "arm", "s390x"]
     assert data["images_dir"] == "/srv/project/images"
     assert data["json_path"] == "/srv/project/report.json"
     assert data["timeout_factor"] == 7.5
-    assert settings(json_path=None).to_workerinput()["json_path"] == ""
+    assert settings(json_path=None).to_workerinput()["json_path"] is None
 
 
 def test_workerinput_unusable_is_a_copy() -> None:
@@ -82,7 +86,8 @@ def test_timeout_native_non_amd64_host() -> None:
     assert settings().timeout(10, with_host(lookup("amd64"), native=arm_host)) == 75
 
 
-def test_run_state_dir_is_per_run() -> None:
+def test_run_state_dir_is_per_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert run_state_dir("a") != run_state_dir("b")
     assert run_state_dir("a").name == "run-a"
     assert run_state_dir("a") == run_state_dir("a")

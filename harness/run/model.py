@@ -1,0 +1,327 @@
+"""The typed model of one run: platforms, engine, builds and their verification, tests, images
+and publications. The plugin produces it; the JSON report is this model serialized once (with a
+``schema_version``); publishing, the CI matrix summary and every later reader load it back
+through the same types (``RunReport.read``) instead of reading string keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from harness.platforms import Platform
+from harness.run.codec import INTERNAL, ReportFormatError, dump, json_schema, load, schema_of
+
+SCHEMA_VERSION = 1
+
+Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+PublicationStatus = Literal["published", "unchanged", "refused", "failed"]
+Phase = Literal["setup", "call", "teardown"]
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """One (image, platform) as the run found or built it, and how it was verified."""
+
+    image: str
+    platform: str  # OCI name, linux/arm64
+    reference: str
+    image_id: str
+    seconds: float
+    cached: bool
+    error: str = ""
+    # How the architecture was established, e.g. "metadata+uname"; "" when not verified.
+    verified: str = ""
+    verification_cached: bool = False
+
+    @property
+    def state(self) -> str:
+        if self.error:
+            return "FAILED"
+        if self.cached:
+            return "cached"
+        return f"built in {self.seconds:.1f}s"
+
+
+@dataclass
+class TestRecord:
+    """One test item: its platform, its image and how it ended."""
+
+    nodeid: str
+    image: str
+    platform: str  # short name, arm64
+    outcome: Outcome = "passed"
+    seconds: float = 0.0
+
+    def add_phase(self, when: str, outcome: str, seconds: float, wasxfail: bool) -> None:
+        """Fold one report phase (setup, call, teardown) into the item's outcome."""
+        self.seconds += seconds
+        if outcome == "passed" and wasxfail and when == "call":
+            self.outcome = "xpassed"
+        elif outcome == "skipped" and wasxfail:
+            self.outcome = "xfailed"
+        elif outcome == "skipped" and self.outcome == "passed":
+            self.outcome = "skipped"
+        elif outcome == "failed":
+            if when == "call":
+                self.outcome = "failed"
+            elif self.outcome != "failed":
+                self.outcome = "error"
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """The Docker engine the run used."""
+
+    endpoint: str
+    version: str
+    api_version: str
+    image_store: Literal["containerd", "classic"]
+    os: str
+    architecture: str
+
+
+@dataclass(frozen=True)
+class PlatformFacts:
+    """A platform of the run: native or emulated here, and by which emulator."""
+
+    name: str
+    short: str
+    native: bool
+    emulator: str  # "native", or "qemu-aarch64 enabled, flags PF, QEMU 7.2.22", or the problem
+    qemu_version: str = ""
+
+
+@dataclass(frozen=True)
+class ImageTarget:
+    """An image the run tested: where it publishes, and the platforms it is tested for."""
+
+    repository: str
+    platforms: list[str]  # OCI names
+
+
+@dataclass
+class Publication:
+    """What publishing did with one image."""
+
+    image: str
+    reference: str
+    status: PublicationStatus
+    digest: str = ""
+    platforms: dict[str, str] = field(default_factory=dict)  # platform -> manifest digest
+    verified: dict[str, str] = field(default_factory=dict)  # platform -> uname -m seen
+    detail: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """How many tests of one image on one platform ended in each outcome."""
+
+    image: str
+    platform: str
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    error: int = 0
+    xfailed: int = 0
+    xpassed: int = 0
+
+    def count(self, outcome: Outcome) -> int:
+        value: int = getattr(self, outcome)
+        return value
+
+    @property
+    def bad(self) -> bool:
+        return bool(self.failed or self.error or self.xpassed)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Figures derived from the records, written beside them for readers other than ours."""
+
+    matrix: list[MatrixCell]
+    platform_seconds: dict[str, float]  # summed test durations per platform
+    platform_wall_seconds: dict[str, float]  # first test start to last test stop
+    build_seconds: dict[str, float]  # summed build durations per platform
+
+
+@dataclass
+class RunReport:
+    """Everything a run found out. Written once, at the end of the session."""
+
+    run_id: str = ""
+    schema_version: int = SCHEMA_VERSION
+    platforms: list[PlatformFacts] = field(default_factory=list)
+    engine: EngineFacts | None = None
+    builds: list[BuildRecord] = field(default_factory=list)
+    tests: list[TestRecord] = field(default_factory=list)
+    # platform short name -> (first phase start, last phase stop), epoch seconds
+    spans: dict[str, tuple[float, float]] = field(default_factory=dict)
+    images: dict[str, ImageTarget] = field(default_factory=dict)
+    publish: list[Publication] = field(default_factory=list)
+    _by_nodeid: dict[str, TestRecord] = field(
+        default_factory=dict, repr=False, compare=False, metadata=INTERNAL
+    )
+
+    # ---- recording ----------------------------------------------------------------------
+
+    def record_phase(
+        self,
+        nodeid: str,
+        image: str,
+        platform: str,
+        when: str,
+        outcome: str,
+        seconds: float,
+        wasxfail: bool,
+    ) -> TestRecord:
+        test = self.test(nodeid)
+        if test is None:
+            test = TestRecord(nodeid, image, platform)
+            self.tests.append(test)
+            self._by_nodeid[nodeid] = test
+        test.add_phase(when, outcome, seconds, wasxfail)
+        return test
+
+    def test(self, nodeid: str) -> TestRecord | None:
+        if len(self._by_nodeid) != len(self.tests):
+            self._by_nodeid = {t.nodeid: t for t in self.tests}
+        return self._by_nodeid.get(nodeid)
+
+    def record_span(self, platform: str, start: float, stop: float) -> None:
+        """Widen ``platform``'s wall-clock span to cover one test phase (epoch seconds)."""
+        if start <= 0 or stop < start:
+            return
+        first, last = self.spans.get(platform, (start, stop))
+        self.spans[platform] = (min(first, start), max(last, stop))
+
+    # ---- derived figures ----------------------------------------------------------------
+
+    @property
+    def platform_names(self) -> list[str]:
+        return [p.short for p in self.platforms]
+
+    def matrix(self) -> list[MatrixCell]:
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for test in self.tests:
+            cell = counts.setdefault((test.image, test.platform), dict.fromkeys(OUTCOMES, 0))
+            cell[test.outcome] += 1
+        return [MatrixCell(image, plat, **cell) for (image, plat), cell in sorted(counts.items())]
+
+    def platform_seconds(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for test in self.tests:
+            totals[test.platform] = totals.get(test.platform, 0.0) + test.seconds
+        return totals
+
+    def platform_wall_seconds(self) -> dict[str, float]:
+        return {plat: last - first for plat, (first, last) in self.spans.items()}
+
+    def build_seconds(self) -> dict[str, float]:
+        shorts = {p.name: p.short for p in self.platforms}
+        totals: dict[str, float] = {}
+        for build in self.builds:
+            key = shorts.get(build.platform, build.platform)
+            totals[key] = totals.get(key, 0.0) + build.seconds
+        return totals
+
+    def summary(self) -> RunSummary:
+        return RunSummary(
+            self.matrix(),
+            self.platform_seconds(),
+            self.platform_wall_seconds(),
+            self.build_seconds(),
+        )
+
+    @property
+    def failed(self) -> bool:
+        return any(cell.bad for cell in self.matrix())
+
+    # ---- serialization ------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = dump(self)
+        data["builds"] = dump(sorted(self.builds, key=lambda b: (b.image, b.platform)))
+        data["tests"] = dump(sorted(self.tests, key=lambda t: t.nodeid))
+        data["summary"] = dump(self.summary())
+        return data
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "$") -> RunReport:
+        if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+            raise ReportFormatError(
+                f"{where}: schema_version {data.get('schema_version')!r} is not "
+                f"{SCHEMA_VERSION}, the version this pytest-multiarch reads"
+            )
+        return load(cls, data, where)
+
+    def write(self, path: Path) -> None:
+        """Write the report atomically: a reader never sees half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        os.replace(partial, path)
+
+    @classmethod
+    def read(cls, path: Path) -> RunReport:
+        """Load a report; ReportFormatError names the file and the first bad value."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportFormatError(
+                f"{path}: not a pytest-multiarch JSON report ({exc}); write one with "
+                "pytest --multiarch-json PATH"
+            ) from None
+        return cls.from_json(data, str(path))
+
+
+def merge(reports: Iterable[RunReport]) -> RunReport:
+    """One report over several (one CI job per platform): platforms, builds, tests and images
+    of each, in order. Engines differ per job, so the merged report names none."""
+    merged = RunReport(run_id="merged")
+    seen: set[str] = set()
+    for report in reports:
+        for plat in report.platforms:
+            if plat.name not in seen:
+                seen.add(plat.name)
+                merged.platforms.append(plat)
+        merged.builds.extend(report.builds)
+        merged.tests.extend(report.tests)
+        merged.spans.update(report.spans)
+        for name, target in report.images.items():
+            known = merged.images.get(name)
+            platforms = [*known.platforms, *target.platforms] if known else target.platforms
+            merged.images[name] = ImageTarget(target.repository, list(dict.fromkeys(platforms)))
+        merged.publish.extend(report.publish)
+    return merged
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON Schema of ``--multiarch-json`` reports (shipped as report.schema.json)."""
+    schema = json_schema(RunReport)
+    schema["title"] = "pytest-multiarch run report"
+    schema["properties"]["summary"] = schema_of(RunSummary, schema["$defs"])
+    schema["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
+    schema["required"] = sorted({*schema["required"], "schema_version", "summary"})
+    return schema
+
+
+def platform_facts(platforms: Sequence[Platform]) -> list[PlatformFacts]:
+    """PlatformFacts for harness Platforms, with each emulator's state read now."""
+    from harness.emulation import check_emulator
+
+    facts = []
+    for plat in platforms:
+        status = check_emulator(plat)
+        facts.append(
+            PlatformFacts(
+                plat.name, plat.short, not plat.emulated, status.summary, status.qemu_version or ""
+            )
+        )
+    return facts
