@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -21,15 +23,24 @@ from harness.platforms import Platform, lookup
 from harness.run.codec import ReportFormatError, dump, load
 from harness.run.model import BuildRecord, ImageTarget, RunReport, platform_facts
 from harness.run.options import add_options, resolve
+from harness.run.progress import ProgressBoard, ProgressPlugin
+from harness.secrets import (
+    SecretLikeBuildArg,
+    present_secret_values,
+    redact_values,
+    secret_like_build_args,
+)
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
     from pathlib import Path
+    from types import FrameType
 
     from testcontainers.core.container import DockerContainer
 
     from harness.publish.push import Destination
     from harness.run.settings import Settings
     from harness.runtime.compare import PlatformImages
+    from harness.runtime.health import EngineWatch
     from harness.runtime.session import BuiltImage, Harness, Runner
 
 SETTINGS_KEY = pytest.StashKey["Settings"]()
@@ -37,11 +48,19 @@ REPORT_KEY = pytest.StashKey[RunReport]()
 IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
 HARNESS_KEY = pytest.StashKey["Harness"]()
 ITEM_KEY = pytest.StashKey["ItemState"]()
+# Values of the build secrets declared in image.toml files: redacted from test reports.
+SECRETS_KEY = pytest.StashKey[list[str]]()
+# The SIGTERM handler that was there before ours (restored at unconfigure).
+SIGTERM_KEY = pytest.StashKey[Any]()
+# Fixtures that talk to the engine: tests using them are guarded (harness.runtime.health).
+ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run"})
 # The platform of an item that is not a parametrized function (a structure-test check).
 ITEM_PLATFORM_KEY = pytest.StashKey[Platform]()
 # The attribute xdist carries from a worker's test report to the controller: ItemFacts as JSON.
 REPORT_ATTRIBUTE = "multiarch"
 PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
+# The matrix column of tests that compare every platform in one (the images fixture).
+CROSS_PLATFORM = "all"
 
 
 @dataclass
@@ -52,6 +71,7 @@ class ItemFacts:
     image: str
     builds: list[BuildRecord] = field(default_factory=list)
     build_wait_seconds: float = 0.0
+    every_platform: bool = False  # it used the images fixture
 
 
 @dataclass
@@ -64,7 +84,7 @@ class ItemState:
     image_id: str = ""
 
 
-def _item_state(node: pytest.Node) -> ItemState:
+def _item_state(node: pytest.Item | pytest.Collector) -> ItemState:
     """The state of a test item, or of a module whose tests share a fixture (shared_container)."""
     state = node.stash.get(ITEM_KEY, None)
     if state is None:
@@ -111,11 +131,72 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             ReportCollector(config.stash[REPORT_KEY], _publisher(config)), "multiarch-report"
         )
+        config.pluginmanager.register(
+            ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
+        )
     config.stash[SETTINGS_KEY] = settings
     try:
         config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    images = config.stash[IMAGES_KEY]
+    config.stash[SECRETS_KEY] = present_secret_values(
+        secret for spec in images.values() for secret in spec.secrets
+    )
+    if not _is_worker(config) and images:
+        _check_state_dir()
+        _warn_secret_like_build_args(config, images)
+    _handle_sigterm_like_ctrl_c(config)
+
+
+def _progress_board(run_id: str) -> ProgressBoard:
+    from harness.runtime.session import progress_board
+
+    return progress_board(run_id)
+
+
+def _check_state_dir() -> None:
+    """A state directory another user could write to is refused before anything runs."""
+    from harness.paths import run_state_root
+
+    try:
+        run_state_root()
+    except MultiarchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"cannot create this user's state directory for pytest-multiarch ({exc}); set "
+            "XDG_STATE_HOME or MULTIARCH_RUN_STATE_DIR to a directory of your own"
+        ) from None
+
+
+def _warn_secret_like_build_args(config: pytest.Config, images: dict[str, ImageSpec]) -> None:
+    for spec in images.values():
+        for name in secret_like_build_args(spec.build_args):
+            config.issue_config_time_warning(
+                SecretLikeBuildArg(
+                    f"{spec.directory / 'image.toml'}: build arg {name} looks like a secret; "
+                    "build-arg values end up in `docker history` of the image and in build "
+                    f"logs. Declare it as a build secret instead: secrets = {{ "
+                    f'{name.lower()} = {{ env = "{name}" }} }} and read it in the Dockerfile '
+                    f"with RUN --mount=type=secret,id={name.lower()}"
+                ),
+                stacklevel=2,
+            )
+
+
+def _handle_sigterm_like_ctrl_c(config: pytest.Config) -> None:
+    """CI systems and tox cancel with SIGTERM: let it unwind like Ctrl-C (fixture teardown, the
+    run's sweep), in the controller and in every xdist worker. Only when nobody else handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+def _interrupt_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signal.Signals(signum).name}")
 
 
 def _publisher(config: pytest.Config) -> Publisher | None:
@@ -213,7 +294,7 @@ def _marker_platforms(marker: pytest.Mark, where: str) -> set[str]:
     return found
 
 
-def _image_spec(node: pytest.Node, config: pytest.Config) -> ImageSpec | None:
+def _image_spec(node: pytest.Item | pytest.Collector, config: pytest.Config) -> ImageSpec | None:
     marker = node.get_closest_marker("image")
     if marker is None:
         return None
@@ -237,7 +318,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     settings = metafunc.config.stash[SETTINGS_KEY]
     # A module-scoped fixture may only depend on a parameter of module scope (or wider).
-    scope = "module" if "shared_container" in metafunc.fixturenames else "function"
+    scope: Literal["module", "function"] = (
+        "module" if "shared_container" in metafunc.fixturenames else "function"
+    )
     metafunc.parametrize(
         "platform",
         [pytest.param(_with_factor(settings, p), id=p.short) for p in settings.platforms],
@@ -410,7 +493,7 @@ def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
 
 
 def _built_image(
-    node: pytest.Node, config: pytest.Config, spec: ImageSpec, plat: Platform
+    node: pytest.Item | pytest.Collector, config: pytest.Config, spec: ImageSpec, plat: Platform
 ) -> BuiltImage | str:
     """The verified image of ``spec`` for ``plat``, or why there is none. Build records and the
     time spent waiting for a build go to ``node``'s state: they are the build's, reported apart
@@ -447,7 +530,7 @@ def container(
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not harness.settings.keep_containers:
+    if not harness.settings.keep_containers and harness.watch.dead() is None:
         stop_container(started)
 
 
@@ -457,6 +540,15 @@ def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -
     from harness.runtime.session import Runner
 
     return Runner(_harness(request.config), image, platform)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every process (each xdist worker too) finishes removing its containers in the
+    background before the controller sweeps the run: the two must not race."""
+    harness = session.config.stash.get(HARNESS_KEY, None)
+    if harness is not None:
+        harness.close()
 
 
 @pytest.fixture
@@ -519,8 +611,36 @@ def shared_container(
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not harness.settings.keep_containers:
+    if not harness.settings.keep_containers and harness.watch.dead() is None:
         stop_container(started)
+
+
+# ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------
+
+
+def _guarded(item: pytest.Item) -> Generator[None]:
+    """Setup and call of a test that uses the engine: refused at once when the engine is known
+    to be gone, interrupted when it stops answering, and then failed with that one line."""
+    if not ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return (yield)
+    from harness.runtime.health import EngineStoppedAnswering
+
+    try:
+        with _harness(item.config).watch.guard(translating=(pytest.fail.Exception,)):
+            return (yield)
+    except EngineStoppedAnswering as exc:
+        failure = str(exc)
+    pytest.fail(failure, pytrace=False)  # out of the except: one line, no chained context
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    return (yield from _guarded(item))
 
 
 # ---- reports --------------------------------------------------------------------------------
@@ -532,34 +652,70 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     plat = _item_platform(item)
-    if plat is None:
+    column = plat.short if plat is not None else _cross_platform_column(item)
+    if column is None:
         return report
     marker = item.get_closest_marker("image")
     state = _item_state(item)
-    facts = ItemFacts(plat.short, str(marker.args[0]) if marker and marker.args else "")
+    # A module-scoped fixture (shared_container) keeps its state on the module.
+    shared = [s for node in item.listchain()[:-1] if (s := node.stash.get(ITEM_KEY, None))]
+    facts = ItemFacts(column, str(marker.args[0]) if marker and marker.args else "")
+    facts.every_platform = "images" in getattr(item, "fixturenames", ())
     if report.when == "setup":
         facts.builds = list(state.builds)
         facts.build_wait_seconds = state.build_wait_seconds
-        report.duration = max(0.0, report.duration - state.build_wait_seconds)
+        for module_state in shared:  # set up during this item's setup: charged here, once
+            facts.builds += module_state.builds
+            facts.build_wait_seconds += module_state.build_wait_seconds
+            module_state.builds, module_state.build_wait_seconds = [], 0.0
+        report.duration = max(0.0, report.duration - facts.build_wait_seconds)
+        # On the item, not this report: JUnit XML takes the properties of the teardown report,
+        # which pytest copies from the item.
+        properties = item.user_properties
+        if facts.build_wait_seconds >= 0.05:
+            properties.append(("build_seconds", f"{facts.build_wait_seconds:.1f}"))
         settings = item.config.stash[SETTINGS_KEY]
-        report.user_properties.extend(
-            [
-                ("platform", plat.name),
-                ("emulated", "true" if plat.emulated else "false"),
-                ("timeout_factor", f"{settings.factor(plat):g}"),
-            ]
-        )
+        if plat is not None:
+            properties.extend(
+                [
+                    ("platform", plat.name),
+                    ("emulated", "true" if plat.emulated else "false"),
+                    ("timeout_factor", f"{settings.factor(plat):g}"),
+                ]
+            )
         if state.image_id:
-            report.user_properties.append(("image_id", state.image_id))
+            properties.append(("image_id", state.image_id))
     setattr(report, REPORT_ATTRIBUTE, dump(facts))
-    if report.failed:
+    harness = item.config.stash.get(HARNESS_KEY, None)
+    if report.failed and harness is not None:
         from harness.runtime.containers import container_logs
 
-        for short, started in state.containers:
+        for short, started in [c for s in (state, *shared) for c in s.containers]:
+            if harness.watch.dead() is not None:
+                break  # no logs from an engine that stopped answering
             logs = container_logs(started, lines=200)
             if logs:
                 report.sections.append((f"container logs [{short}]", logs))
+    _redact_report(report, item.config.stash.get(SECRETS_KEY, []))
     return report
+
+
+def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
+    """Build secrets out of what the terminal, JUnit XML and xdist get: the failure, captured
+    output and container logs (a failed build's log is redacted where it is made)."""
+    if not secrets:
+        return
+    report.sections = [(title, redact_values(text, secrets)) for title, text in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if any(value in text for value in secrets):
+            report.longrepr = redact_values(text, secrets)
+
+
+def _cross_platform_column(item: pytest.Item) -> str | None:
+    """The matrix column of a test that reaches every platform through ``images`` (and is not
+    itself one per platform), or None for a test that uses no image at all."""
+    return CROSS_PLATFORM if "images" in getattr(item, "fixturenames", ()) else None
 
 
 class ReportCollector:
@@ -587,6 +743,7 @@ class ReportCollector:
             report.outcome,
             float(report.duration),
             hasattr(report, "wasxfail"),
+            facts.every_platform,
         )
         self.report.record_span(
             facts.platform,
@@ -603,17 +760,23 @@ class ReportCollector:
         if self.publisher is not None:
             self.publisher.publish(session, self.report)
         self.report.platforms = platform_facts(settings.platforms)  # as they are at the end
-        from harness.runtime.session import run_state_dir
-
         harness = config.stash.get(HARNESS_KEY, None)
-        if harness is not None or run_state_dir(settings.run_id).exists():
-            from harness.runtime.engine import engine_info
+        watch = _run_engine_watch(settings, harness)
+        try:
+            # A ping first (milliseconds): a dead or frozen engine costs no time limit here.
+            lost = watch.alive() if watch is not None else None
+            if watch is not None and lost is None:
+                from harness.runtime.engine import engine_info
 
-            with contextlib.suppress(MultiarchError):
-                self.report.engine = (harness.engine if harness else engine_info()).facts()
-        if settings.json_path is not None:
-            self.report.write(settings.json_path)
-        self.cleanup_problem = _sweep_run(settings)
+                with contextlib.suppress(MultiarchError), watch.guard():
+                    self.report.engine = (harness.engine if harness else engine_info()).facts()
+            if settings.json_path is not None:
+                self.report.write(settings.json_path)
+            if watch is not None:
+                self.cleanup_problem = _sweep_run(settings, watch)
+        finally:
+            if watch is not None:
+                watch.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -644,16 +807,31 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
 
 
-def _sweep_run(settings: Settings) -> str:
-    """Remove the run's containers; what went wrong, or "" (the next run reaps leftovers)."""
-    from harness.runtime.session import run_state_dir
+def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatch | None:
+    """The run's engine watch on the controller, or None when no process of the run touched
+    the engine (no state directory)."""
+    if harness is not None:
+        return harness.watch
+    from harness.runtime.session import engine_watch, run_state_dir
 
     try:
-        if settings.keep_containers or not run_state_dir(settings.run_id).exists():
-            return ""  # kept on request, or no process of this run touched Docker
+        if not run_state_dir(settings.run_id).exists():
+            return None
+        return engine_watch(settings.run_id)
+    except MultiarchError:
+        return None
+
+
+def _sweep_run(settings: Settings, watch: EngineWatch) -> str:
+    """Remove the run's containers; what went wrong, or "" (the next run reaps leftovers).
+    Never waits on an engine that stopped answering (``watch``)."""
+    try:
+        if settings.keep_containers:
+            return ""
         from harness.runtime.cleanup import sweep
 
-        sweep(settings.run_id)
+        with watch.guard():
+            sweep(settings.run_id)
     except MultiarchError as exc:
         first = str(exc).splitlines()[0]
         return (
@@ -664,6 +842,9 @@ def _sweep_run(settings: Settings) -> str:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(SIGTERM_KEY, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or _is_worker(config):
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from harness.platforms import Platform
 from harness.run.codec import INTERNAL, ReportFormatError, dump, json_schema, load, schema_of
 
 SCHEMA_VERSION = 1
+# Native seconds below which a platform's slowdown is not worth a figure.
+SLOWDOWN_MIN_SECONDS = 0.1
 
 Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
@@ -57,6 +60,8 @@ class TestRecord:
     platform: str  # short name, arm64
     outcome: Outcome = "passed"
     seconds: float = 0.0
+    # It ran commands on every platform (the images fixture): its time is not its platform's.
+    every_platform: bool = False
 
     def add_phase(self, when: str, outcome: str, seconds: float, wasxfail: bool) -> None:
         """Fold one report phase (setup, call, teardown) into the item's outcome."""
@@ -149,6 +154,8 @@ class RunSummary:
     platform_seconds: dict[str, float]  # summed test durations per platform
     platform_wall_seconds: dict[str, float]  # first test start to last test stop
     build_seconds: dict[str, float]  # summed build durations per platform
+    # emulated platform -> its time over the native platform's, on the tests that ran on both
+    slowdown: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -180,10 +187,11 @@ class RunReport:
         outcome: str,
         seconds: float,
         wasxfail: bool,
+        every_platform: bool = False,
     ) -> TestRecord:
         test = self.test(nodeid)
         if test is None:
-            test = TestRecord(nodeid, image, platform)
+            test = TestRecord(nodeid, image, platform, every_platform=every_platform)
             self.tests.append(test)
             self._by_nodeid[nodeid] = test
         test.add_phase(when, outcome, seconds, wasxfail)
@@ -231,12 +239,37 @@ class RunReport:
             totals[key] = totals.get(key, 0.0) + build.seconds
         return totals
 
+    def slowdown(self) -> dict[str, float]:
+        """For each emulated platform, how many times longer its tests took than the same tests
+        on the native platform: sums over the test cases that ran (were not skipped) on both,
+        matched by node id with the platform's id taken out. Builds are not in it, and a
+        platform whose common tests took under SLOWDOWN_MIN_SECONDS natively has no figure: a
+        ratio of milliseconds is noise. Tests that ran on every platform are left out."""
+        native = next((p.short for p in self.platforms if p.native), None)
+        if native is None:
+            return {}
+        ran = [t for t in self.tests if t.outcome != "skipped" and not t.every_platform]
+        native_seconds = {
+            case_id(t.nodeid, t.platform): t.seconds for t in ran if t.platform == native
+        }
+        sums: dict[str, tuple[float, float]] = {}  # platform -> (its seconds, native seconds)
+        for test in ran:
+            base = native_seconds.get(case_id(test.nodeid, test.platform))
+            if test.platform == native or base is None:
+                continue
+            own, of_native = sums.get(test.platform, (0.0, 0.0))
+            sums[test.platform] = (own + test.seconds, of_native + base)
+        return {
+            plat: own / base for plat, (own, base) in sums.items() if base >= SLOWDOWN_MIN_SECONDS
+        }
+
     def summary(self) -> RunSummary:
         return RunSummary(
             self.matrix(),
             self.platform_seconds(),
             self.platform_wall_seconds(),
             self.build_seconds(),
+            self.slowdown(),
         )
 
     @property
@@ -300,6 +333,16 @@ def merge(reports: Iterable[RunReport]) -> RunReport:
             merged.images[name] = ImageTarget(target.repository, list(dict.fromkeys(platforms)))
         merged.publish.extend(report.publish)
     return merged
+
+
+def case_id(nodeid: str, platform: str) -> str:
+    """``nodeid`` with the id of ``platform`` (a short name) replaced by ``*``: the same test
+    case on every platform. ``t.py::test_x[arm-v7-2]`` -> ``t.py::test_x[*-2]``."""
+    head, bracket, ids = nodeid.partition("[")
+    if not bracket or not platform:
+        return nodeid
+    token = rf"(?:^|(?<=-)){re.escape(platform)}(?=-|\]$)"
+    return head + bracket + re.sub(token, "*", ids, count=1)
 
 
 def report_schema() -> dict[str, Any]:

@@ -38,12 +38,22 @@ def format_lines(report: RunReport) -> list[str]:
     if report.spans:
         wall = report.platform_wall_seconds()
         rows.append(["wall", *(f"{wall.get(p, 0.0):.1f}s" for p in platforms)])
+    built = report.build_seconds()
+    if built:  # builds are not in any test's time: shown apart, per platform
+        rows.append(["build", *(f"{built[p]:.1f}s" if p in built else "-" for p in platforms)])
+    slowdown = report.slowdown()
+    if slowdown:
+        rows.append(
+            ["slowdown", *(f"{slowdown[p]:.1f}x" if p in slowdown else "-" for p in platforms)]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip() for r in rows]
     if report.builds:
         lines += ["", "builds:"]
         for build in sorted(report.builds, key=lambda b: (b.image, b.platform)):
             how = f"  verified: {build.verified}" if build.verified and not build.error else ""
+            if how and build.verification_cached:
+                how += " (cached)"
             lines.append(f"  {build.image:<20} {build.platform:<16} {build.state}{how}")
     if report.platforms:
         lines += [

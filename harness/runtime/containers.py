@@ -4,28 +4,38 @@ to run the architecture that was asked for."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import socket
+import struct
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from docker.errors import DockerException
+from requests.exceptions import RequestException
 from testcontainers.core.container import DockerContainer
+from urllib3.exceptions import HTTPError
 
 from harness.commands import run_command
-from harness.errors import CommandError, CommandTimeout, MultiarchError
+from harness.errors import MultiarchError
 from harness.images import ImageSpec, WaitSpec
 from harness.platforms import Platform
+from harness.runtime.api import EngineApi
 from harness.runtime.build import inspect_platform
+from harness.runtime.elf import ElfScan, scan_tar, stream_from_chunks
 from harness.runtime.engine import docker, endpoint
+from harness.runtime.health import EngineStoppedAnswering as EngineLost
 
 if TYPE_CHECKING:
+    from docker import DockerClient
+
     from harness.runtime.session import BuiltImage, Harness
 
 RUN_LABEL = "pytest-multiarch.run"
@@ -83,19 +93,32 @@ class Labels:
         return labels
 
 
-def check_image_platform(reference: str, platform: Platform) -> str:
-    """The image id of ``reference``; raises WrongArchitecture when its metadata names another
-    platform than ``platform``."""
-    found = inspect_platform(reference)
+def image_platform(reference: str, client: DockerClient) -> tuple[str, str]:
+    """(image id, recorded os/arch[/variant]) of ``reference``; MultiarchError when absent."""
+    found = inspect_platform(reference, client)
     if found is None:
         raise MultiarchError(f"image {reference} is not in the engine's image store")
-    image_id, recorded = found
-    if recorded != platform.name:
-        raise WrongArchitecture(
-            f"image {reference} is {recorded}, not {platform.name}: a test on it would run the "
-            f"wrong architecture (a single-platform base, or a stage built with "
-            f"--platform=$BUILDPLATFORM, ends up in the final image)"
-        )
+    return found
+
+
+def metadata_problem(reference: str, recorded: str, platform: Platform) -> str:
+    """Why an image whose metadata records ``recorded`` is not ``platform``'s; "" when it is."""
+    if recorded == platform.name:
+        return ""
+    return (
+        f"image {reference} is {recorded}, not {platform.name}: a test on it would run the "
+        f"wrong architecture (a single-platform base, or a stage built with "
+        f"--platform=$BUILDPLATFORM, ends up in the final image)"
+    )
+
+
+def check_image_platform(reference: str, platform: Platform, client: DockerClient) -> str:
+    """The image id of ``reference``; raises WrongArchitecture when its metadata names another
+    platform than ``platform``."""
+    image_id, recorded = image_platform(reference, client)
+    problem = metadata_problem(reference, recorded, platform)
+    if problem:
+        raise WrongArchitecture(problem)
     return image_id
 
 
@@ -110,11 +133,24 @@ _MISSING_EXECUTABLE = re.compile(
 )
 
 
-def probe_uname(reference: str, platform: Platform, labels: Labels, timeout: float) -> str | None:
+def probe_uname(
+    reference: str,
+    platform: Platform,
+    labels: Labels,
+    timeout: float,
+    engine: EngineApi | None = None,
+) -> str | None:
     """What ``uname -m`` prints in a fresh container of ``reference``; None when the image has no
     ``uname`` to ask (a scratch image, say)."""
     result = run_once(
-        reference, platform, ["-m"], labels, timeout=timeout, entrypoint="uname", check_arch=False
+        reference,
+        platform,
+        ["-m"],
+        labels,
+        timeout=timeout,
+        entrypoint="uname",
+        check_arch=False,
+        engine=engine,
     )
     if result.exit_code in (126, 127) or (
         result.exit_code != 0 and _MISSING_EXECUTABLE.search(result.stderr)
@@ -126,6 +162,49 @@ def probe_uname(reference: str, platform: Platform, labels: Labels, timeout: flo
             f"{result.stderr.strip()[-500:]}"
         )
     return result.stdout
+
+
+# The entrypoint of containers that are created to read their filesystem and never started
+# (an image without CMD or ENTRYPOINT cannot be created without one).
+NEVER_STARTED = "/.pytest-multiarch-never-started"
+
+
+def scan_image_files(
+    reference: str,
+    platform: Platform,
+    allowed_globs: Sequence[str],
+    labels: Labels,
+    engine: EngineApi,
+    *,
+    variant_of: str = "",
+) -> ElfScan:
+    """The ELF truth of ``reference`` for ``platform``: its filesystem is read without running
+    anything (a labelled container is created, never started, exported and removed), and every
+    executable and shared object is checked (:func:`harness.runtime.elf.scan_tar`).
+    ``variant_of`` is the platform to create the container for when the image's metadata names
+    another one than ``platform`` (the engine refuses the mismatch); "" means ``platform``."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    what = f"{reference} ({platform.name})"
+    api = engine.client.api
+    try:
+        created = api.create_container(
+            reference,
+            entrypoint=[NEVER_STARTED],
+            labels={**labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
+            platform=variant_of or platform.name,
+            network_disabled=True,
+        )
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not read the filesystem of {what}: {exc}") from None
+    container_id = str(created["Id"])
+    try:
+        return scan_tar(stream_from_chunks(api.export(container_id)), platform, allowed_globs)
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not read the filesystem of {what}: {exc}") from None
+    finally:
+        engine.remove_later(container_id)
 
 
 def run_once(
@@ -141,47 +220,215 @@ def run_once(
     user: str | None = None,
     workdir: str | None = None,
     check_arch: bool = True,
+    engine: EngineApi | None = None,
 ) -> RunResult:
     """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
-    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str)."""
+    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str).
+
+    What ``docker run --rm --pull never`` does, over the engine's API (``engine``: the
+    process's connection; a temporary one when None): create the labelled container, attach to
+    its output, start it, feed stdin, wait. The removal is handed to ``engine``'s background
+    thread, off the test's critical path. A start the engine refuses gives the exit codes of
+    ``docker run`` (127: command not found, 126: not executable)."""
     __tracebackhide__ = True
-    call = uuid.uuid4().hex
-    args = docker("run", "--rm", "--platform", platform.name, "--pull", "never")
-    for key, value in {**labels.as_dict(), CALL_LABEL: call}.items():
-        args += ["--label", f"{key}={value}"]
-    if stdin is not None:
-        args.append("--interactive")
-    if entrypoint is not None:
-        args += ["--entrypoint", entrypoint]
-    if user:
-        args += ["--user", user]
-    if workdir:
-        args += ["--workdir", workdir]
-    for key, value in (env or {}).items():
-        args += ["--env", f"{key}={value}"]
-    args += [reference, *command]
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    connection = engine or EngineApi()
     try:
-        result = run_command(args, timeout=timeout, check=False, input_text=stdin, binary=True)
-    except CommandTimeout:
-        remove_by_label(f"{CALL_LABEL}={call}")
+        code, out, err = _run_attached(
+            connection,
+            reference,
+            platform,
+            command,
+            labels,
+            timeout=timeout,
+            env=env or {},
+            stdin=data,
+            entrypoint=entrypoint,
+            user=user,
+            workdir=workdir,
+        )
+    finally:
+        if engine is None:
+            connection.close()
+    stderr_text = err.decode("utf-8", errors="replace")
+    if code == 125 and stderr_text.startswith("docker:"):
+        raise MultiarchError(f"docker could not run {reference} for {platform.name}: {stderr_text}")
+    if check_arch and "exec format error" in stderr_text:
+        raise WrongArchitecture(_exec_format_error(reference, platform))
+    return RunResult(code, out, err)
+
+
+def _exec_format_error(reference: str, platform: Platform) -> str:
+    """Why the kernel could not execute the container's program: usually an emulator that was
+    there when the run began and has since gone (disabled, unregistered, binfmt_misc unmounted).
+    """
+    from harness.emulation import check_emulator
+
+    what = f"{reference} ({platform.name}) failed with 'exec format error'"
+    status = check_emulator(platform, ask_version=False)
+    if not status.usable:
+        return (
+            f"{what}: {status.problem} (it was checked when the run began: it went away since); "
+            f"remedy: {status.remedy}"
+        )
+    return f"{what}: no working emulator for this platform (`multiarch doctor`)"
+
+
+class _Expired(Exception):
+    """The deadline of a one-shot container passed (internal to this module)."""
+
+
+class _Duplex(Protocol):
+    """The socket of an attach: a plain or TLS socket, or an SSH channel."""
+
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> None: ...
+    def settimeout(self, seconds: float | None, /) -> None: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
+def _start_refused(explanation: str) -> tuple[int, bytes, bytes]:
+    """What ``docker run`` reports when the engine refuses to start the container: exit 127
+    for a missing command, 126 for one that cannot be executed, else 125 (its own failure)."""
+    message = f"docker: Error response from daemon: {explanation}\n".encode()
+    if any(
+        marker in explanation
+        for marker in ("executable file not found", "no such file or directory")
+    ):
+        return 127, b"", message
+    if "permission denied" in explanation or "is a directory" in explanation:
+        return 126, b"", message
+    return 125, b"", message
+
+
+def _run_attached(
+    engine: EngineApi,
+    reference: str,
+    platform: Platform,
+    command: Sequence[str],
+    labels: Labels,
+    *,
+    timeout: float,
+    env: Mapping[str, str],
+    stdin: bytes | None,
+    entrypoint: str | None,
+    user: str | None,
+    workdir: str | None,
+) -> tuple[int, bytes, bytes]:
+    """(exit code, stdout, stderr) of one container run as ``run_once`` describes."""
+    __tracebackhide__ = True
+    from docker.errors import APIError, DockerException
+    from requests.exceptions import RequestException
+
+    deadline = time.monotonic() + timeout
+    what = f"{reference} ({platform.name})"
+    try:
+        api = engine.client.api
+        created = api.create_container(
+            reference,
+            command=list(command) or None,
+            # --entrypoint X is a one-element entrypoint; "" resets the image's (as the CLI).
+            entrypoint=None if entrypoint is None else [entrypoint],
+            user=user or None,
+            working_dir=workdir or None,
+            environment=[f"{key}={value}" for key, value in env.items()] or None,
+            labels={**labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
+            platform=platform.name,
+            # Attached and not detached, stdin_open also sets StdinOnce: closing our sending
+            # half ends the command's input, as with docker run --interactive.
+            stdin_open=stdin is not None,
+            host_config=api.create_host_config(),
+        )
+    except APIError as exc:  # no such image, or not of this platform: docker run's exit 125
+        explanation = exc.explanation or str(exc)
+        return 125, b"", f"docker: Error response from daemon: {explanation}\n".encode()
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+    container_id = str(created["Id"])
+    try:
+        # Attached before the start, as docker run does: no output can be missed.
+        attached = api.attach_socket(
+            container_id,
+            params={"stdin": int(stdin is not None), "stdout": 1, "stderr": 1, "stream": 1},
+        )
+        duplex: _Duplex = getattr(attached, "_sock", attached)
+        try:
+            try:
+                api.start(container_id)
+            except APIError as exc:
+                return _start_refused(exc.explanation or str(exc))
+            if stdin is not None:
+                threading.Thread(
+                    target=_feed, args=(duplex, stdin), name="multiarch-stdin", daemon=True
+                ).start()
+            out, err = _read_frames(duplex, deadline)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Expired
+            try:
+                status = api.wait(container_id, timeout=math.ceil(remaining))
+            except RequestException as exc:  # a read timeout, or the engine went away
+                if time.monotonic() >= deadline:
+                    raise _Expired from None
+                raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+            return int(status.get("StatusCode", -1)), out, err
+        finally:
+            with contextlib.suppress(OSError):
+                duplex.close()
+    except _Expired:
+        # Removed at once, not later: a command that overran must not keep running.
+        with contextlib.suppress(DockerException, RequestException, OSError):
+            api.remove_container(container_id, v=True, force=True)
+        container_id = ""
         raise RunTimeout(
-            f"one-shot container of {reference} ({platform.name}) did not finish within "
-            f"{timeout:g}s (the limit is scaled for emulated platforms); command: {list(command)}"
+            f"one-shot container of {what} did not finish within {timeout:g}s "
+            f"(the limit is scaled for emulated platforms); command: {list(command)}"
         ) from None
-    except CommandError as exc:  # the docker CLI itself could not be started
-        raise MultiarchError(
-            f"could not run a container of {reference} ({platform.name}): {exc}"
-        ) from None
-    if result.returncode == 125 and "docker:" in result.stderr:
-        raise MultiarchError(
-            f"docker could not run {reference} for {platform.name}: {result.stderr.strip()}"
-        )
-    if check_arch and "exec format error" in result.stderr:
-        raise WrongArchitecture(
-            f"{reference} ({platform.name}) failed with 'exec format error': no working emulator "
-            "for this platform (`multiarch doctor`)"
-        )
-    return RunResult(result.returncode, result.stdout_bytes, result.stderr_bytes)
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+    finally:
+        if container_id:
+            engine.remove_later(container_id)
+
+
+def _feed(duplex: _Duplex, data: bytes) -> None:
+    """Send stdin, then close the sending half: the command sees the end of its input."""
+    # A command that exits without reading all of it closes the connection: not an error.
+    with contextlib.suppress(OSError):
+        duplex.sendall(data)
+        duplex.shutdown(socket.SHUT_WR)
+
+
+_FRAME_HEADER = struct.Struct(">BxxxL")
+
+
+def _read_frames(duplex: _Duplex, deadline: float) -> tuple[bytes, bytes]:
+    """stdout and stderr of an attach stream (frames of an 8-byte header: stream, size), read
+    until the container closes it. Raises _Expired when ``deadline`` passes first."""
+    streams = {1: bytearray(), 2: bytearray()}
+    pending = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Expired
+        duplex.settimeout(remaining)
+        try:
+            chunk = duplex.recv(256 * 1024)
+        except TimeoutError:
+            raise _Expired from None
+        if not chunk:
+            break
+        pending += chunk
+        while len(pending) >= _FRAME_HEADER.size:
+            stream, size = _FRAME_HEADER.unpack_from(pending)
+            end = _FRAME_HEADER.size + size
+            if len(pending) < end:
+                break
+            if stream in streams:
+                streams[stream] += pending[_FRAME_HEADER.size : end]
+            del pending[:end]
+    return bytes(streams[1]), bytes(streams[2])
 
 
 def remove_by_label(selector: str) -> int:
@@ -216,18 +463,31 @@ def _configure_testcontainers(bind_address: str) -> None:
         testcontainers_config.tc_host_override = unspecified.get(bind_address, bind_address)
 
 
+class LabelledContainer(DockerContainer):
+    """A testcontainers container of the harness. When ``engine`` is set, :func:`stop_container`
+    hands its removal to that connection's background thread, off the test's critical path
+    (``stop()`` itself stays what testcontainers documents: removed when it returns)."""
+
+    engine: EngineApi | None = None
+
+
 def make_container(
     reference: str,
     spec: ImageSpec,
     platform: Platform,
     labels: Labels,
     bind_address: str = "127.0.0.1",
+    engine: EngineApi | None = None,
 ) -> DockerContainer:
     """A testcontainers DockerContainer for ``reference`` (not started). Published ports listen
     on ``bind_address`` only (loopback by default: a test service is nobody else's business).
-    All run keyword arguments go in one ``with_kwargs`` call: a second call replaces the first."""
+    All run keyword arguments go in one ``with_kwargs`` call: a second call replaces the first.
+    With ``engine``, the container's own client skips asking the API version, and its removal
+    is done in the background."""
     _configure_testcontainers(bind_address)
-    container = DockerContainer(reference)
+    client_options = {"version": engine.api_version} if engine is not None else None
+    container = LabelledContainer(reference, docker_client_kw=client_options)
+    container.engine = engine
     if spec.command:
         container.with_command(list(spec.command))
     for port in spec.ports:
@@ -252,15 +512,24 @@ def start_container(container: DockerContainer, wait: WaitSpec, timeout: float) 
 
 def stop_container(container: DockerContainer) -> None:
     # Best effort: whatever survives is removed by the end-of-run sweep of the run's label.
-    with contextlib.suppress(DockerException):
-        container.stop()
+    engine = container.engine if isinstance(container, LabelledContainer) else None
+    wrapped = container._container  # None when it was never created
+    if engine is None or wrapped is None or not wrapped.id:
+        # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.
+        with contextlib.suppress(DockerException, RequestException, HTTPError, OSError, EngineLost):
+            container.stop()
+        return
+    engine.remove_later(str(wrapped.id))
+    container._container = None
+    with contextlib.suppress(DockerException, OSError):
+        container.get_docker_client().client.close()
 
 
 def container_logs(container: DockerContainer, lines: int = 40) -> str:
     try:
         out, err = container.get_logs()
-    except DockerException:  # a container that is already gone has no logs
-        return ""
+    except (DockerException, RequestException, HTTPError, OSError, EngineLost):
+        return ""  # a container (or an engine) that is already gone has no logs
     text = (out.decode(errors="replace") + err.decode(errors="replace")).strip()
     return "\n".join(text.splitlines()[-lines:])
 
@@ -305,6 +574,10 @@ def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> No
         return
     deadline = time.monotonic() + timeout
     pattern = re.compile(wait.log) if wait.log else None
+    address: tuple[str, int] | None = None
+    # Most services answer within a few hundredths of a second (even emulated): poll often at
+    # first, then back off to a fifth of a second.
+    interval = 0.02
     while True:
         status, code = _state(container)
         if pattern is not None:
@@ -312,8 +585,12 @@ def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> No
             if pattern.search(out.decode(errors="replace") + err.decode(errors="replace")):
                 return
         elif status == "running":
-            host = container.get_container_host_ip()
-            port = int(container.get_exposed_port(wait.port))
+            if address is None:
+                address = (
+                    container.get_container_host_ip(),
+                    int(container.get_exposed_port(wait.port)),
+                )
+            host, port = address
             if wait.http and _http_answers(host, port, wait.http):
                 return
             if not wait.http and _port_answers(host, port):
@@ -330,7 +607,8 @@ def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> No
                 "hint: emulated platforms are slower; raise [wait] timeout in image.toml or "
                 "--emulation-timeout-factor"
             )
-        time.sleep(0.2)
+        time.sleep(interval)
+        interval = min(0.2, interval * 1.5)
 
 
 def _describe(wait: WaitSpec) -> str:
@@ -354,11 +632,14 @@ def exec_uname(container: DockerContainer) -> str | None:
 
 
 def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> DockerContainer:
-    """A started, ready container of ``image`` whose ``uname -m`` (when it has one) is
-    ``platform``'s; removed again when any of that fails."""
+    """A started, ready container of ``image`` that runs the very image verified for
+    ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
+    that fails."""
     settings = harness.settings
     spec = image.spec
-    started = make_container(image.reference, spec, platform, harness.labels, settings.bind_address)
+    started = make_container(
+        image.reference, spec, platform, harness.labels, settings.bind_address, harness.api
+    )
     timeout = settings.timeout(spec.wait.timeout, platform)
     try:
         start_container(started, spec.wait, timeout)
@@ -367,9 +648,19 @@ def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> D
             f"container of {image.reference} ({platform.name}) failed to start: {exc}"
         ) from None
     try:
-        answer = exec_uname(started)
-        if answer is not None:
-            check_uname(answer, platform, f"container of {image.reference}")
+        # The image id was verified (metadata, ELF files, uname) once for this platform and
+        # emulator; the same id is the same files, so no exec into the container is needed.
+        ran = str(started.get_wrapped_container().attrs.get("Image") or "")
+        if image.id and ran:
+            if ran != image.id:
+                raise WrongArchitecture(
+                    f"container of {image.reference} runs image {ran}, not {image.id}, the image "
+                    f"verified for {platform.name} (was the tag moved during the run?)"
+                )
+        else:
+            answer = exec_uname(started)
+            if answer is not None:
+                check_uname(answer, platform, f"container of {image.reference}")
     except WrongArchitecture as exc:
         if not settings.keep_containers:
             stop_container(started)

@@ -5,8 +5,10 @@ until a fixture asks for an image."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +19,23 @@ from harness.images import ImageSpec
 from harness.paths import run_state_root
 from harness.platforms import Platform
 from harness.run.model import BuildRecord
+from harness.run.progress import ProgressBoard
+from harness.runtime import verify_cache
+from harness.runtime.api import EngineApi
 from harness.runtime.build import BuildCoordinator, Verdict
 from harness.runtime.cleanup import owner_alive, sweep
 from harness.runtime.containers import (
     Labels,
     RunResult,
-    WrongArchitecture,
-    check_image_platform,
-    check_uname,
+    image_platform,
+    metadata_problem,
     probe_uname,
     run_once,
+    scan_image_files,
 )
-from harness.runtime.engine import EngineInfo, engine_info
+from harness.runtime.elf import ForeignBinary, format_wrong_architecture
+from harness.runtime.engine import EngineInfo, endpoint, engine_info
+from harness.runtime.health import ENGINE_DEAD_FILE, EngineWatch
 from harness.secrets import secret_values
 
 if TYPE_CHECKING:
@@ -39,6 +46,17 @@ def run_state_dir(run_id: str) -> Path:
     """A directory shared by every process of run ``run_id`` (and by nothing else), inside this
     user's private state directory."""
     return run_state_root() / "runs" / f"run-{run_id}"
+
+
+def progress_board(run_id: str) -> ProgressBoard:
+    """Where the processes of run ``run_id`` tell what they are building and waiting for; the
+    controller shows it (harness.run.progress)."""
+    return ProgressBoard(run_state_dir(run_id) / "progress")
+
+
+def engine_watch(run_id: str) -> EngineWatch:
+    """Whether the engine of run ``run_id`` still answers, as every process of it sees it."""
+    return EngineWatch(endpoint(), run_state_dir(run_id) / ENGINE_DEAD_FILE)
 
 
 def _sweep_dead_run_dirs(runs: Path) -> None:
@@ -53,6 +71,18 @@ def _sweep_dead_run_dirs(runs: Path) -> None:
 
 
 OWNER_FILE = "owner"
+# Bump when what verification checks, or how it decides, changes: outcomes cached by older
+# logic are then verified afresh.
+VERIFICATION_LOGIC = 1
+# Foreign binaries a cached verification keeps (the message names the first few and a count).
+FOREIGN_KEPT = 50
+
+
+def verification_version() -> str:
+    """The harness version part of a verification cache key."""
+    from harness import __version__
+
+    return f"{__version__}+verification.{VERIFICATION_LOGIC}"
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,17 @@ class Harness:
         self._builds: BuildCoordinator | None = None
         self._engine: EngineInfo | None = None
         self._started = False
+        # The process's one API connection; removes finished containers off the critical path.
+        self.api = EngineApi()
+        self._emulators: dict[str, str] = {}
+        self._watch: EngineWatch | None = None
+
+    @property
+    def watch(self) -> EngineWatch:
+        """Whether the engine still answers (see harness.runtime.health)."""
+        if self._watch is None:
+            self._watch = engine_watch(self.settings.run_id)
+        return self._watch
 
     @property
     def engine(self) -> EngineInfo:
@@ -120,6 +161,8 @@ class Harness:
                 self.settings.build_mode,
                 timeout=lambda p: self.settings.timeout(self.settings.build_timeout, p),
                 classic_store=engine.image_store == "classic",
+                client=lambda: self.api.client,
+                observe=progress_board(self.settings.run_id).build,
             )
         return self._builds
 
@@ -127,36 +170,135 @@ class Harness:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
         produced it (so it is reported once per run)."""
         try:
-            self.start()
-            secrets = secret_values(spec.secrets, str(spec.directory / "image.toml"))
-            outcome = self.builds.get(
-                spec, platform, lambda record: self._check(record.reference, platform), secrets
-            )
+            with self.watch.guard():
+                self.start()
+                secrets = secret_values(spec.secrets, str(spec.directory / "image.toml"))
+                outcome = self.builds.get(
+                    spec, platform, lambda record: self._check(record, spec, platform), secrets
+                )
         except MultiarchError as exc:  # no engine, no docker CLI, ...
             raise ImageUnavailable(str(exc), None) from exc
+        except OSError as exc:  # the run's state directory: a planted link, a full disk
+            raise ImageUnavailable(
+                f"cannot use this run's state directory ({exc}); it lives in "
+                f"{run_state_root()}, which must be this user's own",
+                None,
+            ) from exc
         record = outcome.record
         reported = record if outcome.produced else None
         if record.error or outcome.unusable:
-            raise ImageUnavailable(record.error or outcome.unusable, reported)
+            # A build or check that failed because the engine went away says so.
+            lost = self.watch.alive()
+            raise ImageUnavailable(str(lost or record.error or outcome.unusable), reported)
         return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
-    def _check(self, reference: str, platform: Platform) -> Verdict:
-        """Architecture truth, once per (image, platform) and run: the image's recorded platform,
-        then ``uname -m`` in a fresh container when the image has ``uname``."""
-        how = "metadata"
-        try:
-            check_image_platform(reference, platform)
-            answer = probe_uname(
-                reference, platform, self.labels, self.settings.timeout(60, platform)
+    def close(self) -> None:
+        """Finish this process's container removals (before the run's sweep) and disconnect.
+        Nothing is waited for when the engine stopped answering: the removals cannot happen."""
+        if self._watch is not None:
+            self._watch.close()
+            if self._watch.dead() is not None:
+                return
+        self.api.close()
+
+    def emulator(self, platform: Platform) -> str:
+        """What runs ``platform`` here, as the verification cache key names it: "native", or
+        the binfmt handler with its flags and QEMU version (asked once per process)."""
+        if platform.name not in self._emulators:
+            from harness.emulation import check_emulator
+
+            self._emulators[platform.name] = check_emulator(platform).summary
+        return self._emulators[platform.name]
+
+    def _check(self, record: BuildRecord, spec: ImageSpec, platform: Platform) -> Verdict:
+        """Architecture truth, once per image id: from the verification cache when this image
+        id was verified before (same platform, emulator, harness and foreign-binaries globs),
+        else verified now (:meth:`_verify`) and stored. A bad cache entry is a warning and a
+        miss, never trusted."""
+        key: verify_cache.VerificationKey | None = None
+        if record.image_id:
+            key = verify_cache.VerificationKey(
+                image_id=record.image_id,
+                platform=platform.name,
+                emulator=self.emulator(platform),
+                harness_version=verification_version(),
+                foreign_binaries=json.dumps(sorted(spec.foreign_binaries)),
             )
-            if answer is not None:
-                how += "+uname"
-                check_uname(answer, platform, f"image {reference}")
-        except WrongArchitecture as exc:
-            return Verdict(how, f"wrong architecture: {exc}")
+            cached = verify_cache.load(key)
+            if cached is not None:
+                return Verdict(cached.how, cached.problem, cached=True)
+        verification, lasting = self._verify(record.reference, spec, platform)
+        if key is not None and lasting:
+            verify_cache.store(key, verification)
+        return Verdict(verification.how, verification.problem)
+
+    def _verify(
+        self, reference: str, spec: ImageSpec, platform: Platform
+    ) -> tuple[verify_cache.Verification, bool]:
+        """Verify ``reference`` for ``platform``: the image's recorded platform, the ELF header
+        of every executable and shared object in its filesystem (read without starting it),
+        then ``uname -m`` in a fresh container where the image has ELF files to run it. Returns
+        the verification and whether it is a lasting property of the image (worth caching):
+        an engine failure or a timeout is not."""
+        started = time.monotonic()
+
+        def outcome(
+            how: str,
+            problem: str = "",
+            *,
+            elf_files: int = 0,
+            foreign: Sequence[ForeignBinary] = (),
+            uname: str = "",
+        ) -> verify_cache.Verification:
+            seconds = round(time.monotonic() - started, 3)
+            kept = tuple(foreign[:FOREIGN_KEPT])
+            return verify_cache.Verification(
+                how, not problem, problem, elf_files, kept, seconds, uname
+            )
+
+        try:
+            _, recorded = image_platform(reference, self.api.client)
+            wrong_metadata = metadata_problem(reference, recorded, platform)
+            scan = scan_image_files(
+                reference,
+                platform,
+                spec.foreign_binaries,
+                self.labels,
+                self.api,
+                variant_of=recorded if wrong_metadata else "",
+            )
         except MultiarchError as exc:
-            return Verdict(how, str(exc))
-        return Verdict(how)
+            return outcome("metadata", str(exc)), False
+        how = "metadata+elf" if scan.has_elf else "metadata+scripts-only"
+        if scan.foreign:
+            problem = (
+                f"{format_wrong_architecture(scan, platform)}; image {reference}: build them "
+                f"for $TARGETPLATFORM (a cross compiler, or GOARCH from TARGETARCH), or allow "
+                f"deliberate ones with foreign-binaries in {spec.directory / 'image.toml'}"
+            )
+            if wrong_metadata:
+                problem += f"; its metadata says {recorded} too"
+            return outcome(how, problem, elf_files=scan.elf_files, foreign=scan.foreign), True
+        if wrong_metadata:
+            problem = f"wrong architecture: {wrong_metadata}"
+            return outcome(how, problem, elf_files=scan.elf_files), True
+        if not scan.has_elf:
+            return outcome(how), True  # no ELF file, so no uname to ask
+        timeout = self.settings.timeout(60, platform)
+        try:
+            answer = probe_uname(reference, platform, self.labels, timeout, self.api)
+        except MultiarchError as exc:  # a timeout, a broken emulator, the engine
+            return outcome(how, str(exc), elf_files=scan.elf_files), False
+        if answer is None:
+            return outcome(how, elf_files=scan.elf_files), True
+        machine = answer.strip()
+        problem = platform.machine_problem(machine, f"image {reference}")
+        return outcome(
+            "metadata+elf+uname",
+            f"wrong architecture: {problem}" if problem else "",
+            elf_files=scan.elf_files,
+            uname=machine,
+        ), True
 
 
 class Runner:
@@ -221,20 +363,23 @@ class Runner:
         else:
             parts = list(entrypoint)
             entry, command = parts[0], [*parts[1:], *command]
-        settings = self._harness.settings
+        harness = self._harness
+        settings = harness.settings
         env_all = {**self._image.spec.env, **(env or {})}
-        return run_once(
-            self._image.reference,
-            self._platform,
-            command,
-            self._harness.labels,
-            timeout=settings.timeout(timeout or 60.0, self._platform),
-            env=env_all,
-            stdin=stdin,
-            entrypoint=entry,
-            user=user,
-            workdir=workdir,
-        )
+        with harness.watch.guard():
+            return run_once(
+                self._image.reference,
+                self._platform,
+                command,
+                harness.labels,
+                timeout=settings.timeout(timeout or 60.0, self._platform),
+                env=env_all,
+                stdin=stdin,
+                entrypoint=entry,
+                user=user,
+                workdir=workdir,
+                engine=harness.api,
+            )
 
 
 def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:

@@ -15,6 +15,7 @@ from harness.run.model import (
     MatrixCell,
     PlatformFacts,
     RunReport,
+    case_id,
 )
 from harness.run.report import format_lines, markdown
 
@@ -321,3 +322,89 @@ def test_wall_time_spans_each_platform_from_first_start_to_last_stop() -> None:
     assert "1.0s" in wall_row
     assert "10.5s" in wall_row
     assert results.to_json()["summary"]["platform_wall_seconds"] == {"arm64": 10.5, "amd64": 1.0}
+
+
+def test_case_id_takes_the_platform_id_out() -> None:
+    assert case_id("t.py::test_x[amd64]", "amd64") == "t.py::test_x[*]"
+    assert case_id("t.py::test_x[arm-v7-2]", "arm-v7") == "t.py::test_x[*-2]"
+    assert case_id("t.py::test_x[2-s390x]", "s390x") == "t.py::test_x[2-*]"
+    # only a whole id is the platform's: "xamd64" is another parameter's
+    assert case_id("t.py::test_x[xamd64-amd64]", "amd64") == "t.py::test_x[xamd64-*]"
+    assert case_id("t.py::test_x", "amd64") == "t.py::test_x"
+    assert case_id("t.py::test_x[amd64]", "all") == "t.py::test_x[amd64]"
+
+
+def slow_run() -> RunReport:
+    results = RunReport(platforms=facts("amd64", "arm64", "s390x"))
+    for name, native, arm, s390x in [("a", 1.0, 6.0, 9.0), ("b", 3.0, 10.0, 11.0)]:
+        record(results, f"t.py::test_{name}[amd64]", [("call", "passed", native, False)])
+        record(results, f"t.py::test_{name}[arm64]", [("call", "passed", arm, False)], plat="arm64")
+        record(
+            results, f"t.py::test_{name}[s390x]", [("call", "failed", s390x, False)], plat="s390x"
+        )
+    # Not matched with a native run: ran only on arm64, or skipped natively; never counted.
+    record(results, "t.py::test_only_arm[arm64]", [("call", "passed", 50.0, False)], plat="arm64")
+    record(results, "t.py::test_c[amd64]", SKIPPED)
+    record(results, "t.py::test_c[arm64]", [("call", "passed", 70.0, False)], plat="arm64")
+    results.builds = [
+        BuildRecord("web", "linux/arm64", "r1", "sha256:1", 30.0, False),
+        BuildRecord("cli", "linux/arm64", "r2", "sha256:2", 12.5, False),
+        BuildRecord("web", "linux/amd64", "r3", "sha256:3", 2.0, False),
+    ]
+    return results
+
+
+def test_slowdown_against_native_on_the_same_tests() -> None:
+    slowdown = slow_run().slowdown()
+    assert set(slowdown) == {"arm64", "s390x"}  # the native platform has none
+    assert slowdown["arm64"] == pytest.approx((6.0 + 10.0) / (1.0 + 3.0))
+    assert slowdown["s390x"] == pytest.approx((9.0 + 11.0) / (1.0 + 3.0))
+
+
+def test_slowdown_needs_a_native_platform_and_common_tests() -> None:
+    no_native = RunReport(platforms=facts("arm64"))
+    no_native.platforms = [PlatformFacts("linux/arm64", "arm64", False, "qemu")]
+    record(no_native, "t.py::a[arm64]", PASSED, plat="arm64")
+    assert no_native.slowdown() == {}
+    nothing_in_common = RunReport(platforms=facts("amd64", "arm64"))
+    record(nothing_in_common, "t.py::a[amd64]", PASSED)
+    record(nothing_in_common, "t.py::b[arm64]", PASSED, plat="arm64")
+    assert nothing_in_common.slowdown() == {}
+    assert "slowdown" not in "\n".join(format_lines(nothing_in_common))
+
+
+def test_build_and_slowdown_rows_and_json_summary() -> None:
+    results = slow_run()
+    lines = format_lines(results)
+    rows = {line.split()[0]: line.split()[1:] for line in lines if line}
+    assert rows["image"] == ["amd64", "arm64", "s390x"]
+    # Builds are summed per platform apart from the tests' time.
+    assert rows["build"] == ["2.0s", "42.5s", "-"]
+    assert rows["time"] == ["4.0s", "136.0s", "20.0s"]
+    assert rows["slowdown"] == ["-", "4.0x", "5.0x"]
+    summary = results.to_json()["summary"]
+    assert summary["slowdown"] == {"arm64": pytest.approx(4.0), "s390x": pytest.approx(5.0)}
+    assert summary["build_seconds"] == {"arm64": 42.5, "amd64": 2.0}
+
+
+def test_no_slowdown_from_milliseconds() -> None:
+    results = RunReport(platforms=facts("amd64", "arm64"))
+    record(results, "t.py::a[amd64]", [("call", "passed", 0.01, False)])
+    record(results, "t.py::a[arm64]", [("call", "passed", 0.07, False)], plat="arm64")
+    assert results.slowdown() == {}
+
+
+def test_slowdown_leaves_out_tests_that_ran_on_every_platform() -> None:
+    results = slow_run()
+    # Its arm64 case ran the same commands on every platform as its amd64 case did.
+    record(results, "t.py::test_cmp[amd64]", [("call", "passed", 5.0, False)])
+    results.record_phase(
+        "t.py::test_cmp[arm64]", "web", "arm64", "call", "passed", 5.0, False, True
+    )
+    results.record_phase(
+        "t.py::test_cmp[amd64]", "web", "amd64", "call", "passed", 0.0, False, True
+    )
+    assert results.slowdown()["arm64"] == pytest.approx(4.0)
+    assert results.test("t.py::test_cmp[arm64]").every_platform  # type: ignore[union-attr]
+    again = RunReport.from_json(json.loads(json.dumps(results.to_json())))
+    assert again.slowdown() == results.slowdown()
