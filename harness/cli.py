@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from harness.errors import MultiarchError, PlatformError
 from harness.platforms import Platform, parse_platforms
+
+if TYPE_CHECKING:
+    from harness.runtime.engines import EngineRef
 
 
 def _platforms(value: str, source: str, *, host_can_run: bool = True) -> list[Platform]:
@@ -34,13 +38,26 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         (args.platforms, "--platforms") if args.platforms else _default_platforms("native")
     )
     platforms = _platforms(spec, source)
-    checks = run_doctor(platforms, probe=not args.no_probe)
+    checks = run_doctor(platforms, probe=not args.no_probe, engines=_engine_map(args))
     print(to_json(checks) if args.json else format_table(checks))
     ok = doctor_ok(checks)
     if not args.json:
         names = ", ".join(p.short for p in platforms)
         print(f"\n{'OK' if ok else 'NOT READY'}: {names}")
     return 0 if ok else 1
+
+
+def _engine_map(args: argparse.Namespace) -> dict[str, EngineRef]:
+    """The platform -> engine map as the plugin reads it, without pytest: pyproject.toml's
+    ``[tool.multiarch.engines]``, then ``MULTIARCH_ENGINES``, then ``--engine``."""
+    from pathlib import Path
+
+    from harness.runtime.engines import parse_engine_map, project_engine_map
+
+    found = project_engine_map(Path(args.pyproject))
+    if os.environ.get("MULTIARCH_ENGINES", "").strip():
+        found |= parse_engine_map([os.environ["MULTIARCH_ENGINES"]], "MULTIARCH_ENGINES")
+    return found | parse_engine_map(args.engine or [], "--engine")
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:
@@ -126,10 +143,23 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harness.run.matrix import merge_reports
-    from harness.run.report import markdown
 
     merged = merge_reports([Path(p) for p in args.reports])
-    print(json.dumps(merged.to_json(), indent=2) if args.json else markdown(merged))
+    form = "json" if args.json else args.format
+    if form == "json":
+        print(json.dumps(merged.to_json(), indent=2))
+    elif form == "html":
+        from harness.run.html import render_html
+
+        print(render_html(merged), end="")
+    elif form == "terminal":
+        from harness.run.report import format_lines
+
+        print("\n".join(format_lines(merged)))
+    else:
+        from harness.run.report import markdown
+
+        print(markdown(merged))
     return 1 if merged.failed else 0
 
 
@@ -169,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
     doctor.add_argument(
         "--no-probe", action="store_true", help="skip the probe container of each platform"
+    )
+    doctor.add_argument(
+        "--engine",
+        action="append",
+        metavar="PLATFORM=ENDPOINT",
+        help="check PLATFORM on that engine (a Docker context or unix://, tcp://, ssh://); "
+        "repeatable; over [tool.multiarch.engines] and MULTIARCH_ENGINES",
+    )
+    doctor.add_argument(
+        "--pyproject", default="pyproject.toml", help="where [tool.multiarch.engines] is read"
     )
     doctor.set_defaults(func=cmd_doctor)
 
@@ -267,7 +307,14 @@ example:
 
     summary = sub.add_parser("summary", help="merge --multiarch-json reports into one matrix")
     summary.add_argument("reports", nargs="+", help="JSON reports of pytest --multiarch-json")
-    summary.add_argument("--json", action="store_true", help="print the merged JSON")
+    summary.add_argument(
+        "--format",
+        choices=("markdown", "terminal", "html", "json"),
+        default="markdown",
+        help="markdown (default; for CI step summaries), terminal (plain text), html (one "
+        "self-contained page), json (the merged report)",
+    )
+    summary.add_argument("--json", action="store_true", help="the same as --format json")
     summary.set_defaults(func=cmd_summary)
 
     publish = sub.add_parser(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
 from harness.commands import run_command
 from harness.emulation import check_emulator
-from harness.errors import CommandError, EngineUnavailable
+from harness.errors import CommandError, ConfigError, EngineUnavailable
 from harness.platforms import Platform
 from harness.publish.registry import listed_platforms
 from harness.runtime.engine import EngineInfo, buildx_info, docker, engine_info
+from harness.runtime.engines import EngineRef, endpoint_hostname, resolve_engine
 
 CheckStatus = Literal["ok", "fail", "warn"]
 PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
@@ -80,7 +81,7 @@ def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
     return available
 
 
-def _probe(platform: Platform) -> Check:
+def _probe(platform: Platform, engine: EngineRef | None = None) -> Check:
     command = docker(
         "run",
         "--rm",
@@ -91,6 +92,7 @@ def _probe(platform: Platform) -> Check:
         PROBE_IMAGE,
         "uname",
         "-m",
+        engine=engine,
     )
     try:
         result = run_command(command, timeout=90, check=False)
@@ -137,10 +139,18 @@ def _reaper_check() -> Check:
     )
 
 
-def run_doctor(platforms: Sequence[Platform], *, probe: bool = True) -> list[Check]:
+def run_doctor(
+    platforms: Sequence[Platform],
+    *,
+    probe: bool = True,
+    engines: Mapping[str, EngineRef] | None = None,
+) -> list[Check]:
+    """The checks of the default engine and of ``platforms`` on it, then of every engine that
+    ``engines`` (platform name -> engine) maps a platform to, and of those platforms there."""
+    mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
     checks, info = _engine_checks()
     bases = _base_sources(info) if info is not None else {}
-    for plat in platforms:
+    for plat in [p for p in platforms if p.name not in mapped]:
         status = check_emulator(plat)
         if status.native:
             checks.append(Check("emulator", plat.short, "ok", "native"))
@@ -186,9 +196,96 @@ def run_doctor(platforms: Sequence[Platform], *, probe: bool = True) -> list[Che
                 )
             else:
                 checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
+    checks += _mapped_engine_checks([p for p in platforms if p.name in mapped], mapped, probe)
     if info is not None:
         checks.append(_reaper_check())
     return checks
+
+
+def _mapped_engine_checks(
+    platforms: Sequence[Platform], engines: Mapping[str, EngineRef], probe: bool
+) -> list[Check]:
+    """Each mapped engine once (reachable, version, image store, architecture, buildx), then its
+    platforms on it: native or emulated there, and a probe container there. Of a remote
+    machine, only what its engine tells can be checked from here: its binfmt_misc handlers and
+    registry settings cannot be read, so the probe is what shows that a platform runs there."""
+    checks: list[Check] = []
+    by_engine: dict[str, list[Platform]] = {}
+    for plat in platforms:
+        by_engine.setdefault(engines[plat.name].spec, []).append(plat)
+    for spec, plats in by_engine.items():
+        ref = EngineRef(spec)
+        names = ",".join(p.short for p in plats)
+        try:
+            found = resolve_engine(ref, "the engine map", os.environ, timeout=10)
+        except ConfigError as exc:
+            remedy = f"docker context create {spec} --docker host=ssh://USER@MACHINE"
+            checks.append(Check("engine", names, "fail", str(exc), remedy))
+            continue
+        if found.problem:
+            remedy = (
+                f"start the engine on that machine, or fix the mapping; check with "
+                f"`docker {' '.join(ref.cli_flags())} info`"
+            )
+            checks.append(
+                Check("engine", names, "fail", f"{found.describe()}: {found.problem}", remedy)
+            )
+            continue
+        machine = "this machine" if found.is_local else endpoint_hostname(found.host)
+        checks.append(
+            Check(
+                "engine",
+                names,
+                "ok",
+                f"{found.describe()}: Docker {found.version}, {found.image_store} image store, "
+                f"{found.architecture} on {machine}",
+            )
+        )
+        try:
+            bx = buildx_info(timeout=20, engine=ref)
+            checks.append(
+                Check(
+                    "buildx",
+                    names,
+                    "ok",
+                    f"buildx {bx.version}, builder {bx.builder} ({bx.driver})",
+                )
+            )
+        except CommandError as exc:
+            checks.append(
+                Check(
+                    "buildx",
+                    names,
+                    "fail",
+                    f"docker buildx unusable for engine {spec} (exit {exc.returncode})",
+                    "install the buildx plugin here (Debian package docker-buildx)",
+                )
+            )
+        for plat in plats:
+            there = replace(plat, engine=spec, emulated=found.architecture != plat.uname)
+            checks.append(_mapped_emulator_check(there, found.architecture, found.is_local, ref))
+            if probe:
+                checks.append(_probe(there, ref))
+    return checks
+
+
+def _mapped_emulator_check(plat: Platform, architecture: str, local: bool, ref: EngineRef) -> Check:
+    if not plat.emulated:
+        return Check("emulator", plat.short, "ok", f"native on {ref.label} ({architecture})")
+    if local:  # an engine on this machine runs this machine's emulators
+        status = check_emulator(plat)
+        if status.usable:
+            return Check("emulator", plat.short, "ok", f"{status.summary} (engine {ref.label})")
+        return Check("emulator", plat.short, "fail", status.problem, status.remedy)
+    return Check(
+        "emulator",
+        plat.short,
+        "warn",
+        f"emulated on {ref.label} ({architecture}): that machine's binfmt_misc cannot be read "
+        "from here; the probe shows whether the platform runs there",
+        f"on that machine: `multiarch host up --platforms {plat.short}` (or install "
+        "qemu-user-static and binfmt-support)",
+    )
 
 
 def doctor_ok(checks: Sequence[Check]) -> bool:

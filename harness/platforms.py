@@ -17,6 +17,9 @@ class Platform:
     ``timeout_factor`` is what the run multiplies native time limits by on this platform
     (``--emulation-timeout-factor`` when emulated, else 1); it is not part of a platform's
     identity, so it takes no part in equality or hashing.
+    ``engine`` is the engine that builds and runs it in this run, as the user named it (a
+    Docker context or an endpoint; "" is the default engine); not part of its identity either,
+    and ``emulated`` is then measured on that engine (harness.runtime.engines).
     """
 
     os: str
@@ -29,6 +32,7 @@ class Platform:
     qemu_name: str
     emulated: bool = False
     timeout_factor: float = field(default=1.0, compare=False)
+    engine: str = field(default="", compare=False)
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup
 from harness.run.codec import ReportFormatError, dump, load
-from harness.run.model import BuildRecord, ImageTarget, RunReport, platform_facts
+from harness.run.model import BuildRecord, ImageTarget, RunReport, TestRecord, platform_facts
 from harness.run.options import add_options, resolve
 from harness.run.progress import ProgressBoard, ProgressPlugin
 from harness.secrets import (
@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
     from harness.publish.push import Destination
     from harness.run.settings import Settings
     from harness.runtime.compare import PlatformImages
+    from harness.runtime.engines import EngineRef
+    from harness.runtime.faults import RecordedRun
     from harness.runtime.health import EngineWatch
     from harness.runtime.session import BuiltImage, Harness, Runner
 
@@ -61,6 +63,15 @@ REPORT_ATTRIBUTE = "multiarch"
 PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
 # The matrix column of tests that compare every platform in one (the images fixture).
 CROSS_PLATFORM = "all"
+# Per process: platform name -> (emulator summary, QEMU version), for JUnit properties.
+EMULATORS_KEY = pytest.StashKey[dict[str, tuple[str, str]]]()
+# Of a failed test, kept for the run report: its last commands, message and container logs.
+COMMANDS_KEPT = 10
+MESSAGE_KEPT = 4000
+LOGS_KEPT = 8000
+# The outcome of a report whose test is run again after an emulator fault.
+RETRIED = "rerun"
+RETRIES_KEY = pytest.StashKey[int]()
 
 
 @dataclass
@@ -72,6 +83,9 @@ class ItemFacts:
     builds: list[BuildRecord] = field(default_factory=list)
     build_wait_seconds: float = 0.0
     every_platform: bool = False  # it used the images fixture
+    # Of a failed phase: the commands its ``run`` calls made, and the emulator's fault if any.
+    commands: list[str] = field(default_factory=list)
+    fault: str = ""
 
 
 @dataclass
@@ -82,6 +96,7 @@ class ItemState:
     containers: list[tuple[str, DockerContainer]] = field(default_factory=list)
     build_wait_seconds: float = 0.0
     image_id: str = ""
+    runs: list[RecordedRun] = field(default_factory=list)  # what its ``run`` calls did
 
 
 def _item_state(node: pytest.Item | pytest.Collector) -> ItemState:
@@ -112,8 +127,18 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "platform_timeout(arm64=SECONDS, s390x=..., arm_v7=...): pytest-timeout's limit of this "
+        "test on those platforms, as given (others keep the emulation-scaled limit)",
+    )
+    config.addinivalue_line(
+        "markers",
         "xfail_platforms(*names, reason=..., strict=...): expect this test to fail on these "
         "platforms (strict defaults to the xfail_strict ini option, as for pytest.mark.xfail)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires_native(reason=...): run this test only where its platform runs natively on "
+        "its engine (not under QEMU); elsewhere it is skipped with the reason",
     )
     from harness.run.settings import Settings, resolve_settings
 
@@ -125,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[REPORT_KEY] = RunReport(
             run_id=settings.run_id,
             # Emulator faults come and go with QEMU releases: every report names the version.
-            platforms=platform_facts(settings.platforms),
+            platforms=platform_facts(settings.platforms, settings.endpoints),
         )
         config.pluginmanager.register(XdistHooks(settings), "multiarch-xdist")
         config.pluginmanager.register(
@@ -135,6 +160,8 @@ def pytest_configure(config: pytest.Config) -> None:
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
         )
     config.stash[SETTINGS_KEY] = settings
+    # Read on every process (workers get the same command line, environment and ini file).
+    config.stash[RETRIES_KEY] = int(resolve(config, "emulator-fault-retries").value)
     try:
         config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
     except ConfigError as exc:
@@ -147,6 +174,23 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_state_dir()
         _warn_secret_like_build_args(config, images)
     _handle_sigterm_like_ctrl_c(config)
+
+
+def _start_shown(image: BuiltImage, platform: Platform, harness: Harness) -> DockerContainer:
+    """A started, verified container; shown in the live progress while it takes long (an
+    emulated service can take a while to become ready)."""
+    from harness.runtime.containers import start_verified
+
+    wait = image.spec.wait
+    ready = {
+        "log": f"for log line {wait.log!r}",
+        "http": f"for HTTP {wait.http} on port {wait.port}",
+        "port": f"for port {wait.port}",
+    }.get(wait.kind, "")
+    with _progress_board(harness.settings.run_id).waiting(
+        image.name, platform, f"container start {ready}".rstrip()
+    ):
+        return start_verified(image, platform, harness)
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
@@ -271,6 +315,17 @@ class XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["multiarch"] = self.settings.to_workerinput()
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """With platforms on engines of their own, ``-n`` shares the workers between engines
+        (harness.run.scheduling): a native engine's tests never wait behind emulated ones."""
+        if not self.settings.engines or config.getvalue("dist") != "load":
+            return None
+        from harness.run.scheduling import engine_grouper, make_engine_scheduler
+
+        engines = {p.short: p.engine for p in self.settings.platforms}
+        return make_engine_scheduler(config, log, engine_grouper(engines))
+
 
 # ---- collection: one item per platform, platform markers ------------------------------------
 
@@ -334,6 +389,13 @@ def _with_factor(settings: Settings, plat: Platform) -> Platform:
     return replace(plat, timeout_factor=settings.factor(plat))
 
 
+def _engine_label(plat: Platform) -> str:
+    """``engine arm-box``, or ``the default engine``."""
+    from harness.runtime.engines import EngineRef
+
+    return f"engine {EngineRef(plat.engine).label}" if plat.engine else "the default engine"
+
+
 def _parametrizes_platform(node: pytest.Item) -> bool:
     """A test that parametrizes an argument called ``platform`` itself keeps its own values."""
     for marker in node.iter_markers("parametrize"):
@@ -371,10 +433,63 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # The image name is a keyword of its items: `-k service` selects that image's tests.
         image_marker = item.get_closest_marker("image")
         if image_marker is not None and image_marker.args:
-            item.keywords[str(image_marker.args[0])] = True
+            item.extra_keyword_matches.add(str(image_marker.args[0]))
         _apply_platform_markers(config, item, plat)
-        if timeouts is not None:
+        own_limit = _platform_timeout(item, plat)
+        if own_limit is not None and timeouts is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.platform_timeout sets pytest-timeout's limit, and "
+                "pytest-timeout is not installed (pip install pytest-timeout)"
+            )
+        if own_limit is not None:
+            _set_timeout(item, own_limit)
+        elif timeouts is not None:
             _scale_timeout(item, settings.factor(plat), timeouts)
+
+
+def _platform_timeout(item: pytest.Item, plat: Platform) -> float | None:
+    """``@pytest.mark.platform_timeout(arm64=120, s390x=300, arm_v7=240)``: the time limit of
+    the test on those platforms, in seconds as given (not scaled: it is that platform's own).
+    None on the platforms it does not name, which keep the scaled limit."""
+    marker = item.get_closest_marker("platform_timeout")
+    if marker is None:
+        return None
+    found = None
+    for key, value in marker.kwargs.items():
+        try:
+            named = lookup(key.replace("_", "/"))
+        except PlatformError:
+            raise pytest.UsageError(
+                f"{item.nodeid}: unknown platform {key!r} in @pytest.mark.platform_timeout "
+                "(write arm/v7 as arm_v7)"
+            ) from None
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            seconds = 0.0
+        if not seconds > 0:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.platform_timeout({key}={value!r}): expected "
+                "a positive number of seconds"
+            )
+        if named.name == plat.name:
+            found = seconds
+    if marker.args:
+        raise pytest.UsageError(
+            f"{item.nodeid}: @pytest.mark.platform_timeout takes platform=seconds keywords only"
+        )
+    return found
+
+
+def _set_timeout(item: pytest.Item, seconds: float) -> None:
+    """pytest-timeout's limit for ``item``, keeping the method of its own timeout marker."""
+    marker = item.get_closest_marker("timeout")
+    kwargs: dict[str, Any] = {}
+    if marker is not None:
+        kwargs = {k: v for k, v in marker.kwargs.items() if k == "method"}
+        if len(marker.args) > 1:
+            kwargs["method"] = marker.args[1]
+    item.add_marker(pytest.mark.timeout(seconds, **kwargs), append=False)
 
 
 def _pytest_timeout_setting(config: pytest.Config) -> float | None:
@@ -431,6 +546,15 @@ def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Plat
         )
     if not reason and plat.name in settings.unusable:
         reason = f"{plat.name} cannot run here: {settings.unusable[plat.name]}"
+    if not reason and plat.emulated:
+        native = item.get_closest_marker("requires_native")
+        if native is not None:
+            why = str(native.kwargs.get("reason") or (native.args[0] if native.args else ""))
+            where = _engine_label(plat)
+            reason = (
+                f"{why or 'needs a native machine'} (@pytest.mark.requires_native): "
+                f"{plat.short} runs under QEMU on {where} in this run"
+            )
     if not reason:
         for marker in item.iter_markers("skip_platforms"):
             if plat.name in _marker_platforms(marker, where):
@@ -521,25 +645,36 @@ def container(
     request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
 ) -> Generator[DockerContainer]:
     """A started testcontainers container of the image, ready per image.toml [wait]."""
-    from harness.runtime.containers import start_verified, stop_container
+    from harness.runtime.containers import stop_container
 
     harness = _harness(request.config)
     try:
-        started = start_verified(image, platform, harness)
+        started = _start_shown(image, platform, harness)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not harness.settings.keep_containers and harness.watch.dead() is None:
+    if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
         stop_container(started)
 
 
 @pytest.fixture
 def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
-    from harness.runtime.session import Runner
+    return _recording_runner(request, image, platform)
 
-    return Runner(_harness(request.config), image, platform)
+
+def _recording_runner(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Runner:
+    """A Runner that keeps what it ran on the test's state: for its report, and to tell an
+    emulator fault from a failure (harness.runtime.faults)."""
+    from harness.runtime.recording import RecordingRunner
+
+    secrets: list[str] = request.config.stash.get(SECRETS_KEY, [])
+    return RecordingRunner(
+        _harness(request.config), image, platform, _item_state(request.node).runs, secrets
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -557,7 +692,6 @@ def images(request: pytest.FixtureRequest) -> PlatformImages:
     verified like ``image``: ``images["s390x"].run([...])``,
     ``images.assert_same_on_every_platform([...])``. Without ``platform``, the test runs once."""
     from harness.runtime.compare import PlatformImages
-    from harness.runtime.session import Runner
 
     spec = _image_spec(request.node, request.config)
     if spec is None:
@@ -576,7 +710,7 @@ def images(request: pytest.FixtureRequest) -> PlatformImages:
         if isinstance(found, str):
             problems.append(f"{plat.short}: {found}")
         else:
-            runners[plat.short] = Runner(_harness(request.config), found, scaled)
+            runners[plat.short] = _recording_runner(request, found, scaled)
     if problems:
         pytest.fail(
             f"image {spec.name!r} is not usable on every platform:\n" + "\n".join(problems),
@@ -592,7 +726,7 @@ def shared_container(
     """One started container per test module and platform, shared by the module's tests that
     ask for it; labelled like every container of the run, and removed after the module's last
     test on that platform. Its image is the module's ``pytestmark = pytest.mark.image(name)``."""
-    from harness.runtime.containers import start_verified, stop_container
+    from harness.runtime.containers import stop_container
 
     spec = _image_spec(request.node, request.config)
     if spec is None:
@@ -606,12 +740,12 @@ def shared_container(
         pytest.fail(found, pytrace=False)
     harness = _harness(request.config)
     try:
-        started = start_verified(found, platform, harness)
+        started = _start_shown(found, platform, harness)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not harness.settings.keep_containers and harness.watch.dead() is None:
+    if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
         stop_container(started)
 
 
@@ -625,8 +759,22 @@ def _guarded(item: pytest.Item) -> Generator[None]:
         return (yield)
     from harness.runtime.health import EngineStoppedAnswering
 
+    harness = _harness(item.config)
+    plat = _item_platform(item)
+    if plat is not None:
+        # Its engine did not answer when the run began, or died since: this platform's tests
+        # fail at once with why; the other platforms' tests run on.
+        down = harness.unreachable(plat)
+        if down:
+            pytest.fail(down, pytrace=False)
+    # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
+    # that reaches every platform (the images fixture) by each of theirs.
+    reached = [plat] if plat is not None else list(item.config.stash[SETTINGS_KEY].platforms)
+    watches = list({id(w): w for w in (harness.watch_for(p) for p in reached)}.values())
     try:
-        with _harness(item.config).watch.guard(translating=(pytest.fail.Exception,)):
+        with contextlib.ExitStack() as guards:
+            for watch in watches:
+                guards.enter_context(watch.guard(translating=(pytest.fail.Exception,)))
             return (yield)
     except EngineStoppedAnswering as exc:
         failure = str(exc)
@@ -641,6 +789,68 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
     return (yield from _guarded(item))
+
+
+# ---- emulator faults: told apart, and run again on request ----------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """``--emulator-fault-retries N``: a test on an emulated platform whose failure was the
+    emulator's (harness.runtime.faults) runs again, up to N times; only its last run counts,
+    the ones before are reported as ``rerun``. Failures of the test itself never run again."""
+    plat = _item_platform(item)
+    retries = item.config.stash.get(RETRIES_KEY, 0)
+    if plat is None or not plat.emulated or retries <= 0:
+        return None
+    # pytest's own protocol without logging, so that a faulted run can be relabelled before it
+    # is reported (the way pytest-rerunfailures does it).
+    from _pytest.runner import runtestprotocol
+
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    properties = list(item.user_properties)
+    faults: list[str] = []
+    for attempt in range(retries + 1):
+        reports = runtestprotocol(item, log=False, nextitem=nextitem)
+        fault = _fault_of(reports) if attempt < retries else ""
+        for report in reports:
+            if fault and report.when == "teardown":
+                continue  # it runs again: one teardown report, the last run's
+            if fault and report.failed:
+                report.outcome = RETRIED  # type: ignore[assignment]
+            ihook.pytest_runtest_logreport(report=report)
+        if not fault:
+            break
+        faults.append(fault)
+        item.stash[ITEM_KEY] = ItemState()
+        item.user_properties[:] = [*properties, *(("emulator_fault_retried", f) for f in faults)]
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _fault_of(reports: list[pytest.TestReport]) -> str:
+    """The emulator fault that failed one run of a test, or "" (also when its teardown failed:
+    a test is only run again from a clean state)."""
+    if any(r.failed and r.when == "teardown" for r in reports):
+        return ""
+    for report in reports:
+        facts = getattr(report, REPORT_ATTRIBUTE, None)
+        if report.failed and isinstance(facts, dict) and facts.get("fault"):
+            return str(facts["fault"])
+    return ""
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    if report.outcome == RETRIED:
+        return RETRIED, "R", ("RERUN (emulator fault)", {"yellow": True})
+    facts = getattr(report, REPORT_ATTRIBUTE, None)
+    if report.failed and isinstance(facts, dict) and facts.get("fault"):
+        category = "failed" if report.when == "call" else "error"
+        return category, "Q", ("EMULATOR FAULT", {"red": True})
+    return None
 
 
 # ---- reports --------------------------------------------------------------------------------
@@ -683,21 +893,82 @@ def pytest_runtest_makereport(
                     ("timeout_factor", f"{settings.factor(plat):g}"),
                 ]
             )
+            emulator, version = _emulator(item.config, plat)
+            properties.append(("emulator", emulator))
+            if version:
+                properties.append(("emulator_version", version))
         if state.image_id:
             properties.append(("image_id", state.image_id))
-    setattr(report, REPORT_ATTRIBUTE, dump(facts))
+        from harness.runtime.engine import endpoint
+
+        mapped = settings.endpoint(plat) if plat is not None else None
+        properties.append(("engine", mapped.host if mapped is not None else endpoint()))
+        if plat is not None and plat.engine:  # mapped (--engine): the matrix header's name
+            properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
     harness = item.config.stash.get(HARNESS_KEY, None)
     if report.failed and harness is not None:
         from harness.runtime.containers import container_logs
 
+        watch = harness.watch_for(plat) if plat is not None else harness.watch
         for short, started in [c for s in (state, *shared) for c in s.containers]:
-            if harness.watch.dead() is not None:
+            if watch.dead() is not None:
                 break  # no logs from an engine that stopped answering
             logs = container_logs(started, lines=200)
             if logs:
                 report.sections.append((f"container logs [{short}]", logs))
-    _redact_report(report, item.config.stash.get(SECRETS_KEY, []))
+    if report.failed and report.when in ("setup", "call"):
+        runs = [run for s in (state, *shared) for run in s.runs]
+        facts.commands = [run.line() for run in runs[-COMMANDS_KEPT:]]
+        if plat is not None and plat.emulated:
+            facts.fault = _emulator_fault(item.config, plat, report, runs)
+        if facts.fault:
+            item.user_properties.append(("emulator_fault", facts.fault))
+            report.sections.append(
+                (
+                    "multiarch: emulator fault",
+                    f"{facts.fault}\nThe emulator failed here, not (necessarily) the test; "
+                    "--emulator-fault-retries N runs such tests again.",
+                )
+            )
+    secrets = item.config.stash.get(SECRETS_KEY, [])
+    _redact_report(report, secrets)
+    facts.commands = [redact_values(command, secrets) for command in facts.commands]
+    setattr(report, REPORT_ATTRIBUTE, dump(facts))
     return report
+
+
+def _emulator(config: pytest.Config, plat: Platform) -> tuple[str, str]:
+    """(emulator summary, QEMU version) of ``plat``, asked once per process."""
+    known = config.stash.setdefault(EMULATORS_KEY, {})
+    if plat.name not in known:
+        from harness.emulation import check_emulator
+        from harness.runtime.engines import remote_emulator
+
+        mapped = config.stash[SETTINGS_KEY].endpoint(plat)
+        if mapped is not None and not mapped.is_local:
+            # Another machine's emulators cannot be read from here.
+            known[plat.name] = (remote_emulator(plat, mapped), "")
+            return known[plat.name]
+        status = check_emulator(plat)
+        known[plat.name] = (status.summary, status.qemu_version or "")
+    return known[plat.name]
+
+
+def _emulator_fault(
+    config: pytest.Config, plat: Platform, report: pytest.TestReport, runs: list[RecordedRun]
+) -> str:
+    """The emulator's fault in a failed phase of a test on emulated ``plat`` (its failure, its
+    containers' logs, its ``run`` calls' stderr), with the emulator's version; or ""."""
+    from harness.emulation import check_emulator
+    from harness.runtime.faults import find_fault
+
+    texts = [report.longreprtext]
+    texts += [text for title, text in report.sections if title.startswith("container logs")]
+    texts += [run.stderr for run in runs]
+    found = find_fault(texts, lambda: check_emulator(plat, ask_version=False).problem)
+    if found is None:
+        return ""
+    return f"{found.evidence} [{_emulator(config, plat)[0]}]"
 
 
 def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
@@ -718,6 +989,22 @@ def _cross_platform_column(item: pytest.Item) -> str | None:
     return CROSS_PLATFORM if "images" in getattr(item, "fixturenames", ()) else None
 
 
+def _note_failure(test: TestRecord, report: pytest.TestReport, facts: ItemFacts) -> None:
+    """What the report of a failed phase tells: pytest's message, container logs, commands, and
+    whether the emulator caused it. Reports are redacted before they get here."""
+    message = report.longreprtext.strip()
+    if len(message) > MESSAGE_KEPT:
+        message = "...\n" + message[-MESSAGE_KEPT:]
+    test.message = "\n\n".join(part for part in (test.message, message) if part)
+    logs = "\n".join(
+        f"--- {title}\n{text}" for title, text in report.sections if title.startswith("container")
+    )
+    test.logs = "\n".join(part for part in (test.logs, logs[-LOGS_KEPT:]) if part)
+    test.commands += [c for c in facts.commands if c not in test.commands]
+    if facts.fault:
+        test.mark_emulator_fault(facts.fault)
+
+
 class ReportCollector:
     """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
 
@@ -725,6 +1012,7 @@ class ReportCollector:
         self.report = report
         self.publisher = publisher
         self.cleanup_problem = ""
+        self.written: list[str] = []  # what the pages written at the end say (terminal lines)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTRIBUTE, None)
@@ -735,7 +1023,12 @@ class ReportCollector:
         except ReportFormatError:
             return  # a report from another plugin's attribute of the same name
         self.report.builds.extend(facts.builds)
-        self.report.record_phase(
+        if report.outcome == RETRIED:  # an emulator fault, run again (--emulator-fault-retries)
+            retried = self.report.test(report.nodeid)
+            if retried is not None:
+                retried.retries += 1
+            return
+        test = self.report.record_phase(
             report.nodeid,
             facts.image,
             facts.platform,
@@ -745,6 +1038,8 @@ class ReportCollector:
             hasattr(report, "wasxfail"),
             facts.every_platform,
         )
+        if report.failed:
+            _note_failure(test, report, facts)
         self.report.record_span(
             facts.platform,
             float(getattr(report, "start", 0.0)) + facts.build_wait_seconds,
@@ -759,7 +1054,8 @@ class ReportCollector:
         _describe_images(config, self.report)
         if self.publisher is not None:
             self.publisher.publish(session, self.report)
-        self.report.platforms = platform_facts(settings.platforms)  # as they are at the end
+        # As they are at the end.
+        self.report.platforms = platform_facts(settings.platforms, settings.endpoints)
         harness = config.stash.get(HARNESS_KEY, None)
         watch = _run_engine_watch(settings, harness)
         try:
@@ -772,11 +1068,42 @@ class ReportCollector:
                     self.report.engine = (harness.engine if harness else engine_info()).facts()
             if settings.json_path is not None:
                 self.report.write(settings.json_path)
-            if watch is not None:
-                self.cleanup_problem = _sweep_run(settings, watch)
+            problems = [_sweep_run(settings, watch)] if watch is not None else []
+            problems += _sweep_mapped_engines(settings, harness)
+            self.cleanup_problem = "; ".join(problem for problem in problems if problem)
         finally:
             if watch is not None:
                 watch.close()
+        self.written = _write_pages(config, self.report)
+
+
+def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
+    """The HTML page (--multiarch-html) and, on GitHub Actions, the Markdown matrix appended
+    to the job's step summary. Returns the lines that tell where they went, or what failed."""
+    import os
+
+    from harness.run.options import resolve_path
+
+    lines = []
+    html = resolve_path(config, "multiarch-html").value
+    if html is not None:
+        from harness.run.html import write_html
+
+        try:
+            write_html(report, html)
+            lines.append(f"multiarch: HTML report written to {html}")
+        except OSError as exc:
+            lines.append(f"multiarch: WARNING: could not write the HTML report {html}: {exc}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and (report.tests or report.builds):
+        from harness.run.report import markdown
+
+        try:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown(report) + "\n")
+        except OSError as exc:
+            lines.append(f"multiarch: WARNING: could not append to GITHUB_STEP_SUMMARY: {exc}")
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -796,6 +1123,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
+        for spec in sorted({p.engine for p in settings.platforms if p.engine}):
+            from harness.runtime.engines import EngineRef
+
+            cli = " ".join(["docker", *EngineRef(spec).cli_flags()])
+            terminalreporter.write_line(
+                f"  and on engine {spec}: {cli} rm -f $({cli} ps -aq "
+                f"--filter label=pytest-multiarch.run={settings.run_id})"
+            )
     collector = config.pluginmanager.get_plugin("multiarch-report")
     if isinstance(collector, ReportCollector) and collector.cleanup_problem:
         terminalreporter.write_line(f"multiarch: WARNING: {collector.cleanup_problem}", red=True)
@@ -805,11 +1140,16 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             terminalreporter.write_line(line)
     if settings.json_path is not None:
         terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
+    if isinstance(collector, ReportCollector):
+        for line in collector.written:
+            terminalreporter.write_line(line, red="WARNING" in line)
 
 
 def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatch | None:
     """The run's engine watch on the controller, or None when no process of the run touched
-    the engine (no state directory)."""
+    the engine (no state directory), or no platform of the run uses the default engine."""
+    if all(plat.engine for plat in settings.platforms):
+        return None
     if harness is not None:
         return harness.watch
     from harness.runtime.session import engine_watch, run_state_dir
@@ -822,23 +1162,57 @@ def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatc
         return None
 
 
-def _sweep_run(settings: Settings, watch: EngineWatch) -> str:
-    """Remove the run's containers; what went wrong, or "" (the next run reaps leftovers).
-    Never waits on an engine that stopped answering (``watch``)."""
+def _sweep_run(settings: Settings, watch: EngineWatch, engine: EngineRef | None = None) -> str:
+    """Remove the run's containers (on ``engine``, else the default engine); what went wrong,
+    or "" (the next run reaps leftovers). Never waits on an engine that stopped answering
+    (``watch``)."""
     try:
         if settings.keep_containers:
             return ""
         from harness.runtime.cleanup import sweep
 
         with watch.guard():
-            sweep(settings.run_id)
+            sweep(settings.run_id, engine=engine)
     except MultiarchError as exc:
         first = str(exc).splitlines()[0]
+        cli = " ".join(["docker", *(engine.cli_flags() if engine is not None else [])])
         return (
             f"could not remove this run's containers ({first}); the next run removes them, or: "
-            f"docker rm -f $(docker ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
+            f"{cli} rm -f $({cli} ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
         )
     return ""
+
+
+def _sweep_mapped_engines(settings: Settings, harness: Harness | None) -> list[str]:
+    """Remove the run's containers from every engine a platform was mapped to (each engine
+    once); what went wrong on each. An engine that stopped answering is not waited for: the
+    next run that reaches it removes what this one left there."""
+    from harness.runtime.session import engine_watch, run_state_dir
+
+    try:
+        if harness is None and not run_state_dir(settings.run_id).exists():
+            return []  # no process of the run touched an engine
+    except MultiarchError:
+        return []
+    problems = []
+    for spec, mapped in settings.endpoints.items():
+        plat = next((p for p in settings.platforms if p.engine == spec), None)
+        if plat is None or mapped.problem:
+            continue  # not used, or never reachable: nothing of this run is there
+        watch = harness.watch_for(plat) if harness is not None else None
+        watch = watch or engine_watch(settings.run_id, mapped)
+        try:
+            lost = watch.alive()
+            if lost is not None:
+                problems.append(
+                    f"engine {mapped.describe()} stopped answering, so this run's containers "
+                    "there were not removed; the next run that uses it removes them"
+                )
+                continue
+            problems.append(_sweep_run(settings, watch, mapped.ref))
+        finally:
+            watch.close()  # again, if the harness closed it already: the sweep restarted it
+    return problems
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

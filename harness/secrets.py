@@ -46,6 +46,24 @@ def redact(text: str, secrets: Mapping[str, str] | None) -> str:
     return text
 
 
+def present_secret_values(secrets: Iterable[BuildSecret]) -> list[str]:
+    """The values of ``secrets`` whose environment variable is set (to redact them)."""
+    return sorted({value for secret in secrets if (value := os.environ.get(secret.env))})
+
+
+def redact_values(text: str, values: Iterable[str]) -> str:
+    """``text`` with each of ``values`` replaced by ``***`` (longest first, so a value that
+    contains another is replaced whole)."""
+    for value in sorted(values, key=len, reverse=True):
+        if value:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+class SecretLikeBuildArg(UserWarning):
+    """An image.toml build arg whose name suggests a secret (it belongs in ``secrets``)."""
+
+
 def secret_like_build_args(names: Iterable[str]) -> list[str]:
     """Build-arg names that look like they carry a secret."""
     return [

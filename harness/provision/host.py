@@ -66,6 +66,8 @@ DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 ENGINE_PACKAGES = ("containerd", "runc", "tini", "iptables")
 TOOL_PACKAGES = ("qemu-user-static", "binfmt-support", "arch-test", "busybox-static")
 OFFLINE_PACKAGES = ("docker-registry", "mmdebstrap")
+# Headless Chromium: the project's own tests open the results page (--multiarch-html) in it.
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
 DEFAULT_REGISTRY_PORT = 5000
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 APT_UPDATE = ("apt-get", "-q", "update")
@@ -335,6 +337,21 @@ class PackagesStep(Step):
             hint="run `apt-get update` and try again",
         )
         return Applied(f"installed {' '.join(state.items)}")
+
+
+class BrowserStep(PackagesStep):
+    name = "browser"
+
+    def check(self) -> StepState:
+        missing = missing_packages(list(BROWSER_PACKAGES))
+        if not missing:
+            return StepState("chromium installed")
+        return StepState(
+            "",
+            f"not installed: {' '.join(missing)} (the tests of the results page use it)",
+            (shown(APT_UPDATE), shown(apt_install(missing), APT_ENV)),
+            tuple(missing),
+        )
 
 
 class EngineBinaryStep(Step):
@@ -674,6 +691,7 @@ class HostSetup:
         """The steps in order. A generator: what comes after the offline decision depends on
         it, and acting, each step is made only after the previous one was applied."""
         yield PackagesStep()
+        yield BrowserStep()
         yield EngineBinaryStep()
         yield BuildxStep()
         yield DaemonJsonStep("daemon.json", self.image_store, None, self.log)

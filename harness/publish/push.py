@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.commands import Log, run_command
@@ -23,6 +23,7 @@ from harness.platforms import lookup
 from harness.publish.registry import RegistryReadError, fetch_manifest, platform_digests
 from harness.run.model import Publication, RunReport
 from harness.runtime.engine import docker
+from harness.runtime.engines import EngineRef
 
 _HOST = re.compile(
     r"^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)"
@@ -107,6 +108,8 @@ class Candidate:
     repository: str
     tested: Mapping[str, str]  # platform name -> tested image id
     refused: str = ""
+    # Platform name -> the engine that holds its tested image ("" or absent: the default one).
+    engines: Mapping[str, str] = field(default_factory=dict)
 
 
 def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
@@ -135,7 +138,8 @@ def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
                 reasons.append(f"no tested image of {plat.name} is recorded")
             else:
                 tested[plat.name] = build.image_id
-        found.append(Candidate(name, repository, tested, "; ".join(reasons)))
+        engines = {p.name: p.engine for p in report.platforms if p.engine}
+        found.append(Candidate(name, repository, tested, "; ".join(reasons), engines))
     return found
 
 
@@ -172,16 +176,20 @@ def check_reachable(destination: Destination) -> None:
 # ---- publishing one image ------------------------------------------------------------------------
 
 
-def _push_platform(repository: str, tag: str, platform_name: str, image_id: str, log: Log) -> str:
-    """Push the tested image ``image_id`` as ``repository:tag-<short>``; its manifest digest."""
+def _push_platform(
+    repository: str, tag: str, platform_name: str, image_id: str, log: Log, engine: str = ""
+) -> str:
+    """Push the tested image ``image_id`` as ``repository:tag-<short>``, from ``engine`` (the
+    engine that built and tested it; "" for the default one); its manifest digest."""
     short = lookup(platform_name).short
     reference = f"{repository}:{tag}{PLATFORM_TAG_SEPARATOR}{short}"
+    on = _engine(engine)
     log(f"  pushing {platform_name} image {image_id[:19]} as {reference}")
-    run_command(docker("tag", image_id, reference), timeout=60)
+    run_command(docker("tag", image_id, reference, engine=on), timeout=60)
     try:
-        run_command(docker("push", "--quiet", reference), timeout=PUBLISH_TIMEOUT)
+        run_command(docker("push", "--quiet", reference, engine=on), timeout=PUBLISH_TIMEOUT)
     finally:
-        run_command(docker("image", "rm", reference), timeout=60, check=False)
+        run_command(docker("image", "rm", reference, engine=on), timeout=60, check=False)
     found = _raw_manifest(reference)
     if found is None:
         raise PublishError(f"{reference} is not in the registry after docker push")
@@ -231,10 +239,17 @@ def _verify_index(reference: str, expected: Mapping[str, str]) -> tuple[str, dic
     return digest, entries
 
 
-def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, str]:
+def _run_each_platform(
+    reference: str, platforms: Sequence[str], engines: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Pull ``reference`` for each platform and run it, on the engine that tested that platform
+    (``engines``: platform name -> engine), so a native machine checks its own platform."""
     seen: dict[str, str] = {}
+    used: set[str] = set()
     for name in platforms:
         plat = lookup(name)
+        engine = (engines or {}).get(name, "")
+        used.add(engine)
         result = run_command(
             docker(
                 "run",
@@ -247,6 +262,7 @@ def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, st
                 "uname",
                 reference,
                 "-m",
+                engine=_engine(engine),
             ),
             timeout=PUBLISH_TIMEOUT,
             check=False,
@@ -259,7 +275,14 @@ def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, st
             continue
         # No uname in the image: check what the pull brought instead.
         arch = run_command(
-            docker("image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", reference),
+            docker(
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}",
+                reference,
+                engine=_engine(engine),
+            ),
             timeout=60,
             check=False,
         ).stdout.strip()
@@ -269,9 +292,16 @@ def _run_each_platform(reference: str, platforms: Sequence[str]) -> dict[str, st
                 f"{result.stderr.strip()[-300:]}"
             )
         seen[name] = f"{arch} (no uname in the image)"
-    # The pulls were for checking only; leave the engine's image list as it was.
-    run_command(docker("image", "rm", reference), timeout=60, check=False)
+    # The pulls were for checking only; leave the engines' image lists as they were.
+    for engine in sorted(used):
+        run_command(
+            docker("image", "rm", reference, engine=_engine(engine)), timeout=60, check=False
+        )
     return seen
+
+
+def _engine(spec: str) -> EngineRef | None:
+    return EngineRef(spec) if spec else None
 
 
 def _restore(reference: str, previous: str | None, repository: str, log: Log) -> str:
@@ -331,7 +361,12 @@ def publish_candidate(
         digests: dict[str, str] = {}
         for platform_name, image_id in candidate.tested.items():
             digests[platform_name] = _push_platform(
-                candidate.repository, destination.tag, platform_name, image_id, log
+                candidate.repository,
+                destination.tag,
+                platform_name,
+                image_id,
+                log,
+                candidate.engines.get(platform_name, ""),
             )
     except (PublishError, CommandError) as exc:
         return Publication(candidate.image, reference, "failed", detail=str(exc))
@@ -345,7 +380,7 @@ def publish_candidate(
         return Publication(candidate.image, reference, "failed", platforms=digests, detail=str(exc))
     try:
         digest, entries = _verify_index(reference, digests)
-        verified = _run_each_platform(reference, list(digests))
+        verified = _run_each_platform(reference, list(digests), candidate.engines)
     except (PublishError, CommandError) as exc:
         undo = _restore(reference, previous[0] if previous else None, candidate.repository, log)
         return Publication(

@@ -9,19 +9,23 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from harness.platforms import Platform
 from harness.run.codec import INTERNAL, ReportFormatError, dump, json_schema, load, schema_of
+
+if TYPE_CHECKING:
+    from harness.runtime.engines import EngineEndpoint
 
 SCHEMA_VERSION = 1
 # Native seconds below which a platform's slowdown is not worth a figure.
 SLOWDOWN_MIN_SECONDS = 0.1
 
-Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed"]
+# "emulator_fault": failed, and the emulator said it failed (harness.runtime.faults), not the test.
+Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed", "emulator_fault"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 PublicationStatus = Literal["published", "unchanged", "refused", "failed"]
 Phase = Literal["setup", "call", "teardown"]
@@ -62,6 +66,21 @@ class TestRecord:
     seconds: float = 0.0
     # It ran commands on every platform (the images fixture): its time is not its platform's.
     every_platform: bool = False
+    # Filled when it did not pass: what pytest reported (truncated, secrets redacted), the logs
+    # of its containers, and the commands it ran (``run``) with how each ended.
+    message: str = ""
+    logs: str = ""
+    commands: list[str] = field(default_factory=list)
+    # The emulator's own words when outcome is "emulator_fault", with the emulator's version.
+    fault: str = ""
+    # How many times it was run again after an emulator fault (--emulator-fault-retries).
+    retries: int = 0
+
+    def mark_emulator_fault(self, evidence: str) -> None:
+        """A failure that the emulator caused (harness.runtime.faults), not the test."""
+        if self.outcome in ("failed", "error"):
+            self.outcome = "emulator_fault"
+            self.fault = evidence
 
     def add_phase(self, when: str, outcome: str, seconds: float, wasxfail: bool) -> None:
         """Fold one report phase (setup, call, teardown) into the item's outcome."""
@@ -75,7 +94,7 @@ class TestRecord:
         elif outcome == "failed":
             if when == "call":
                 self.outcome = "failed"
-            elif self.outcome != "failed":
+            elif self.outcome not in ("failed", "emulator_fault"):
                 self.outcome = "error"
 
 
@@ -100,6 +119,9 @@ class PlatformFacts:
     native: bool
     emulator: str  # "native", or "qemu-aarch64 enabled, flags PF, QEMU 7.2.22", or the problem
     qemu_version: str = ""
+    # The engine that built and ran it, as the user named it (a Docker context or an endpoint);
+    # "" for the default engine. ``native`` is measured on that engine.
+    engine: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,7 @@ class MatrixCell:
     error: int = 0
     xfailed: int = 0
     xpassed: int = 0
+    emulator_fault: int = 0
 
     def count(self, outcome: Outcome) -> int:
         value: int = getattr(self, outcome)
@@ -143,7 +166,7 @@ class MatrixCell:
 
     @property
     def bad(self) -> bool:
-        return bool(self.failed or self.error or self.xpassed)
+        return bool(self.failed or self.error or self.xpassed or self.emulator_fault)
 
 
 @dataclass(frozen=True)
@@ -355,16 +378,23 @@ def report_schema() -> dict[str, Any]:
     return schema
 
 
-def platform_facts(platforms: Sequence[Platform]) -> list[PlatformFacts]:
-    """PlatformFacts for harness Platforms, with each emulator's state read now."""
+def platform_facts(
+    platforms: Sequence[Platform], endpoints: Mapping[str, EngineEndpoint] | None = None
+) -> list[PlatformFacts]:
+    """PlatformFacts for harness Platforms, with each emulator's state read now (``endpoints``:
+    the engines platforms are mapped to; a remote one's emulators cannot be read from here)."""
     from harness.emulation import check_emulator
+    from harness.runtime.engines import remote_emulator
 
     facts = []
     for plat in platforms:
-        status = check_emulator(plat)
+        mapped = (endpoints or {}).get(plat.engine) if plat.engine else None
+        if mapped is not None and not mapped.is_local:
+            summary, version = remote_emulator(plat, mapped), ""
+        else:
+            status = check_emulator(plat)
+            summary, version = status.summary, status.qemu_version or ""
         facts.append(
-            PlatformFacts(
-                plat.name, plat.short, not plat.emulated, status.summary, status.qemu_version or ""
-            )
+            PlatformFacts(plat.name, plat.short, not plat.emulated, summary, version, plat.engine)
         )
     return facts

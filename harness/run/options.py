@@ -17,7 +17,8 @@ import pytest
 from harness.errors import ConfigError
 
 Source = str  # "--platforms", "environment variable MULTIARCH_PLATFORMS", "ini option ...", ...
-Kind = Literal["value", "flag"]
+# "append": repeatable on the command line (a list), a linelist (or comma list) in the ini file.
+Kind = Literal["value", "flag", "append"]
 MissingEmulator = Literal["error", "skip"]
 MISSING_EMULATOR_MODES: tuple[MissingEmulator, ...] = get_args(MissingEmulator)
 DEFAULT_SOURCE = "the default"
@@ -34,6 +35,7 @@ class Option:
     env: str | None = None
     metavar: str | None = None
     check: Callable[[str], object] = str
+    key: str | None = None  # the ini key and argparse dest, when not derived from the name
 
     @property
     def flag(self) -> str:
@@ -42,6 +44,8 @@ class Option:
     @property
     def dest(self) -> str:
         """The ini key and the argparse dest: ``multiarch_`` + the name in snake case."""
+        if self.key:
+            return self.key
         snake = self.name.replace("-", "_")
         return snake if snake.startswith("multiarch_") else f"multiarch_{snake}"
 
@@ -65,6 +69,16 @@ def positive_number(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise ConfigError("expected a positive number")
+    return value
+
+
+def whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigError("expected a whole number, 0 or more")
     return value
 
 
@@ -144,9 +158,33 @@ OPTIONS: tuple[Option, ...] = (
         check=bind_address,
     ),
     Option(
+        "engine",
+        "run PLATFORM's builds and containers on another Docker engine: a Docker context name "
+        "or an endpoint (unix://, tcp://, ssh://); repeatable, or comma-separated; merged "
+        "over [tool.multiarch.engines] in pyproject.toml, the ini and the environment",
+        kind="append",
+        env="MULTIARCH_ENGINES",
+        metavar="PLATFORM=ENDPOINT",
+        key="multiarch_engines",
+    ),
+    Option(
         "multiarch-json",
         "write the run report (builds, verification, per-platform results) to PATH as JSON",
         metavar="PATH",
+    ),
+    Option(
+        "multiarch-html",
+        "write the run as one self-contained HTML page to PATH: the images x platforms matrix, "
+        "platforms, builds, failures with their logs and commands, publish results",
+        metavar="PATH",
+    ),
+    Option(
+        "emulator-fault-retries",
+        "run a test again up to N times when it failed because the emulator failed (QEMU's "
+        "own crash or signal report), not the test; other failures are never run again",
+        default="0",
+        metavar="N",
+        check=whole_number,
     ),
     Option(
         "publish",
@@ -173,6 +211,17 @@ def add_options(parser: pytest.Parser) -> None:
             )
             parser.addini(option.dest, f"default for {option.flag}", type="bool", default=False)
             continue
+        if option.kind == "append":
+            group.addoption(
+                option.flag,
+                dest=option.dest,
+                action="append",
+                default=None,
+                metavar=option.metavar,
+                help=f"{option.help} ({twins})",
+            )
+            parser.addini(option.dest, f"default for {option.flag}", type="linelist", default=[])
+            continue
         group.addoption(
             option.flag,
             dest=option.dest,
@@ -194,6 +243,9 @@ def resolve(config: pytest.Config, name: str) -> Resolved:
         if config.getini(option.dest):
             return Resolved(True, f"ini option {option.dest}")
         return Resolved(False, DEFAULT_SOURCE)
+    if option.kind == "append":
+        layers = resolve_layers(config, name)
+        return layers[-1] if layers else Resolved([], DEFAULT_SOURCE)
     text: str | None
     if given is not None:
         text, source = str(given), option.flag
@@ -209,6 +261,23 @@ def resolve(config: pytest.Config, name: str) -> Resolved:
         return Resolved(option.check(text), source)
     except ConfigError as exc:
         raise pytest.UsageError(f"Invalid value {text!r} from {source}: {exc}") from None
+
+
+def resolve_layers(config: pytest.Config, name: str) -> list[Resolved]:
+    """An "append" option from every place that sets it, lowest priority first (ini file,
+    environment, command line): each holds the list of texts given there, for the caller to
+    merge (an engine map: a later place overrides a platform's entry, keeps the others)."""
+    option = BY_NAME[name]
+    layers = []
+    ini = [str(line) for line in config.getini(option.dest) or [] if str(line).strip()]
+    if ini:
+        layers.append(Resolved(ini, f"ini option {option.dest}"))
+    if option.env and os.environ.get(option.env, "").strip():
+        layers.append(Resolved([os.environ[option.env]], f"environment variable {option.env}"))
+    given = config.getoption(option.dest)
+    if given:
+        layers.append(Resolved([str(text) for text in given], option.flag))
+    return layers
 
 
 def resolve_path(config: pytest.Config, name: str) -> Resolved:

@@ -5,13 +5,71 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.run.model import OUTCOMES, MatrixCell, Publication, RunReport
+from harness.run.model import OUTCOMES, MatrixCell, Outcome, Publication, RunReport, TestRecord
+
+
+def outcome_label(outcome: Outcome) -> str:
+    return outcome.replace("_", " ")  # "emulator_fault" -> "emulator fault"
 
 
 def cell_text(cell: MatrixCell | None) -> str:
     if cell is None:
         return "-"
-    return ", ".join(f"{cell.count(o)} {o}" for o in OUTCOMES if cell.count(o)) or "0"
+    parts = (f"{cell.count(o)} {outcome_label(o)}" for o in OUTCOMES if cell.count(o))
+    return ", ".join(parts) or "0"
+
+
+def headline(message: str) -> str:
+    """The line of a pytest failure that says what went wrong: its first ``E`` line, else its
+    first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[0] if lines else ""
+
+
+def not_passed(report: RunReport) -> list[TestRecord]:
+    """Tests that failed, errored, passed unexpectedly or met an emulator fault."""
+    bad = ("failed", "error", "xpassed", "emulator_fault")
+    return sorted((t for t in report.tests if t.outcome in bad), key=lambda t: t.nodeid)
+
+
+def platform_rows(report: RunReport, platforms: Sequence[str]) -> list[list[str]]:
+    """Rows per platform column: what runs it, summed and wall time, build time, slowdown."""
+    facts = {p.short: p for p in report.platforms}
+    seconds = report.platform_seconds()
+    wall = report.platform_wall_seconds()
+    built = report.build_seconds()
+    slowdown = report.slowdown()
+
+    def runs(short: str) -> str:
+        fact = facts.get(short)
+        if fact is None:
+            return "-"
+        return "native" if fact.native else f"emulated: {fact.emulator}"
+
+    rows = [
+        ["runs", *(runs(p) for p in platforms)],
+        ["time", *(f"{seconds[p]:.1f}s" if p in seconds else "-" for p in platforms)],
+        ["wall", *(f"{wall[p]:.1f}s" if p in wall else "-" for p in platforms)],
+        ["build", *(f"{built[p]:.1f}s" if p in built else "-" for p in platforms)],
+        ["slowdown", *(f"{slowdown[p]:.1f}x" if p in slowdown else "-" for p in platforms)],
+    ]
+    return rows
+
+
+def column_title(report: RunReport, short: str) -> str:
+    """A platform column's title: its short name, and when any platform of the run ran on an
+    engine of its own, how and where it ran: ``arm64 native@arm-box``, ``s390x qemu@default``."""
+    facts = {p.short: p for p in report.platforms}
+    fact = facts.get(short)
+    if fact is None or not any(p.engine for p in report.platforms):
+        return short
+    from harness.runtime.engines import EngineRef
+
+    how = "native" if fact.native else "qemu"
+    return f"{short} {how}@{EngineRef(fact.engine).label}"
 
 
 def _columns(report: RunReport, cells: Sequence[MatrixCell]) -> list[str]:
@@ -27,7 +85,7 @@ def format_lines(report: RunReport) -> list[str]:
     cells = report.matrix()
     by_key = {(c.image, c.platform): c for c in cells}
     platforms = _columns(report, cells)
-    header = ["image", *platforms]
+    header = ["image", *(column_title(report, p) for p in platforms)]
     rows = [header]
     for image in sorted({c.image for c in cells}):
         rows.append(
@@ -60,6 +118,12 @@ def format_lines(report: RunReport) -> list[str]:
             "",
             "emulators: " + "; ".join(f"{p.short}: {p.emulator}" for p in report.platforms),
         ]
+    faults = [t for t in not_passed(report) if t.outcome == "emulator_fault"]
+    if faults:
+        lines += ["", "emulator faults (the emulator failed here, not the test):"]
+        for test in faults:
+            retried = f" (after {test.retries} rerun(s))" if test.retries else ""
+            lines.append(f"  {test.nodeid}: {test.fault}{retried}")
     return lines
 
 
@@ -71,14 +135,37 @@ def markdown(report: RunReport) -> str:
     lines = [
         "## pytest-multiarch: results per platform",
         "",
-        "| image | " + " | ".join(platforms) + " |",
+        "| image | " + " | ".join(column_title(report, p) for p in platforms) + " |",
         "| --- |" + " --- |" * len(platforms),
     ]
     for image in sorted({c.image for c in cells}):
         row = [cell_text(by_key.get((image, p))) for p in platforms]
         lines.append(f"| {image or '(no image)'} | " + " | ".join(row) + " |")
+    if platforms:
+        lines += ["", "| platform | " + " | ".join(platforms) + " |"]
+        lines.append("| --- |" + " --- |" * len(platforms))
+        for row in platform_rows(report, platforms):
+            lines.append("| " + " | ".join(_md(cell) for cell in row) + " |")
+    failures = not_passed(report)
+    if failures:
+        lines += ["", f"<details><summary>{len(failures)} test(s) did not pass</summary>", ""]
+        for test in failures:
+            why = test.fault if test.outcome == "emulator_fault" else headline(test.message)
+            lines.append(
+                f"- `{test.nodeid}` **{outcome_label(test.outcome)}**"
+                + (f": {_md(why)}" if why else "")
+            )
+        lines += ["", "</details>"]
     lines += ["", "**FAILED**" if report.failed else "**all passed**"]
     return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    """Text for a Markdown table cell or list item: one line, pipes and markup escaped."""
+    flat = " ".join(text.split())
+    for char in "\\|`*_<>[]":
+        flat = flat.replace(char, "\\" + char)
+    return flat
 
 
 def format_publications(publications: Sequence[Publication]) -> list[str]:

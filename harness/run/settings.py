@@ -3,8 +3,9 @@ xdist worker through ``workerinput``, so every process collects exactly the same
 
 from __future__ import annotations
 
+import os
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import pytest
 from harness.errors import PlatformError
 from harness.platforms import Platform, parse_platforms
 from harness.run.codec import dump, load
-from harness.run.options import MissingEmulator, resolve, resolve_path
+from harness.run.options import MissingEmulator, resolve, resolve_layers, resolve_path
 from harness.runtime.build import BuildMode
+from harness.runtime.engines import EngineEndpoint, EngineRef
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,15 @@ class Settings:
     owner: str
     unusable: dict[str, str] = field(default_factory=dict)  # platform name -> why + remedy
     sources: dict[str, str] = field(default_factory=dict)
+    # Platform name -> the engine that builds and runs it (a context or an endpoint), for the
+    # platforms mapped away from the default engine; each platform carries it too (.engine).
+    engines: dict[str, str] = field(default_factory=dict)
+    # Engine -> where it is and what it is, as the controller found it at the start.
+    endpoints: dict[str, EngineEndpoint] = field(default_factory=dict)
+
+    def endpoint(self, platform: Platform) -> EngineEndpoint | None:
+        """The mapped engine of ``platform``; None for the default engine."""
+        return self.endpoints.get(platform.engine) if platform.engine else None
 
     def timeout(self, native_seconds: float, platform: Platform) -> float:
         """A native time limit as it applies on ``platform`` (scaled when emulated)."""
@@ -73,6 +84,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         )
     except PlatformError as exc:
         raise pytest.UsageError(str(exc)) from None
+    engines, endpoints = _engines_of(config, platforms, sources)
+    platforms = [on_engine(p, engines.get(p.name, ""), endpoints) for p in platforms]
 
     images = resolve_path(config, "images")
     sources["images"] = images.source
@@ -85,7 +98,11 @@ def resolve_settings(config: pytest.Config) -> Settings:
     sources["multiarch-json"] = json_path.source
 
     missing: MissingEmulator = value("missing-emulator")
-    unusable = unusable_reasons(platforms)
+    # This host's binfmt_misc decides only for engines on this host; a remote engine's
+    # emulators are checked by the probe of the verification, on that engine.
+    unusable = unusable_reasons(
+        [p for p in platforms if p.engine == "" or endpoints[p.engine].is_local]
+    )
     if unusable and missing == "error":
         lines = [f"  {name}: {reason}" for name, reason in unusable.items()]
         raise pytest.UsageError(
@@ -112,4 +129,60 @@ def resolve_settings(config: pytest.Config) -> Settings:
         owner=owner_id(),
         unusable=unusable,
         sources=sources,
+        engines=engines,
+        endpoints=endpoints,
     )
+
+
+def _engines_of(
+    config: pytest.Config, platforms: list[Platform], sources: dict[str, str]
+) -> tuple[dict[str, str], dict[str, EngineEndpoint]]:
+    """The platform -> engine map (:func:`engine_map`), and each engine that a selected
+    platform is mapped to, asked once what it is. Where each mapping came from goes into
+    ``sources`` (``engine linux/arm64``)."""
+    from harness.errors import ConfigError
+    from harness.runtime.engines import resolve_engine
+
+    try:
+        engines, where = engine_map(config)
+        sources.update({f"engine {name}": source for name, source in where.items()})
+        endpoints: dict[str, EngineEndpoint] = {}
+        for plat in platforms:
+            spec = engines.get(plat.name, "")
+            if spec and spec not in endpoints:
+                endpoints[spec] = resolve_engine(EngineRef(spec), where[plat.name], os.environ)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return engines, endpoints
+
+
+def engine_map(config: pytest.Config) -> tuple[dict[str, str], dict[str, str]]:
+    """Platform name -> engine for the platforms mapped away from the default engine, and
+    platform name -> where its entry came from. Read from ``[tool.multiarch.engines]`` of
+    rootdir's pyproject.toml, then the ini option, the environment and ``--engine``: each
+    overrides single platforms (``arm64=default`` maps one back). ConfigError names the bad
+    entry and its source."""
+    from harness.runtime.engines import parse_engine_map, project_engine_map
+
+    pyproject = config.rootpath / "pyproject.toml"
+    layers = [(project_engine_map(pyproject), f"{pyproject} [tool.multiarch.engines]")]
+    for layer in resolve_layers(config, "engine"):
+        layers.append((parse_engine_map(layer.value, layer.source), layer.source))
+    mapped: dict[str, str] = {}
+    where: dict[str, str] = {}
+    for found, source in layers:
+        for name, ref in found.items():
+            mapped[name] = ref.spec
+            where[name] = source
+    engines = {name: spec for name, spec in mapped.items() if spec}
+    return engines, where
+
+
+def on_engine(plat: Platform, spec: str, endpoints: dict[str, EngineEndpoint]) -> Platform:
+    """``plat`` as it runs on engine ``spec`` ("" keeps the default engine and this host's
+    verdict): native exactly when that engine's machine is ``plat``'s (``docker info``
+    Architecture against ``uname -m``); an engine that did not answer counts as emulated."""
+    if not spec:
+        return plat
+    architecture = endpoints[spec].architecture
+    return replace(plat, engine=spec, emulated=architecture != plat.uname)

@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from filelock import FileLock
 
-from harness.commands import run_command
+from harness.commands import run_command, stream_command
 from harness.errors import CommandError, CommandTimeout, MultiarchError
 from harness.images import ImageSpec
 from harness.platforms import Platform, oci_name
@@ -32,6 +32,7 @@ from harness.run.codec import dump, load
 from harness.run.model import BuildRecord
 from harness.runtime.api import EngineApiError
 from harness.runtime.engine import docker
+from harness.runtime.engines import engine_of
 from harness.secrets import redact
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def build_command(
         tag,
         "--label",
         f"{IMAGE_LABEL}={spec.name}",
+        engine=engine_of(platform),  # built on the engine that runs it, by that engine's buildx
     )
     if spec.target:
         command += ["--target", spec.target]
@@ -110,7 +112,7 @@ def inspect_platform(reference: str, client: DockerClient) -> tuple[str, str] | 
     from requests.exceptions import RequestException
 
     try:
-        data = client.api.inspect_image(reference)
+        data = client.images.get(reference).attrs
     except ImageNotFound:
         return None
     except (DockerException, RequestException) as exc:
@@ -123,6 +125,29 @@ def _tail(text: str, lines: int = 30) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+class BuildObserver(Protocol):
+    """Told how one build goes, for live progress (harness.run.progress.BuildProgress)."""
+
+    def building(self) -> None: ...
+    def line(self, text: str) -> None: ...
+    def verifying(self) -> None: ...
+    def finished(self, record: BuildRecord, problem: str = "") -> None: ...
+
+
+class _Unobserved:
+    def building(self) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+    def verifying(self) -> None:
+        pass
+
+    def finished(self, record: BuildRecord, problem: str = "") -> None:
+        pass
+
+
 def build_image(
     spec: ImageSpec,
     platform: Platform,
@@ -132,6 +157,7 @@ def build_image(
     classic_store: bool = False,
     secrets: Mapping[str, str] | None = None,
     client: DockerClient,
+    observer: BuildObserver | None = None,
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
@@ -156,7 +182,7 @@ def build_image(
                 0.0,
                 f"image {tag} is not built and --build=never was given; run with --build=auto",
             )
-        error = _run_build(spec, platform, tag, timeout, secrets or {})
+        error = _run_build(spec, platform, tag, timeout, secrets or {}, observer or _Unobserved())
         if error:
             return _failed(spec, platform, tag, time.monotonic() - start, error)
         return _found(spec, platform, tag, time.monotonic() - start, client)
@@ -165,19 +191,26 @@ def build_image(
 
 
 def _run_build(
-    spec: ImageSpec, platform: Platform, tag: str, timeout: float, secrets: Mapping[str, str]
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    timeout: float,
+    secrets: Mapping[str, str],
+    observer: BuildObserver,
 ) -> str:
     """Run buildx into a tag of this call's own, then move the shared tag onto the result.
     Returns "" on success, else the error message (with the log tail, secrets redacted)."""
     private = f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
     stdin = f"FROM {spec.ref}\n" if spec.ref else None
     failure: CommandError | None = None
+    observer.building()
     for no_cache in (False, True):
         try:
-            run_command(
+            stream_command(
                 build_command(spec, platform, private, no_cache=no_cache),
                 timeout=timeout,
                 input_text=stdin,
+                on_line=lambda line: observer.line(redact(line, secrets)),
             )
         except CommandError as exc:
             failure = exc
@@ -190,9 +223,11 @@ def _run_build(
             break
     if failure is None:
         try:
-            run_command(docker("tag", private, tag), timeout=60)
+            run_command(docker("tag", private, tag, engine=engine_of(platform)), timeout=60)
         finally:
-            run_command(docker("image", "rm", private), timeout=60, check=False)
+            run_command(
+                docker("image", "rm", private, engine=engine_of(platform)), timeout=60, check=False
+            )
         return ""
     command = redact(" ".join(failure.command), secrets)
     log = redact(_tail(failure.stderr or failure.stdout), secrets)
@@ -256,7 +291,9 @@ def _take_ref_classic(
     pull_error = ""
     if mode != "never":
         pulled = run_command(
-            docker("pull", "--quiet", "--platform", platform.name, spec.ref),
+            docker(
+                "pull", "--quiet", "--platform", platform.name, spec.ref, engine=engine_of(platform)
+            ),
             timeout=timeout,
             check=False,
         )
@@ -274,7 +311,7 @@ def _take_ref_classic(
         )
     # Whatever the tag holds now is tagged for this platform; the architecture check that
     # follows refuses it if it is another platform (a pull that fell back, or failed).
-    run_command(docker("tag", local[0], tag), timeout=60)
+    run_command(docker("tag", local[0], tag, engine=engine_of(platform)), timeout=60)
     return _found(spec, platform, tag, time.monotonic() - start, client)
 
 
@@ -320,6 +357,7 @@ class BuildCoordinator:
         timeout: Callable[[Platform], float],
         classic_store: bool = False,
         client: Callable[[], DockerClient],
+        observe: Callable[[str, Platform], BuildObserver] | None = None,
     ) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
@@ -329,6 +367,7 @@ class BuildCoordinator:
         self.timeout = timeout
         self.classic_store = classic_store
         self.client = client  # the process's API client, made on first use
+        self.observe = observe  # image name, platform -> live progress of a build made here
         self._seen: dict[tuple[str, str], BuildOutcome] = {}
 
     def get(
@@ -362,6 +401,7 @@ class BuildCoordinator:
         self, spec: ImageSpec, platform: Platform, verify: Verify, secrets: Mapping[str, str]
     ) -> BuildOutcome:
         tag_lock = hashlib.sha256(image_tag(spec, platform).encode()).hexdigest()[:32]
+        observer = self.observe(spec.name, platform) if self.observe else _Unobserved()
         with FileLock(str(self.engine_lock_dir / f"{tag_lock}.lock")):
             record = build_image(
                 spec,
@@ -371,11 +411,15 @@ class BuildCoordinator:
                 classic_store=self.classic_store,
                 secrets=secrets,
                 client=self.client(),
+                observer=observer,
             )
         if record.error:
+            observer.finished(record)
             return BuildOutcome(record, True, "")
+        observer.verifying()
         verdict = verify(record)
         record = replace(record, verified=verdict.how, verification_cached=verdict.cached)
+        observer.finished(record, verdict.problem)
         return BuildOutcome(record, True, verdict.problem)
 
 

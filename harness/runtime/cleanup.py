@@ -7,11 +7,15 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness.commands import run_command
 from harness.processes import start_ticks
 from harness.runtime.containers import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
 from harness.runtime.engine import docker
+
+if TYPE_CHECKING:
+    from harness.runtime.engines import EngineRef
 
 
 def owner_id(pid: int | None = None) -> str:
@@ -42,14 +46,15 @@ class SweepResult:
     runs: tuple[str, ...]
 
 
-def _labelled(label: str) -> list[tuple[str, str, str, bool]]:
+def _labelled(label: str, engine: EngineRef | None) -> list[tuple[str, str, str, bool]]:
     """(id, run, owner, kept) of every container carrying ``label``."""
     fmt = (
         f'{{{{.ID}}}}\t{{{{.Label "{RUN_LABEL}"}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'
         f'\t{{{{.Label "{KEEP_LABEL}"}}}}'
     )
     listed = run_command(
-        docker("ps", "-a", "--filter", f"label={label}", "--format", fmt), timeout=60
+        docker("ps", "-a", "--filter", f"label={label}", "--format", fmt, engine=engine),
+        timeout=60,
     )
     rows = []
     for line in listed.stdout.splitlines():
@@ -59,18 +64,19 @@ def _labelled(label: str) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
-def sweep(run_id: str | None = None) -> SweepResult:
+def sweep(run_id: str | None = None, engine: EngineRef | None = None) -> SweepResult:
     """With ``run_id``: remove that run's containers. Without: remove those of every run whose
-    owner is provably dead. Kept containers (``--keep-containers``) stay. Raises CommandError
-    when the engine cannot list or remove them (the caller says so; nothing is hidden)."""
+    owner is provably dead. Kept containers (``--keep-containers``) stay. On ``engine`` (a
+    platform's mapped engine), else on the default engine. Raises CommandError when the engine
+    cannot list or remove them (the caller says so; nothing is hidden)."""
     label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
     doomed = []
     runs = set()
-    for ident, run, owner, kept in _labelled(label):
+    for ident, run, owner, kept in _labelled(label, engine):
         if kept or (run_id is None and owner_alive(owner) is not False):
             continue
         doomed.append(ident)
         runs.add(run)
     if doomed:
-        run_command(docker("rm", "-f", "-v", *doomed), timeout=180)
+        run_command(docker("rm", "-f", "-v", *doomed, engine=engine), timeout=180)
     return SweepResult(len(doomed), tuple(sorted(runs)))

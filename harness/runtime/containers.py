@@ -15,13 +15,8 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
-
-from docker.errors import DockerException
-from requests.exceptions import RequestException
-from testcontainers.core.container import DockerContainer
-from urllib3.exceptions import HTTPError
 
 from harness.commands import run_command
 from harness.errors import MultiarchError
@@ -32,10 +27,15 @@ from harness.runtime.build import inspect_platform
 from harness.runtime.elf import ElfScan, scan_tar, stream_from_chunks
 from harness.runtime.engine import docker, endpoint
 from harness.runtime.health import EngineStoppedAnswering as EngineLost
+from harness.runtime.transfer import Content, checked_paths, file_archive, get_files, put_files
 
+# docker-py, requests and testcontainers are imported where they are used: a process that
+# only reads settings or sweeps (the xdist controller) does not pay ~0.4 s to import them.
 if TYPE_CHECKING:
     from docker import DockerClient
+    from testcontainers.core.container import DockerContainer
 
+    from harness.runtime.engines import EngineRef
     from harness.runtime.session import BuiltImage, Harness
 
 RUN_LABEL = "pytest-multiarch.run"
@@ -61,11 +61,27 @@ class ContainerNotReady(MultiarchError):
 class RunResult:
     """What a one-shot container did. The output is kept as the command wrote it
     (``stdout_bytes``, ``stderr_bytes``); ``stdout`` and ``stderr`` are the same decoded as
-    UTF-8 with undecodable bytes replaced by U+FFFD, so binary output is never lost."""
+    UTF-8 with undecodable bytes replaced by U+FFFD, so binary output is never lost.
+    ``files``: what ``run(..., collect=[...])`` took out of the container (path -> content; a
+    path the command did not leave behind is absent: ``file(path)`` says so)."""
 
     exit_code: int
     stdout_bytes: bytes
     stderr_bytes: bytes
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def file(self, path: str) -> bytes:
+        """The collected file at ``path``; FileNotCollected (with the exit code and the end of
+        stderr) when the command did not leave it behind."""
+        if path in self.files:
+            return self.files[path]
+        from harness.runtime.transfer import FileNotCollected
+
+        asked = ", ".join(self.files) or "nothing"
+        raise FileNotCollected(
+            f"{path} was not collected: the command (exit {self.exit_code}) did not leave it "
+            f"behind (collected: {asked}); end of stderr: {self.stderr[-300:].strip()!r}"
+        )
 
     @property
     def stdout(self) -> str:
@@ -221,9 +237,13 @@ def run_once(
     workdir: str | None = None,
     check_arch: bool = True,
     engine: EngineApi | None = None,
+    files: Mapping[str, Content] | None = None,
+    collect: Sequence[str] = (),
 ) -> RunResult:
     """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
-    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str).
+    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str). ``files`` (path -> bytes or host
+    file) are put into the container before it starts; ``collect`` paths are taken out after
+    it ends, into the result's ``files`` (harness.runtime.transfer).
 
     What ``docker run --rm --pull never`` does, over the engine's API (``engine``: the
     process's connection; a temporary one when None): create the labelled container, attach to
@@ -232,6 +252,10 @@ def run_once(
     ``docker run`` (127: command not found, 126: not executable)."""
     __tracebackhide__ = True
     data = stdin.encode() if isinstance(stdin, str) else stdin
+    # Checked before any container exists: a bad path or value is the caller's error.
+    archive = file_archive(files, "run(files=...)") if files else None
+    wanted = checked_paths(collect, "run(collect=...)")
+    collected: dict[str, bytes] = {}
     connection = engine or EngineApi()
     try:
         code, out, err = _run_attached(
@@ -246,6 +270,9 @@ def run_once(
             entrypoint=entrypoint,
             user=user,
             workdir=workdir,
+            archive=archive,
+            collect=wanted,
+            collected=collected,
         )
     finally:
         if engine is None:
@@ -255,7 +282,7 @@ def run_once(
         raise MultiarchError(f"docker could not run {reference} for {platform.name}: {stderr_text}")
     if check_arch and "exec format error" in stderr_text:
         raise WrongArchitecture(_exec_format_error(reference, platform))
-    return RunResult(code, out, err)
+    return RunResult(code, out, err, collected)
 
 
 def _exec_format_error(reference: str, platform: Platform) -> str:
@@ -268,8 +295,8 @@ def _exec_format_error(reference: str, platform: Platform) -> str:
     status = check_emulator(platform, ask_version=False)
     if not status.usable:
         return (
-            f"{what}: {status.problem} (it was checked when the run began: it went away since); "
-            f"remedy: {status.remedy}"
+            f"{what}: {status.problem}, though it worked when the run began (it was disabled or "
+            f"removed since); remedy: {status.remedy}"
         )
     return f"{what}: no working emulator for this platform (`multiarch doctor`)"
 
@@ -315,8 +342,12 @@ def _run_attached(
     entrypoint: str | None,
     user: str | None,
     workdir: str | None,
+    archive: bytes | None = None,
+    collect: Sequence[str] = (),
+    collected: dict[str, bytes] | None = None,
 ) -> tuple[int, bytes, bytes]:
-    """(exit code, stdout, stderr) of one container run as ``run_once`` describes."""
+    """(exit code, stdout, stderr) of one container run as ``run_once`` describes; files of
+    ``archive`` put in before the start, ``collect`` paths read into ``collected`` after."""
     __tracebackhide__ = True
     from docker.errors import APIError, DockerException
     from requests.exceptions import RequestException
@@ -347,6 +378,8 @@ def _run_attached(
         raise MultiarchError(f"could not run a container of {what}: {exc}") from None
     container_id = str(created["Id"])
     try:
+        if archive is not None:
+            put_files(api, container_id, archive, what)
         # Attached before the start, as docker run does: no output can be missed.
         attached = api.attach_socket(
             container_id,
@@ -372,6 +405,8 @@ def _run_attached(
                 if time.monotonic() >= deadline:
                     raise _Expired from None
                 raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+            if collect and collected is not None:
+                collected.update(get_files(api, container_id, collect))
             return int(status.get("StatusCode", -1)), out, err
         finally:
             with contextlib.suppress(OSError):
@@ -431,13 +466,16 @@ def _read_frames(duplex: _Duplex, deadline: float) -> tuple[bytes, bytes]:
     return bytes(streams[1]), bytes(streams[2])
 
 
-def remove_by_label(selector: str) -> int:
-    """Force-remove every container matching the label ``selector``; returns how many.
-    Raises CommandError when the engine cannot list or remove them."""
-    listed = run_command(docker("ps", "-aq", "--filter", f"label={selector}"), timeout=60)
+def remove_by_label(selector: str, engine: EngineRef | None = None) -> int:
+    """Force-remove every container matching the label ``selector`` (on ``engine``, else the
+    default engine); returns how many. Raises CommandError when the engine cannot list or
+    remove them."""
+    listed = run_command(
+        docker("ps", "-aq", "--filter", f"label={selector}", engine=engine), timeout=60
+    )
     ids = listed.stdout.split()
     if ids:
-        run_command(docker("rm", "-f", "-v", *ids), timeout=120)
+        run_command(docker("rm", "-f", "-v", *ids, engine=engine), timeout=120)
     return len(ids)
 
 
@@ -463,14 +501,6 @@ def _configure_testcontainers(bind_address: str) -> None:
         testcontainers_config.tc_host_override = unspecified.get(bind_address, bind_address)
 
 
-class LabelledContainer(DockerContainer):
-    """A testcontainers container of the harness. When ``engine`` is set, :func:`stop_container`
-    hands its removal to that connection's background thread, off the test's critical path
-    (``stop()`` itself stays what testcontainers documents: removed when it returns)."""
-
-    engine: EngineApi | None = None
-
-
 def make_container(
     reference: str,
     spec: ImageSpec,
@@ -484,10 +514,18 @@ def make_container(
     All run keyword arguments go in one ``with_kwargs`` call: a second call replaces the first.
     With ``engine``, the container's own client skips asking the API version, and its removal
     is done in the background."""
+    from harness.runtime.multiarch_container import MultiarchContainer
+
     _configure_testcontainers(bind_address)
-    client_options = {"version": engine.api_version} if engine is not None else None
-    container = LabelledContainer(reference, docker_client_kw=client_options)
-    container.engine = engine
+    client_options: dict[str, object] | None = None
+    if engine is not None:
+        client_options = {"version": engine.api_version}
+        if engine.environment:  # a platform mapped to another engine: its client goes there
+            client_options["environment"] = dict(engine.environment)
+    container = MultiarchContainer(reference, docker_client_kw=client_options)
+    # stop_container hands the removal to this connection's background thread, off the test's
+    # critical path (container.stop() stays what testcontainers documents: removed on return).
+    container.multiarch_engine = engine  # type: ignore[attr-defined]
     if spec.command:
         container.with_command(list(spec.command))
     for port in spec.ports:
@@ -512,9 +550,13 @@ def start_container(container: DockerContainer, wait: WaitSpec, timeout: float) 
 
 def stop_container(container: DockerContainer) -> None:
     # Best effort: whatever survives is removed by the end-of-run sweep of the run's label.
-    engine = container.engine if isinstance(container, LabelledContainer) else None
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+    from urllib3.exceptions import HTTPError
+
+    engine = getattr(container, "multiarch_engine", None)
     wrapped = container._container  # None when it was never created
-    if engine is None or wrapped is None or not wrapped.id:
+    if not isinstance(engine, EngineApi) or wrapped is None or not wrapped.id:
         # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.
         with contextlib.suppress(DockerException, RequestException, HTTPError, OSError, EngineLost):
             container.stop()
@@ -526,6 +568,10 @@ def stop_container(container: DockerContainer) -> None:
 
 
 def container_logs(container: DockerContainer, lines: int = 40) -> str:
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+    from urllib3.exceptions import HTTPError
+
     try:
         out, err = container.get_logs()
     except (DockerException, RequestException, HTTPError, OSError, EngineLost):
@@ -621,6 +667,8 @@ def _describe(wait: WaitSpec) -> str:
 
 def exec_uname(container: DockerContainer) -> str | None:
     """``uname -m`` inside a running container; None when the image has no uname."""
+    from docker.errors import DockerException
+
     try:
         result = container.exec(["uname", "-m"])
     except DockerException:  # the image has no uname binary
@@ -635,16 +683,33 @@ def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> D
     """A started, ready container of ``image`` that runs the very image verified for
     ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
     that fails."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+    from urllib3.exceptions import HTTPError
+
     settings = harness.settings
     spec = image.spec
+    mapped = settings.endpoint(platform)
+    bind_address = settings.bind_address
+    if mapped is not None:
+        bind_address = mapped.publish_address(bind_address)
     started = make_container(
-        image.reference, spec, platform, harness.labels, settings.bind_address, harness.api
+        image.reference, spec, platform, harness.labels, bind_address, harness.api_for(platform)
     )
+    if mapped is not None:
+        # Its published ports are on the engine's machine: testcontainers' host setting is one
+        # for the whole process, so this container's client is told where that machine is.
+        service_host = mapped.service_host(settings.bind_address)
+        setattr(started.get_docker_client(), "host", lambda: service_host)  # noqa: B010
     timeout = settings.timeout(spec.wait.timeout, platform)
     try:
         start_container(started, spec.wait, timeout)
-    except (MultiarchError, DockerException) as exc:
-        raise MultiarchError(
+    except EngineLost:
+        raise
+    except (MultiarchError, DockerException, RequestException, HTTPError, OSError) as exc:
+        # An engine that died or froze says so (one line); anything else is the container's.
+        lost = harness.watch_for(platform).translate(exc)
+        raise lost or MultiarchError(
             f"container of {image.reference} ({platform.name}) failed to start: {exc}"
         ) from None
     try:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.commands import run_command
 from harness.errors import CommandError, EngineUnavailable
 from harness.run.model import EngineFacts
 
+if TYPE_CHECKING:
+    from harness.runtime.engines import EngineRef
+
 DOCKER = os.environ.get("MULTIARCH_DOCKER", "docker")
 START_HINT = "start it with `multiarch host up` (or as root: `containerd &` then `dockerd &`)"
 
 
-def docker(*args: str) -> list[str]:
-    """A docker CLI command line."""
-    return [DOCKER, *args]
+def docker(*args: str, engine: EngineRef | None = None) -> list[str]:
+    """A docker CLI command line; with ``engine``, for that engine (``--context NAME`` or
+    ``--host URL``, which buildx honours too); without, for the default engine."""
+    return [DOCKER, *(engine.cli_flags() if engine is not None else []), *args]
 
 
 ImageStore = Literal["containerd", "classic"]
@@ -52,14 +56,23 @@ class EngineInfo:
         )
 
 
-def engine_info(timeout: float = 15) -> EngineInfo:
-    """Ask the engine what it is. Raises EngineUnavailable, quickly, when it does not answer."""
+def engine_info(timeout: float = 15, engine: EngineRef | None = None) -> EngineInfo:
+    """Ask the engine (``engine``, else the default one) what it is. Raises EngineUnavailable,
+    quickly, when it does not answer."""
+    mapped = engine is not None and not engine.is_default
     try:
-        version = run_command(docker("version", "--format", "{{json .}}"), timeout=timeout)
-        info = run_command(docker("info", "--format", "{{json .}}"), timeout=timeout)
+        version = run_command(
+            docker("version", "--format", "{{json .}}", engine=engine), timeout=timeout
+        )
+        info = run_command(docker("info", "--format", "{{json .}}", engine=engine), timeout=timeout)
     except CommandError as exc:
         detail = (exc.stderr.strip() or exc.stdout.strip()).splitlines()
         reason = detail[-1] if detail else str(exc).splitlines()[0]
+        if engine is not None and mapped:
+            raise EngineUnavailable(
+                f"Docker engine {engine.spec} not reachable: {reason}; start it, or check the "
+                f"mapping (`docker {' '.join(engine.cli_flags())} info`)"
+            ) from None
         raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
     version_data: dict[str, Any] = json.loads(version.stdout)
     info_data: dict[str, Any] = json.loads(info.stdout)
@@ -69,9 +82,10 @@ def engine_info(timeout: float = 15) -> EngineInfo:
         "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
     )
     mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
+    where = engine.spec if engine is not None and mapped else endpoint()
     return EngineInfo(
-        id=str(info_data.get("ID", "")) or endpoint(),
-        endpoint=endpoint(),
+        id=str(info_data.get("ID", "")) or where,
+        endpoint=where,
         os=str(info_data.get("OSType", "linux")),
         version=str(server.get("Version", "?")),
         api_version=str(server.get("ApiVersion", "?")),
@@ -90,11 +104,12 @@ class BuildxInfo:
     platforms: tuple[str, ...]
 
 
-def buildx_info(timeout: float = 20) -> BuildxInfo:
-    """The buildx plugin's version and current builder. Raises CommandError when absent."""
+def buildx_info(timeout: float = 20, engine: EngineRef | None = None) -> BuildxInfo:
+    """The buildx plugin's version and the builder it uses for ``engine`` (else the current
+    builder). Raises CommandError when absent."""
     hint = "install the buildx plugin: `multiarch host up` (Debian package docker-buildx)"
-    version = run_command(docker("buildx", "version"), timeout=timeout, hint=hint)
-    inspect = run_command(docker("buildx", "inspect"), timeout=timeout, hint=hint)
+    version = run_command(docker("buildx", "version", engine=engine), timeout=timeout, hint=hint)
+    inspect = run_command(docker("buildx", "inspect", engine=engine), timeout=timeout, hint=hint)
     builder = driver = ""
     platforms: tuple[str, ...] = ()
     for line in inspect.stdout.splitlines():

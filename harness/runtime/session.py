@@ -4,6 +4,7 @@ until a fixture asks for an image."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import MultiarchError
 from harness.images import ImageSpec
-from harness.paths import run_state_root
+from harness.paths import private_dir, run_state_root
 from harness.platforms import Platform
 from harness.run.model import BuildRecord
 from harness.run.progress import ProgressBoard
@@ -35,7 +36,9 @@ from harness.runtime.containers import (
 )
 from harness.runtime.elf import ForeignBinary, format_wrong_architecture
 from harness.runtime.engine import EngineInfo, endpoint, engine_info
-from harness.runtime.health import ENGINE_DEAD_FILE, EngineWatch
+from harness.runtime.engines import EngineEndpoint
+from harness.runtime.health import ENGINE_DEAD_FILE, EngineWatch, ping
+from harness.runtime.transfer import Content
 from harness.secrets import secret_values
 
 if TYPE_CHECKING:
@@ -54,9 +57,18 @@ def progress_board(run_id: str) -> ProgressBoard:
     return ProgressBoard(run_state_dir(run_id) / "progress")
 
 
-def engine_watch(run_id: str) -> EngineWatch:
-    """Whether the engine of run ``run_id`` still answers, as every process of it sees it."""
-    return EngineWatch(endpoint(), run_state_dir(run_id) / ENGINE_DEAD_FILE)
+def engine_watch(run_id: str, mapped: EngineEndpoint | None = None) -> EngineWatch:
+    """Whether the default engine of run ``run_id`` (or the ``mapped`` engine of some of its
+    platforms) still answers, as every process of it sees it: one marker file per engine, so
+    an engine that dies fails its own platforms' tests and no others."""
+    if mapped is None:
+        return EngineWatch(endpoint(), run_state_dir(run_id) / ENGINE_DEAD_FILE)
+    key = hashlib.sha256(mapped.spec.encode()).hexdigest()[:16]
+    return EngineWatch(
+        mapped.describe(),
+        run_state_dir(run_id) / f"{ENGINE_DEAD_FILE}-{key}",
+        pinger=functools.partial(ping, environment=mapped.sdk_environment()),
+    )
 
 
 def _sweep_dead_run_dirs(runs: Path) -> None:
@@ -117,6 +129,11 @@ class Harness:
         self.api = EngineApi()
         self._emulators: dict[str, str] = {}
         self._watch: EngineWatch | None = None
+        # The engines that platforms are mapped to (--engine), by engine: made on first use.
+        self._mapped_apis: dict[str, EngineApi] = {}
+        self._mapped_watches: dict[str, EngineWatch] = {}
+        self._mapped_builds: dict[str, BuildCoordinator] = {}
+        self._swept: set[str] = set()
 
     @property
     def watch(self) -> EngineWatch:
@@ -135,8 +152,8 @@ class Harness:
         if self._started:
             return
         self._started = True
-        state = run_state_dir(self.settings.run_id)
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # A real directory of this user's, never a link to somewhere else (UnsafeStateDir).
+        state = private_dir(run_state_dir(self.settings.run_id))
         # Once per run: the first process to get here does it, not every xdist worker.
         try:
             fd = os.open(state / OWNER_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW)
@@ -146,34 +163,104 @@ class Harness:
             handle.write(self.settings.owner)
         # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
         _sweep_dead_run_dirs(state.parent)
-        sweep(None)
+        if any(not plat.engine for plat in self.settings.platforms):
+            sweep(None)  # the default engine's; a mapped engine's: _sweep_engine_once
 
     @property
     def builds(self) -> BuildCoordinator:
+        """The builds on the default engine."""
         if self._builds is None:
             engine = self.engine
-            engine_key = hashlib.sha256(engine.id.encode()).hexdigest()[:16]
-            locks = run_state_root() / "engines" / engine_key
-            locks.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._builds = BuildCoordinator(
-                run_state_dir(self.settings.run_id),
-                locks,
-                self.settings.build_mode,
-                timeout=lambda p: self.settings.timeout(self.settings.build_timeout, p),
-                classic_store=engine.image_store == "classic",
-                client=lambda: self.api.client,
-                observe=progress_board(self.settings.run_id).build,
-            )
+            self._builds = self._coordinator(engine.id, engine.image_store, self.api)
         return self._builds
+
+    def _coordinator(self, engine_id: str, image_store: str, api: EngineApi) -> BuildCoordinator:
+        # Builds of the same inputs by runs on the same engine share a lock, whichever way
+        # each run names that engine: the lock directory is keyed on the engine's own id. The
+        # build commands go to the engine of the platform they build (Platform.engine).
+        engine_key = hashlib.sha256(engine_id.encode()).hexdigest()[:16]
+        locks = run_state_root() / "engines" / engine_key
+        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return BuildCoordinator(
+            run_state_dir(self.settings.run_id),
+            locks,
+            self.settings.build_mode,
+            timeout=lambda p: self.settings.timeout(self.settings.build_timeout, p),
+            classic_store=image_store == "classic",
+            client=lambda: api.client,
+            observe=progress_board(self.settings.run_id).build,
+        )
+
+    # ---- per engine: a platform mapped to another engine is built, verified and run there ----
+
+    def builds_for(self, platform: Platform) -> BuildCoordinator:
+        mapped = self.settings.endpoint(platform)
+        if mapped is None:
+            return self.builds
+        if mapped.spec not in self._mapped_builds:
+            api = self.api_for(platform)
+            engine_id = mapped.id or mapped.spec
+            self._mapped_builds[mapped.spec] = self._coordinator(engine_id, mapped.image_store, api)
+        return self._mapped_builds[mapped.spec]
+
+    def api_for(self, platform: Platform) -> EngineApi:
+        mapped = self.settings.endpoint(platform)
+        if mapped is None:
+            return self.api
+        if mapped.spec not in self._mapped_apis:
+            self._mapped_apis[mapped.spec] = EngineApi(mapped.sdk_environment())
+        return self._mapped_apis[mapped.spec]
+
+    def watch_for(self, platform: Platform) -> EngineWatch:
+        """Whether ``platform``'s engine still answers."""
+        mapped = self.settings.endpoint(platform)
+        if mapped is None:
+            return self.watch
+        if mapped.spec not in self._mapped_watches:
+            self._mapped_watches[mapped.spec] = engine_watch(self.settings.run_id, mapped)
+        return self._mapped_watches[mapped.spec]
+
+    def unreachable(self, platform: Platform) -> str:
+        """Why ``platform``'s engine cannot be used at all ("" when it can): it did not answer
+        when the run began, or it stopped answering since."""
+        mapped = self.settings.endpoint(platform)
+        if mapped is not None and mapped.problem:
+            return (
+                f"{platform.name} runs on engine {mapped.describe()} (from "
+                f"{self.settings.sources.get(f'engine {platform.name}', 'the engine map')}), "
+                f"which did not answer when the run began: {mapped.problem}"
+            )
+        lost = self.watch_for(platform).dead()
+        return str(lost) if lost is not None else ""
+
+    def _sweep_engine_once(self, platform: Platform) -> None:
+        """Leftovers of dead runs on a mapped engine, removed by the first process of the run
+        that uses that engine (the default engine's are removed by :meth:`start`)."""
+        mapped = self.settings.endpoint(platform)
+        if mapped is None or mapped.spec in self._swept:
+            return
+        self._swept.add(mapped.spec)
+        key = hashlib.sha256(mapped.spec.encode()).hexdigest()[:16]
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        try:
+            os.close(os.open(run_state_dir(self.settings.run_id) / f"swept-{key}", flags, 0o600))
+        except FileExistsError:
+            return
+        sweep(None, engine=mapped.ref)
 
     def image(self, spec: ImageSpec, platform: Platform) -> tuple[BuiltImage, BuildRecord | None]:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
         produced it (so it is reported once per run)."""
+        unreachable = self.unreachable(platform)
+        if unreachable:
+            raise ImageUnavailable(unreachable, None)
+        watch = self.watch_for(platform)
         try:
-            with self.watch.guard():
+            with watch.guard():
                 self.start()
+                self._sweep_engine_once(platform)
                 secrets = secret_values(spec.secrets, str(spec.directory / "image.toml"))
-                outcome = self.builds.get(
+                outcome = self.builds_for(platform).get(
                     spec, platform, lambda record: self._check(record, spec, platform), secrets
                 )
         except MultiarchError as exc:  # no engine, no docker CLI, ...
@@ -188,26 +275,54 @@ class Harness:
         reported = record if outcome.produced else None
         if record.error or outcome.unusable:
             # A build or check that failed because the engine went away says so.
-            lost = self.watch.alive()
+            lost = watch.alive()
             raise ImageUnavailable(str(lost or record.error or outcome.unusable), reported)
         return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
     def close(self) -> None:
         """Finish this process's container removals (before the run's sweep) and disconnect.
         Nothing is waited for when the engine stopped answering: the removals cannot happen."""
+        # Watches chain their signal handlers: closed in reverse order of creation.
+        for watch in reversed(list(self._mapped_watches.values())):
+            watch.close()
+        for spec, api in self._mapped_apis.items():
+            mapped_watch = self._mapped_watches.get(spec)
+            if mapped_watch is None or mapped_watch.dead() is None:
+                api.close()
+            else:
+                api.abandon()
         if self._watch is not None:
             self._watch.close()
             if self._watch.dead() is not None:
+                self.api.abandon()
                 return
         self.api.close()
 
     def emulator(self, platform: Platform) -> str:
         """What runs ``platform`` here, as the verification cache key names it: "native", or
-        the binfmt handler with its flags and QEMU version (asked once per process)."""
+        the binfmt handler's state and the emulator file it runs (path, size, modification
+        time: a new QEMU is a new file), read from files once per process: asking QEMU for its
+        version would start one more process per platform in every test process."""
         if platform.name not in self._emulators:
             from harness.emulation import check_emulator
 
-            self._emulators[platform.name] = check_emulator(platform).summary
+            status = check_emulator(platform, ask_version=False)
+            identity = status.summary
+            if status.handler is not None and status.handler.interpreter:
+                real = os.path.realpath(status.handler.interpreter)
+                try:
+                    info = os.stat(real)
+                    identity += f"; {real} {info.st_size} bytes, mtime {info.st_mtime_ns}"
+                except OSError:
+                    identity += f"; {real} unreadable"
+            mapped = self.settings.endpoint(platform)
+            if mapped is not None:
+                # Verified on one engine is not verified on another: the engine is in the key.
+                # A remote machine's emulators cannot be read from here; its engine stands in.
+                how = "emulated" if platform.emulated else "native"
+                engine = f"engine {mapped.id or mapped.spec} ({mapped.architecture})"
+                identity = f"{identity}; {engine}" if mapped.is_local else f"{how} on {engine}"
+            self._emulators[platform.name] = identity
         return self._emulators[platform.name]
 
     def _check(self, record: BuildRecord, spec: ImageSpec, platform: Platform) -> Verdict:
@@ -257,14 +372,14 @@ class Harness:
             )
 
         try:
-            _, recorded = image_platform(reference, self.api.client)
+            _, recorded = image_platform(reference, self.api_for(platform).client)
             wrong_metadata = metadata_problem(reference, recorded, platform)
             scan = scan_image_files(
                 reference,
                 platform,
                 spec.foreign_binaries,
                 self.labels,
-                self.api,
+                self.api_for(platform),
                 variant_of=recorded if wrong_metadata else "",
             )
         except MultiarchError as exc:
@@ -286,7 +401,7 @@ class Harness:
             return outcome(how), True  # no ELF file, so no uname to ask
         timeout = self.settings.timeout(60, platform)
         try:
-            answer = probe_uname(reference, platform, self.labels, timeout, self.api)
+            answer = probe_uname(reference, platform, self.labels, timeout, self.api_for(platform))
         except MultiarchError as exc:  # a timeout, a broken emulator, the engine
             return outcome(how, str(exc), elf_files=scan.elf_files), False
         if answer is None:
@@ -304,7 +419,9 @@ class Harness:
 class Runner:
     """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards.
     ``timeout`` is in native seconds (default 60), scaled on emulated platforms; past it,
-    ``harness.RunTimeout`` is raised. ``stdin`` takes bytes or str."""
+    ``harness.RunTimeout`` is raised. ``stdin`` takes bytes or str. ``files={"/in/x": bytes or
+    pathlib.Path}`` are put into the container before it starts, ``collect=["/out/y"]`` are
+    taken out after it ends: ``result.files["/out/y"]`` (or ``result.file("/out/y")``)."""
 
     def __init__(self, harness: Harness, image: BuiltImage, platform: Platform) -> None:
         self._harness = harness
@@ -329,6 +446,8 @@ class Runner:
         entrypoint: str | Sequence[str] | None = None,
         user: str | None = None,
         workdir: str | None = None,
+        files: Mapping[str, Content] | None = None,
+        collect: Sequence[str] = (),
     ) -> RunResult:
         """The same as calling the runner: ``images["s390x"].run([...])``."""
         __tracebackhide__ = True
@@ -340,6 +459,8 @@ class Runner:
             entrypoint=entrypoint,
             user=user,
             workdir=workdir,
+            files=files,
+            collect=collect,
         )
 
     def __call__(
@@ -352,6 +473,8 @@ class Runner:
         entrypoint: str | Sequence[str] | None = None,
         user: str | None = None,
         workdir: str | None = None,
+        files: Mapping[str, Content] | None = None,
+        collect: Sequence[str] = (),
     ) -> RunResult:
         __tracebackhide__ = True  # a failure points at the test's line, not at ours
         if isinstance(cmd, str):
@@ -366,7 +489,7 @@ class Runner:
         harness = self._harness
         settings = harness.settings
         env_all = {**self._image.spec.env, **(env or {})}
-        with harness.watch.guard():
+        with harness.watch_for(self._platform).guard():
             return run_once(
                 self._image.reference,
                 self._platform,
@@ -378,7 +501,9 @@ class Runner:
                 entrypoint=entry,
                 user=user,
                 workdir=workdir,
-                engine=harness.api,
+                engine=harness.api_for(self._platform),
+                files=files,
+                collect=collect,
             )
 
 

@@ -44,6 +44,7 @@ from harness.platforms import Platform
 from harness.runtime.containers import CALL_LABEL, Labels, remove_by_label
 from harness.runtime.elf import image_path
 from harness.runtime.engine import docker
+from harness.runtime.engines import EngineRef, engine_of
 from harness.structure.checks import ExecResult, FileInfo, ImageAccessError
 from harness.structure.config import RunOptions
 
@@ -88,6 +89,7 @@ class EngineImageAccess:
         self.reference = reference
         self.image_id = image_id
         self.platform = platform
+        self.engine = engine_of(platform)  # every call for this platform goes to its engine
         self.labels = labels
         self._state_dir = state_dir
         self._cache = cache
@@ -114,14 +116,14 @@ class EngineImageAccess:
                 containers.append(container)
                 results.append(self._start_attached(container, argv, timeout))
                 if index + 1 < len(steps):
-                    image = _docker_out("commit", container)
+                    image = _docker_out("commit", container, engine=self.engine)
                     committed.append(image)
         finally:
             # Best effort: a container left behind carries the run's labels and is swept.
             if containers:
-                _docker_quiet("rm", "-f", "-v", *containers)
+                _docker_quiet("rm", "-f", "-v", *containers, engine=self.engine)
             if committed:
-                _docker_quiet("rmi", "-f", *reversed(committed))
+                _docker_quiet("rmi", "-f", *reversed(committed), engine=self.engine)
         return results
 
     def _container_args(
@@ -162,7 +164,7 @@ class EngineImageAccess:
             done = self._attached(args, argv, timeout)
         except ImageAccessError:
             with contextlib.suppress(CommandError):
-                remove_by_label(f"{CALL_LABEL}={call}")
+                remove_by_label(f"{CALL_LABEL}={call}", engine=self.engine)
             raise
         # docker run's own failures: 125 (could not create), 126/127 (could not start).
         daemon = done.stderr.startswith(b"docker: ")
@@ -182,7 +184,7 @@ class EngineImageAccess:
     ) -> str:
         args = ["create", *self._container_args(argv, env, options), image, *argv[1:]]
         try:
-            return _docker_out(*args)
+            return _docker_out(*args, engine=self.engine)
         except ImageAccessError as exc:
             raise ImageAccessError(
                 f"could not create a container of {self.reference} ({self.platform.name}) to "
@@ -193,7 +195,7 @@ class EngineImageAccess:
         self, args: Sequence[str], argv: Sequence[str], timeout: float
     ) -> subprocess.CompletedProcess[bytes]:
         # Bytes, not text: a command's output may be anything; the checks decode it as Go does.
-        command = docker(*args)
+        command = docker(*args, engine=self.engine)
         try:
             return subprocess.run(
                 command, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
@@ -233,7 +235,7 @@ class EngineImageAccess:
         return ExecResult(code, stdout, stderr)
 
     def _state(self, container: str) -> dict[str, Any]:
-        text = _docker_out("inspect", "--format", "{{json .State}}", container)
+        text = _docker_out("inspect", "--format", "{{json .State}}", container, engine=self.engine)
         state = json.loads(text)
         return state if isinstance(state, dict) else {}
 
@@ -269,7 +271,14 @@ class EngineImageAccess:
     def config(self) -> Mapping[str, Any]:
         found = self._cache.configs.get(self.image_id)
         if found is None:
-            text = _docker_out("image", "inspect", "--format", "{{json .Config}}", self.reference)
+            text = _docker_out(
+                "image",
+                "inspect",
+                "--format",
+                "{{json .Config}}",
+                self.reference,
+                engine=self.engine,
+            )
             data = json.loads(text)
             found = self._cache.configs[self.image_id] = data if isinstance(data, dict) else {}
         return found
@@ -285,9 +294,17 @@ def export_filesystem(
         args += ["--label", f"{key}={value}"]
     args += ["--entrypoint", _NEVER_STARTED, reference]
     container = ""
+    engine = engine_of(platform)
     try:
-        container = _docker_out(*args)
-        _docker_out("export", "--output", str(destination), container, timeout=_EXPORT_TIMEOUT)
+        container = _docker_out(*args, engine=engine)
+        _docker_out(
+            "export",
+            "--output",
+            str(destination),
+            container,
+            timeout=_EXPORT_TIMEOUT,
+            engine=engine,
+        )
     except ImageAccessError as exc:
         with contextlib.suppress(OSError):
             destination.unlink()
@@ -296,7 +313,7 @@ def export_filesystem(
         ) from None
     finally:
         if container:
-            _docker_quiet("rm", "-f", "-v", container)
+            _docker_quiet("rm", "-f", "-v", container, engine=engine)
 
 
 class ExportedFilesystem:
@@ -421,16 +438,19 @@ def _start_problem(message: str) -> str:
     return (tail.removesuffix(": unknown") if marker else message) + "\n"
 
 
-def _docker_out(*args: str, timeout: float = _DOCKER_TIMEOUT) -> str:
-    """Run a docker CLI command; its stdout, stripped. ImageAccessError when it fails."""
+def _docker_out(
+    *args: str, timeout: float = _DOCKER_TIMEOUT, engine: EngineRef | None = None
+) -> str:
+    """Run a docker CLI command (on ``engine``, the platform's; else the default engine); its
+    stdout, stripped. ImageAccessError when it fails."""
     try:
-        result = run_command(docker(*args), timeout=timeout)
+        result = run_command(docker(*args, engine=engine), timeout=timeout)
     except CommandError as exc:
         raise ImageAccessError(str(exc)) from None
     return result.stdout.strip()
 
 
-def _docker_quiet(*args: str) -> None:
+def _docker_quiet(*args: str, engine: EngineRef | None = None) -> None:
     """Best effort: whatever is left is removed by the run's sweep (containers by label)."""
     with contextlib.suppress(CommandError):
-        run_command(docker(*args), timeout=_DOCKER_TIMEOUT, check=False)
+        run_command(docker(*args, engine=engine), timeout=_DOCKER_TIMEOUT, check=False)

@@ -1,0 +1,100 @@
+"""Sharing xdist workers between engines, so that a fast native engine never waits behind an
+emulated one.
+
+With platforms mapped to engines of their own (``--engine``), one run drives several machines:
+say a native arm64 box and this host, which emulates s390x under QEMU ten times slower. xdist's
+``load`` scheduler hands out tests in collection order, and a worker runs its queue in order:
+a native test queued behind emulated ones waits for them, and with a module of emulated tests
+first, the native engine idles until every emulated test has been handed out. Groups (``--dist
+loadgroup``) would pin all of an engine's tests to one worker, and do not group at all with
+pytest 9.2 and xdist 3.8 (pytest-dev/pytest-xdist#1386).
+
+:class:`EngineScheduling` is xdist's ``load`` scheduler with one change in what it sends: a
+worker is refilled from the engine it is working for while that engine has tests left, and a
+worker with nothing queued joins the engine the fewest other workers are on. So from the start
+every engine has workers, a worker's queue never mixes a fast engine's tests with a slow one's,
+a worker whose engine runs out helps the others, and each engine's tests keep collection order.
+Collection itself is untouched: every worker collects the same items in the same order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+# The group of a test that names no platform in its id (or one of no mapped engine).
+DEFAULT_GROUP = ""
+
+
+def engine_grouper(engines: Mapping[str, str]) -> Callable[[str], str]:
+    """``nodeid -> engine`` for a run whose platforms (short name -> engine, "" for the default
+    engine) are ``engines``: the platform is the test id's token that names one
+    (``test_x[arm64]``, ``test_y[arm-v7-2]``); a test without one belongs to the default engine."""
+    tokens = sorted(engines, key=len, reverse=True)  # "arm-v7" before a shorter name
+    if not tokens:
+        return lambda _nodeid: DEFAULT_GROUP
+    pattern = re.compile(r"(?:^|(?<=-))(" + "|".join(map(re.escape, tokens)) + r")(?=-|$)")
+
+    def group_of(nodeid: str) -> str:
+        _, bracket, ids = nodeid.partition("[")
+        if not bracket:
+            return DEFAULT_GROUP
+        found = pattern.search(ids.removesuffix("]"))
+        return engines[found.group(1)] if found else DEFAULT_GROUP
+
+    return group_of
+
+
+def choose_group(
+    pending: Sequence[int],
+    group: Callable[[int], str],
+    current: str | None,
+    staffed: Counter[str],
+) -> int:
+    """The position in ``pending`` of the next test to send to a worker: the first pending
+    test of the worker's ``current`` engine while that engine has tests left; else of the engine
+    the fewest other workers are busy with (``staffed``; ties: the engine whose first test
+    comes first in collection order)."""
+    first: dict[str, int] = {}
+    for position, index in enumerate(pending):
+        first.setdefault(group(index), position)
+    if current is not None and current in first:
+        return first[current]
+    chosen = min(first, key=lambda name: (staffed[name], first[name]))
+    return first[chosen]
+
+
+def make_engine_scheduler(config: Any, log: Any, group_of: Callable[[str], str]) -> Any:
+    """An :class:`EngineScheduling` (xdist is imported only when a run uses it)."""
+    import importlib
+
+    # xdist ships no type information: its scheduler is Any here.
+    load_scheduling: Any = importlib.import_module("xdist.scheduler").LoadScheduling
+
+    class EngineScheduling(load_scheduling):  # type: ignore[misc]
+        """xdist's load scheduling; each worker is kept on one engine while it has tests."""
+
+        def _group(self, index: int) -> str:
+            return group_of(self.collection[index])
+
+        def _send_tests(self, node: Any, num: int) -> None:
+            queued = self.node2pending[node]
+            staffed = Counter(
+                self._group(others[-1])
+                for other, others in self.node2pending.items()
+                if others and other is not node
+            )
+            current = self._group(queued[-1]) if queued else None
+            chosen: list[int] = []
+            while self.pending and len(chosen) < num:
+                position = choose_group(self.pending, self._group, current, staffed)
+                index = self.pending.pop(position)
+                current = self._group(index)
+                chosen.append(index)
+            if chosen:
+                queued.extend(chosen)
+                node.send_runtest_some(chosen)
+
+    return EngineScheduling(config, log)

@@ -1,0 +1,284 @@
+"""Which Docker engine runs which platform: the platform -> engine map of a run.
+
+Engines are the ones users already run, named the way the docker CLI names them: a Docker
+context (``arm-box``), or an endpoint (``unix:///run/d2.sock``, ``tcp://host:2376`` with TLS
+from the environment, ``ssh://user@host``). A platform without an entry uses the default engine,
+which follows ``DOCKER_HOST`` and the current context exactly as the docker CLI does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import ConfigError, PlatformError
+from harness.platforms import Platform, lookup
+
+_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+_CONTEXT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class EngineRef:
+    """An engine as the user named it; ``""`` is the default engine."""
+
+    spec: str = ""
+
+    @property
+    def is_default(self) -> bool:
+        return not self.spec
+
+    @property
+    def is_context(self) -> bool:
+        return bool(self.spec) and not self.spec.startswith(_SCHEMES)
+
+    def cli_flags(self) -> list[str]:
+        """Global docker CLI flags that select this engine (buildx honours them too)."""
+        if self.is_default:
+            return []
+        return ["--context", self.spec] if self.is_context else ["--host", self.spec]
+
+    @property
+    def label(self) -> str:
+        """A short name for matrix headers: the context name, or the endpoint's host/socket."""
+        if self.is_default:
+            return "default"
+        if self.is_context:
+            return self.spec
+        rest = self.spec.split("://", 1)[1]
+        if self.spec.startswith("unix://"):
+            return Path(rest).parent.name or rest
+        return rest.split("@")[-1].split(":")[0] or rest
+
+
+def parse_endpoint(text: str, where: str) -> EngineRef:
+    value = text.strip()
+    if value.startswith(_SCHEMES):
+        if not value.split("://", 1)[1].strip("/"):
+            raise ConfigError(f"Invalid engine {text!r} from {where}: the endpoint has no address")
+        return EngineRef(value)
+    if value in ("", "default"):
+        return EngineRef()
+    if not _CONTEXT_NAME.match(value):
+        raise ConfigError(
+            f"Invalid engine {text!r} from {where}: expected a Docker context name or an "
+            f"endpoint starting with {', '.join(_SCHEMES[:3])}"
+        )
+    return EngineRef(value)
+
+
+def parse_engine_map(items: Iterable[str], where: str) -> dict[str, EngineRef]:
+    """``["arm64=arm-box", "s390x=tcp://z:2376"]`` -> {"linux/arm64": EngineRef(...), ...}."""
+    found: dict[str, EngineRef] = {}
+    for item in items:
+        for part in (p.strip() for p in item.split(",")):
+            if not part:
+                continue
+            name, sep, endpoint = part.partition("=")
+            if not sep:
+                raise ConfigError(
+                    f"Invalid engine mapping {part!r} from {where}: expected PLATFORM=ENDPOINT, "
+                    "e.g. arm64=arm-box or s390x=tcp://z.example:2376"
+                )
+            found[_platform(name, part, where)] = parse_endpoint(endpoint, where)
+    return found
+
+
+def _platform(name: str, part: str, where: str) -> str:
+    try:
+        return lookup(name.strip()).name
+    except PlatformError:
+        raise ConfigError(
+            f"Invalid platform {name.strip()!r} in engine mapping {part!r} from {where}"
+        ) from None
+
+
+def project_engine_map(pyproject: Path) -> dict[str, EngineRef]:
+    """``[tool.multiarch.engines]`` of ``pyproject``: ``arm64 = "arm-box"``; {} when absent."""
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{pyproject}: cannot read it: {exc}") from None
+    table = data.get("tool", {}).get("multiarch", {}).get("engines", {})
+    where = f"{pyproject} [tool.multiarch.engines]"
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise ConfigError(f'{where}: expected a table of platform = "endpoint", got {table!r}')
+    return {_platform(k, f"{k} = {v!r}", where): parse_endpoint(v, where) for k, v in table.items()}
+
+
+def engine_map_json(engines: Mapping[str, EngineRef]) -> str:
+    return json.dumps({name: ref.spec for name, ref in sorted(engines.items())})
+
+
+# ---- engines resolved on the controller --------------------------------------------------------
+
+# Seconds the controller gives a mapped engine to say what it is before its platform's tests are
+# failed as "not reachable": well inside the 30 s in which a dead engine must be reported.
+RESOLVE_TIMEOUT = 8.0
+_LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1")
+
+
+@dataclass(frozen=True)
+class EngineEndpoint:
+    """A mapped engine as the controller found it at the start of the run, shipped to every
+    worker: where the docker SDK connects (a context resolved to its host and TLS material),
+    what the engine is, or why it did not answer (``problem``)."""
+
+    spec: str
+    host: str  # unix:///..., tcp://host:port, ssh://user@host
+    cert_path: str = ""  # a directory with ca.pem, cert.pem, key.pem; "" for none
+    tls_verify: bool = False
+    id: str = ""  # `docker info` ID: keys the per-engine build locks
+    architecture: str = ""  # `docker info` Architecture (uname -m of the engine's machine)
+    version: str = ""
+    image_store: str = ""  # "containerd" or "classic"
+    problem: str = ""  # why it did not answer at the start; "" when it did
+
+    @property
+    def ref(self) -> EngineRef:
+        return EngineRef(self.spec)
+
+    @property
+    def is_local(self) -> bool:
+        """The engine runs on this machine: its emulators are this host's binfmt_misc handlers,
+        and ports it publishes on loopback can be reached from here."""
+        if self.host.startswith(("unix://", "npipe://")):
+            return True
+        if self.host.startswith("tcp://"):
+            address = self.host.removeprefix("tcp://")
+            return address.startswith(_LOOPBACK_HOSTS)
+        return False
+
+    def sdk_environment(self) -> dict[str, str]:
+        """What ``docker.from_env(environment=...)`` needs to talk to this engine (the docker
+        SDK and testcontainers both take it), TLS included."""
+        environment = {"DOCKER_HOST": self.host}
+        if self.cert_path:
+            environment["DOCKER_CERT_PATH"] = self.cert_path
+        if self.tls_verify:
+            environment["DOCKER_TLS_VERIFY"] = "1"
+        return environment
+
+    def service_host(self, bind_address: str) -> str:
+        """Where this process connects to a port that a container of this engine publishes."""
+        if self.is_local:
+            unspecified = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - an address to map
+            return unspecified.get(bind_address, bind_address)
+        return endpoint_hostname(self.host)
+
+    def publish_address(self, bind_address: str) -> str:
+        """The address published ports listen on: the run's bind address on this machine's
+        engines; every address of a remote machine, whose loopback cannot be reached from here
+        (unless the run's bind address already names a non-loopback address)."""
+        if self.is_local or not bind_address.startswith(_LOOPBACK_HOSTS):
+            return bind_address
+        return "0.0.0.0"  # noqa: S104 - the remote machine's ports must be reachable from here
+
+    def describe(self) -> str:
+        """``e12 (unix:///run/.../docker.sock)`` or ``arm-box (context, ssh://ci@arm-box)``."""
+        if self.ref.is_context:
+            return f"{self.spec} (context, {self.host})"
+        return f"{self.ref.label} ({self.host})"
+
+
+def endpoint_hostname(host: str) -> str:
+    """The machine of an endpoint: ``tcp://arm-box:2376`` -> ``arm-box``,
+    ``ssh://ci@arm-box:22`` -> ``arm-box``, ``tcp://[fd00::1]:2376`` -> ``fd00::1``."""
+    rest = host.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+
+
+def resolve_context(name: str, where: str) -> tuple[str, str, bool]:
+    """(host, TLS directory, verify) of Docker context ``name``, as ``docker context inspect``
+    tells. ConfigError when there is no such context (a usage error of the run)."""
+    from harness.commands import run_command
+    from harness.errors import CommandError
+    from harness.runtime.engine import docker
+
+    try:
+        found = run_command(
+            docker("context", "inspect", "--format", "{{json .}}", name), timeout=20
+        )
+    except CommandError as exc:
+        detail = (exc.stderr.strip() or exc.stdout.strip() or str(exc)).splitlines()[-1]
+        raise ConfigError(
+            f"Invalid engine {name!r} from {where}: no Docker context of that name "
+            f"(`docker context inspect {name}`: {detail}); create it with `docker context "
+            f"create {name} --docker host=ssh://user@machine` or give an endpoint "
+            "(unix://, tcp://, ssh://)"
+        ) from None
+    data = json.loads(found.stdout or "{}")
+    endpoint = (data.get("Endpoints") or {}).get("docker") or {}
+    host = str(endpoint.get("Host") or "")
+    if not host:
+        raise ConfigError(
+            f"Invalid engine {name!r} from {where}: Docker context {name!r} has no docker "
+            "endpoint (`docker context inspect` shows no Endpoints.docker.Host)"
+        )
+    tls_dir = Path(str((data.get("Storage") or {}).get("TLSPath") or "")) / "docker"
+    has_tls = (tls_dir / "ca.pem").is_file() or (tls_dir / "cert.pem").is_file()
+    verify = has_tls and not bool(endpoint.get("SkipTLSVerify"))
+    return host, str(tls_dir) if has_tls else "", verify
+
+
+def resolve_engine(
+    ref: EngineRef,
+    where: str,
+    environment: Mapping[str, str],
+    *,
+    timeout: float = RESOLVE_TIMEOUT,
+) -> EngineEndpoint:
+    """``ref`` resolved to where it is and what it is. A context that does not exist is a
+    ConfigError; an engine that does not answer is an endpoint with ``problem`` set (its
+    platform's tests fail with it, the others run)."""
+    from harness.errors import EngineUnavailable
+    from harness.runtime.engine import engine_info
+
+    if ref.is_context:
+        host, cert_path, verify = resolve_context(ref.spec, where)
+    else:
+        # An endpoint takes its TLS material from the environment, as `docker --host` does.
+        host = ref.spec
+        cert_path = environment.get("DOCKER_CERT_PATH", "") if host.startswith("tcp://") else ""
+        verify = bool(environment.get("DOCKER_TLS_VERIFY")) and host.startswith("tcp://")
+        if verify and not cert_path:
+            cert_path = str(Path.home() / ".docker")
+    try:
+        info = engine_info(timeout=timeout, engine=ref)
+    except EngineUnavailable as exc:
+        return EngineEndpoint(ref.spec, host, cert_path, verify, problem=str(exc))
+    return EngineEndpoint(
+        ref.spec,
+        host,
+        cert_path,
+        verify,
+        id=info.id,
+        architecture=info.architecture,
+        version=info.version,
+        image_store=info.image_store,
+    )
+
+
+def engine_of(platform: Platform) -> EngineRef | None:
+    """The engine that builds and runs ``platform`` in this run (None: the default engine),
+    for ``docker(..., engine=engine_of(platform))``."""
+    return EngineRef(platform.engine) if platform.engine else None
+
+
+def remote_emulator(platform: Platform, mapped: EngineEndpoint) -> str:
+    """What runs ``platform`` on a remote engine, as far as this machine can tell: its emulators
+    (binfmt_misc there) cannot be read from here; the verification's probe runs there."""
+    if mapped.problem:
+        return f"unknown: engine {mapped.describe()} did not answer"
+    machine = f"{mapped.ref.label}, {mapped.architecture or 'unknown architecture'}"
+    if not platform.emulated:
+        return f"native on {machine}"
+    return f"emulated on {machine} (that machine's emulator; not visible from here)"

@@ -1,0 +1,435 @@
+"""Platforms on engines of their own, for real, on one machine: a second Docker engine of this
+host (``multiarch host engine up e12``: its own socket, data root, bridge) stands in for a
+native machine. One platform is mapped to it; every container and build of that platform must
+be there and none on the default engine; killing it mid-run fails only that platform's tests,
+with the error, in time; an engine that is down from the start, or a context that does not
+exist, is told at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, read_json
+from filelock import FileLock
+from test_publish import registry
+
+ENGINE = "e12"
+SOCKET = f"unix:///run/pytest-multiarch/{ENGINE}/docker.sock"
+PID_FILE = Path(f"/run/pytest-multiarch/{ENGINE}/docker.pid")
+MULTIARCH = str(Path(sys.executable).with_name("multiarch"))
+RUN_LABEL = "pytest-multiarch.run"
+# Shared by the xdist workers of the outer session: which of them still use the engine.
+USERS = Path(tempfile.gettempdir()) / f"pytest-multiarch-tests-{ENGINE}"
+TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'
+__all__ = ["registry"]  # a fixture of test_publish, used here too
+
+
+def _multiarch(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [MULTIARCH, *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def _engine_up(unavailable: Callable[[str], NoReturn]) -> None:
+    up = _multiarch("host", "engine", "up", ENGINE)
+    if up.returncode != 0:
+        unavailable(f"`multiarch host engine up {ENGINE}` failed:\n{up.stdout}{up.stderr}")
+
+
+@pytest.fixture(scope="session")
+def second_engine(root_host: None, unavailable: Callable[[str], NoReturn]) -> Iterator[str]:
+    """The second engine, up for the session, down after its last user (xdist workers count)."""
+    USERS.mkdir(exist_ok=True)
+    me = USERS / str(os.getpid())
+    with FileLock(str(USERS) + ".lock"):
+        _engine_up(unavailable)
+        me.touch()
+    yield SOCKET
+    with FileLock(str(USERS) + ".lock"):
+        me.unlink(missing_ok=True)
+        for user in USERS.iterdir():  # a worker that was killed never said goodbye
+            if not Path(f"/proc/{user.name}").exists():
+                user.unlink(missing_ok=True)
+        if not any(USERS.iterdir()):
+            _multiarch("host", "engine", "down", ENGINE)
+
+
+@pytest.fixture
+def e12(second_engine: str, unavailable: Callable[[str], NoReturn]) -> Iterator[str]:
+    """The second engine for one test at a time (one of them kills it), up when it starts."""
+    with FileLock(str(USERS) + ".test.lock"):
+        _engine_up(unavailable)  # again: a test before may have killed it
+        yield second_engine
+
+
+def _docker(
+    engine: str | None, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    flags = ["--host", engine] if engine else []
+    return subprocess.run(
+        ["docker", *flags, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def _inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
+    log = (project.path / "inner.log").open("w")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            f"--testrunuid={run_id}",
+            *args,
+        ],
+        cwd=project.path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(project: Project, proc: subprocess.Popen[str], timeout: float = 600) -> str:
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return (project.path / "inner.log").read_text()
+
+
+def _running_images(engine: str | None, run_id: str) -> set[str]:
+    listed = _docker(
+        engine, "ps", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Image}}"
+    )
+    return set(listed.stdout.split())
+
+
+def _created_images(engine: str | None, run_id: str, since: float) -> list[str]:
+    """The image of every container of run ``run_id`` created on ``engine`` since ``since``."""
+    events = _docker(
+        engine,
+        "events",
+        "--since",
+        f"{since:.0f}",
+        "--until",
+        f"{time.time() + 1:.0f}",
+        "--filter",
+        "type=container",
+        "--filter",
+        "event=create",
+        "--filter",
+        f"label={RUN_LABEL}={run_id}",
+        "--format",
+        "{{json .}}",
+    )
+    assert events.returncode == 0, events.stderr
+    return [
+        json.loads(line)["Actor"]["Attributes"]["image"]
+        for line in events.stdout.split("\n")
+        if line
+    ]
+
+
+PLACEMENT_TESTS = """
+    import time
+    import pytest
+
+    pytestmark = pytest.mark.image("box")
+
+    def test_run(run, platform):
+        assert run(["uname", "-m"]).stdout.strip() == platform.uname
+
+    def test_container(container, platform):
+        out = container.exec(["cat", "/built-for"]).output.decode().strip()
+        assert out == platform.name
+        time.sleep(2)  # the outer test lists the engines' containers meanwhile
+
+    def test_where(platform):
+        print(f"PLATFORM {platform.short} engine={platform.engine!r} emulated={platform.emulated}")
+"""
+
+
+def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
+    project: Project, e12: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mapped through a Docker context (in a private docker config): the docker CLI and buildx
+    # get --context, the docker SDK and testcontainers the context's endpoint.
+    config = project.path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    made = _docker(None, "context", "create", "e12ctx", "--docker", f"host={e12}")
+    assert made.returncode == 0, made.stderr
+    project.image("box", BUSYBOX_IMAGE, TOML)
+    project.tests(PLACEMENT_TESTS)
+    (project.path / "pyproject.toml").write_text('[tool.multiarch.engines]\narm64 = "e12ctx"\n')
+    run_id = uuid.uuid4().hex
+    since = time.time() - 1
+    proc = _inner(project, run_id, "--platforms", "amd64,arm64", "-s", "--multiarch-json", "r.json")
+    seen: dict[str, set[str]] = {"default": set(), "e12": set()}
+    while proc.poll() is None:
+        seen["default"] |= _running_images(None, run_id)
+        seen["e12"] |= _running_images(e12, run_id)
+        time.sleep(0.2)
+    output = _finish(project, proc)
+    assert proc.returncode == 0, output
+    assert "PLATFORM arm64 engine='e12ctx' emulated=True" in output
+    assert "PLATFORM amd64 engine='' emulated=False" in output
+    assert "arm64 qemu@e12ctx" in output  # the matrix header: how and where it ran
+
+    # While it ran: the arm64 containers were running on the second engine, none on the default.
+    assert seen["e12"], seen
+    assert all(image.endswith("-arm64") for image in seen["e12"]), seen
+    assert not any(image.endswith("-arm64") for image in seen["default"]), seen
+    # Every container the run created (verification, run, container), from the engines' logs.
+    on_e12 = _created_images(e12, run_id, since)
+    on_default = _created_images(None, run_id, since)
+    assert len(on_e12) >= 3, on_e12
+    assert all(image.endswith("-arm64") for image in on_e12), on_e12
+    assert on_default, on_default
+    assert all(image.endswith("-amd64") for image in on_default), on_default
+
+    # The arm64 image was built there (buildx of that engine) and only there.
+    report = read_json(project.path / "r.json")
+    built = {b["platform"]: b["reference"] for b in report["builds"]}
+    assert _docker(e12, "image", "inspect", built["linux/arm64"]).returncode == 0
+    assert _docker(None, "image", "inspect", built["linux/arm64"]).returncode != 0
+    assert _docker(None, "image", "inspect", built["linux/amd64"]).returncode == 0
+    assert _docker(e12, "image", "inspect", built["linux/amd64"]).returncode != 0
+    builds = [call for call in project.docker_calls() if "buildx build" in call]
+    arm64_builds = [call for call in builds if "--platform linux/arm64" in call]
+    assert arm64_builds
+    assert all(call.startswith("--context e12ctx ") for call in arm64_builds)
+    assert not any(call.startswith("--") for call in builds if call not in arm64_builds)
+    facts = {p["short"]: p for p in report["platforms"]}
+    assert (facts["arm64"]["engine"], facts["arm64"]["native"]) == ("e12ctx", False)
+    assert (facts["amd64"]["engine"], facts["amd64"]["native"]) == ("", True)
+    # Nothing of the run is left on either engine.
+    assert not _docker(e12, "ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout.strip()
+    assert not _docker(None, "ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout.strip()
+
+
+NATIVE_TESTS = """
+    import pytest
+
+    @pytest.mark.requires_native(reason="reads performance counters")
+    def test_counters(platform):
+        assert not platform.emulated
+
+    def test_factor(platform):
+        print(f"FACTOR {platform.short} {platform.timeout_factor:g}")
+"""
+
+
+def test_native_or_emulated_is_measured_on_each_platforms_engine(
+    project: Project, e12: str
+) -> None:
+    # amd64 on the second engine (an x86_64 machine: native there), arm64 on the default one.
+    project.tests(NATIVE_TESTS)
+    result = project.run(
+        "-v",
+        "-s",
+        "-rs",
+        "--platforms",
+        "amd64,arm64",
+        f"--engine=amd64={e12}",
+        "--junitxml=junit.xml",
+        "--multiarch-json=r.json",
+    )
+    assert result.ret == 0, result.stdout.str()
+    assert_outcome(result, "test_counters[amd64]", "PASSED")
+    assert_outcome(result, "test_counters[arm64]", "SKIPPED")
+    result.stdout.fnmatch_lines(
+        ["*reads performance counters (@pytest.mark.requires_native): arm64 runs under QEMU*"]
+    )
+    result.stdout.fnmatch_lines(["*FACTOR amd64 1", "*FACTOR arm64 10"])
+    result.stdout.fnmatch_lines(["*amd64 native@e12*arm64 qemu@default*"])
+    facts = {p["short"]: p for p in read_json(project.path / "r.json")["platforms"]}
+    assert (facts["amd64"]["engine"], facts["amd64"]["native"]) == (e12, True)
+    junit = (project.path / "junit.xml").read_text()
+    assert f'<property name="engine" value="{e12}" />' in junit
+    assert '<property name="engine_label" value="e12" />' in junit
+
+
+def test_an_engine_down_from_the_start_fails_only_its_platforms_tests(project: Project) -> None:
+    project.image("box", BUSYBOX_IMAGE, TOML)
+    project.tests(PLACEMENT_TESTS)
+    nowhere = f"unix://{project.path}/no-engine/docker.sock"
+    started = time.monotonic()
+    result = project.run("-v", "--platforms", "amd64,arm64", f"--engine=arm64={nowhere}")
+    assert result.ret == 1, result.stdout.str()
+    for name in ("test_run", "test_container"):
+        assert_outcome(result, f"{name}[amd64]", "PASSED")
+        assert_outcome(result, f"{name}[arm64]", "ERROR")
+    assert_outcome(result, "test_where[arm64]", "PASSED")  # uses no engine
+    result.stdout.fnmatch_lines(
+        [f"*linux/arm64 runs on engine no-engine ({nowhere}) (from --engine), which did not*"]
+    )
+    assert time.monotonic() - started < 120
+
+
+def test_a_context_that_does_not_exist_is_a_usage_error(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(project.path / "docker-config"))
+    monkeypatch.setenv("MULTIARCH_ENGINES", "arm64=arm-box")
+    project.tests(PLACEMENT_TESTS)
+    result = project.run("--platforms", "amd64,arm64")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "*Invalid engine 'arm-box' from environment variable MULTIARCH_ENGINES: no Docker "
+            "context of that name*"
+        ]
+    )
+
+
+def _read(phases: Path) -> list[dict[str, Any]]:
+    """The phases the inner run's controller recorded (RECORDER): complete lines only."""
+    if not phases.exists():
+        return []
+    lines = phases.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line]
+
+
+KILL_TESTS = """
+    import pytest
+
+    @pytest.mark.image("box")
+    @pytest.mark.parametrize("step", range(10))
+    def test_step(run, platform, step):
+        assert run(["sleep", "1"]).exit_code == 0
+"""
+
+RECORDER = """
+    import json
+    import time
+
+    class Recorder:
+        def pytest_runtest_logreport(self, report):
+            if report.when == "call" or report.failed:
+                with open("phases.jsonl", "a") as handle:
+                    message = str(report.longrepr)[-400:] if report.failed else ""
+                    handle.write(json.dumps({
+                        "nodeid": report.nodeid, "when": report.when,
+                        "outcome": report.outcome, "stop": report.stop, "message": message,
+                    }) + "\\n")
+
+    def pytest_configure(config):
+        if not hasattr(config, "workerinput"):  # the controller hears every worker's reports
+            config.pluginmanager.register(Recorder(), "recorder")
+"""
+
+
+def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
+    project: Project, e12: str
+) -> None:
+    project.image("box", BUSYBOX_IMAGE, TOML)
+    project.tests(KILL_TESTS)
+    project.tests(RECORDER, name="conftest.py")
+    run_id = uuid.uuid4().hex
+    proc = _inner(
+        project,
+        run_id,
+        "-n",
+        "2",
+        "--platforms",
+        "amd64,arm64",
+        f"--engine=arm64={e12}",
+        "--multiarch-json",
+        "r.json",
+    )
+    # Killed once an arm64 test has passed on it and another one's container runs there.
+    phases = project.path / "phases.jsonl"
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        passed = any(r["outcome"] == "passed" and "arm64" in r["nodeid"] for r in _read(phases))
+        running = _docker(e12, "ps", "-q", "--filter", f"label={RUN_LABEL}={run_id}").stdout
+        if passed and running.strip():
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, (project.path / "inner.log").read_text()
+    os.kill(int(PID_FILE.read_text().strip()), signal.SIGKILL)
+    killed = time.time()
+    output = _finish(project, proc)
+    finished = time.time()
+    assert proc.returncode == 1, output
+    records = _read(phases)
+    amd64 = [p for p in records if "amd64" in p["nodeid"]]
+    arm64 = [p for p in records if "arm64" in p["nodeid"]]
+    # The default engine's platform ran to the end.
+    assert [p["outcome"] for p in amd64] == ["passed"] * 10, amd64
+    # arm64 passed before the kill, failed after it: each failure names the stopped engine.
+    before = [p for p in arm64 if p["stop"] < killed]
+    after = [p for p in arm64 if p["stop"] >= killed]
+    assert before, arm64
+    assert all(p["outcome"] == "passed" for p in before), before
+    assert after, arm64
+    assert all(p["outcome"] == "failed" for p in after), after
+    assert all(f"{ENGINE} ({e12})" in p["message"] for p in after), after
+    assert all("stopped answering" in p["message"] for p in after), after
+    last_failure = max(p["stop"] for p in after) - killed
+    assert last_failure < 30, f"arm64's tests failed until {last_failure:.1f}s after the kill"
+    print(
+        f"\nkill -> first arm64 failure {min(p['stop'] for p in after) - killed:.1f}s, "
+        f"last arm64 failure {last_failure:.1f}s, run exit {finished - killed:.1f}s"
+    )
+    report = read_json(project.path / "r.json")
+    assert {t["outcome"] for t in report["tests"] if t["platform"] == "amd64"} == {"passed"}
+    assert "stopped answering" in output
+
+
+PUBLISH_TESTS = """
+    import pytest
+
+    pytestmark = pytest.mark.image("box")
+
+    def test_arch(run, platform):
+        assert run(["uname", "-m"]).stdout.strip() == platform.uname
+"""
+
+
+def test_publish_pushes_each_platform_from_the_engine_that_tested_it(
+    project: Project, e12: str, registry: str
+) -> None:
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(PUBLISH_TESTS)
+    result = project.run(
+        "--platforms",
+        "amd64,arm64",
+        f"--engine=arm64={e12}",
+        "--multiarch-json=r.json",
+        "--publish",
+        f"{registry}/team",
+        "--publish-tag",
+        "v1",
+    )
+    assert result.ret == 0, result.stdout.str()
+    published = read_json(project.path / "r.json")["publish"]
+    assert [p["status"] for p in published] == ["published"], published
+    assert published[0]["verified"] == {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+    # The arm64 image exists only on the second engine: it is pushed from there, and the
+    # published tag is pulled and run there; amd64's on the default engine.
+    calls = project.docker_calls()
+    pushes = [call for call in calls if " push --quiet " in f" {call}"]
+    assert {call.endswith("-arm64") for call in pushes if call.startswith(f"--host {e12} ")} == {
+        True
+    }
+    assert {call.endswith("-amd64") for call in pushes if not call.startswith("--")} == {True}
+    checks = [call for call in calls if "run --rm --pull always" in call]
+    assert any(c.startswith(f"--host {e12} ") and "linux/arm64" in c for c in checks), checks
+    assert any(not c.startswith("--") and "linux/amd64" in c for c in checks), checks

@@ -1,0 +1,367 @@
+"""Faults while a run is under way (issue 11): the engine killed or frozen mid-run, SIGTERM,
+two runs of one project at once, a run() that times out, an emulator disabled mid-run.
+
+The engine faults happen to a second engine on this machine (`multiarch host engine up`), never
+to the machine's own engine, which other tests and sessions use."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json
+from filelock import FileLock
+
+if TYPE_CHECKING:
+    from harness.provision.engines import EngineLayout
+
+ENGINE = "fault11"
+# From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
+FAULT_TO_EXIT_LIMIT = 30.0
+
+INNER_TESTS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.image("box")
+PROGRESS = pathlib.Path(os.environ["FAULT_PROGRESS"])
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_run(run, platform, n):
+    assert run(["true"]).exit_code == 0
+    (PROGRESS / f"run-{platform.short}-{n}").touch()
+    time.sleep(1)
+    assert run(["cat", "/built-for"]).stdout.strip() == platform.name
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_container(container, platform, n):
+    (PROGRESS / f"container-{platform.short}-{n}").touch()
+    time.sleep(1)
+    assert container.exec(["true"]).exit_code == 0
+"""
+
+
+def _multiarch() -> str:
+    found = Path(sys.executable).with_name("multiarch")
+    return str(found) if found.exists() else (shutil.which("multiarch") or "multiarch")
+
+
+def _engine_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_multiarch(), "host", "engine", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def _daemon_pid(layout: EngineLayout) -> int:
+    return int(layout.docker_pidfile.read_text().strip())
+
+
+@pytest.fixture(scope="module")
+def engine_lock() -> Iterator[FileLock]:
+    """One test at a time uses (and breaks) the second engine; it is stopped after the module."""
+    lock = FileLock(str(Path(tempfile.gettempdir()) / f"pytest-multiarch-tests-{ENGINE}.lock"))
+    yield lock
+    with lock:
+        _engine_command("down", ENGINE)
+
+
+@pytest.fixture
+def second_engine(
+    engine_lock: FileLock, unavailable: Callable[[str], None]
+) -> Iterator[EngineLayout]:
+    """A second engine (own containerd, dockerd, socket, data root and bridge), up and
+    answering; thawed again after the test, whatever the test did to it."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None:
+        unavailable("needs root and dockerd to start a second engine (scripts/bootstrap)")
+    from harness.provision.engines import engine_layout
+
+    with engine_lock:
+        started = _engine_command("up", ENGINE)
+        if started.returncode != 0:
+            pytest.fail(
+                f"multiarch host engine up {ENGINE} failed:\n{started.stdout}{started.stderr}"
+            )
+        layout = engine_layout(ENGINE)
+        try:
+            yield layout
+        finally:
+            # Killed by the test (no such process): the next `up` starts it again.
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(_daemon_pid(layout), signal.SIGCONT)
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; inner output:\n{log.read_text()[-4000:]}")
+        time.sleep(0.1)
+
+
+def _junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
+    """nodeid-ish name -> (outcome, message) of every test case in a JUnit XML file."""
+    outcomes = {}
+    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - the inner run's own
+        name = f"{case.get('classname')}.{case.get('name')}"
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            found = case.find(tag)
+            if found is not None:
+                outcome, message = tag, f"{found.get('message', '')}\n{found.text or ''}"
+                break
+        outcomes.setdefault(name, (outcome, message))
+        if outcome != "passed":  # a teardown error after a pass still counts
+            outcomes[name] = (outcome, message)
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("fault", "workers"),
+    [("kill", "0"), ("kill", "2"), ("freeze", "0"), ("freeze", "2")],
+)
+def test_engine_lost_mid_run_fails_its_tests_at_once_and_keeps_results(
+    project: Project,
+    second_engine: EngineLayout,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
+    workers: str,
+) -> None:
+    host = second_engine.docker_host
+    monkeypatch.setenv("DOCKER_HOST", host)
+    # The same inputs in every parametrization: built once on the second engine.
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(INNER_TESTS)
+    progress = project.path / "progress"
+    progress.mkdir()
+    monkeypatch.setenv("FAULT_PROGRESS", str(progress))
+    report, junit, log = (project.path / name for name in ("report.json", "junit.xml", "out"))
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfE"]
+    command += ["--platforms", "amd64,arm64", "-n", workers]
+    command += ["--multiarch-json", str(report), "--junitxml", str(junit)]
+    with log.open("w") as output:
+        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
+    daemon = 0
+    try:
+        # Mid-run: tests have passed, others are running or still to come.
+        _wait_for(lambda: len(list(progress.iterdir())) >= 3, 600, "3 tests to start", log)
+        daemon = _daemon_pid(second_engine)
+        faulted = time.monotonic()
+        os.kill(daemon, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+        try:
+            returncode = inner.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run did not end 180 s after the fault:\n{log.read_text()[-4000:]}")
+        seconds = time.monotonic() - faulted
+    finally:
+        if fault == "freeze" and daemon:
+            os.kill(daemon, signal.SIGCONT)
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    output = log.read_text()
+    assert "INTERNALERROR" not in output, output
+    assert "Traceback" not in output, output
+    assert returncode == 1, output
+    assert seconds < FAULT_TO_EXIT_LIMIT, f"{seconds:.1f} s from the fault to the end:\n{output}"
+
+    lost = f"Docker engine at {host} stopped answering"
+    outcomes = _junit_outcomes(junit)
+    assert len(outcomes) == 14, outcomes
+    passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
+    broken = {name: message for name, (outcome, message) in outcomes.items() if name not in passed}
+    assert passed, f"no result from before the fault was kept:\n{output}"
+    assert broken, f"nothing failed after the fault:\n{output}"
+    for name, message in broken.items():
+        assert lost in message, f"{name}: {message}"
+    # What ran before the fault is in the run report, written at the end of the session.
+    tests = read_json(report)["tests"]
+    assert {t["outcome"] for t in tests} >= {"passed", "failed"}, tests
+    assert sum(t["outcome"] == "passed" for t in tests) == len(passed)
+    assert "could not remove this run's containers" in output
+    assert lost in output
+
+
+SIGTERM_TESTS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.image("box")
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_holds_a_container(container, platform, n):
+    run_id = container.get_wrapped_container().labels["pytest-multiarch.run"]
+    pathlib.Path(os.environ["TERM_PROGRESS"], f"{platform.short}-{n}").write_text(run_id)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_sigterm_is_handled_like_ctrl_c(
+    project: Project, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """CI systems and tox cancel with SIGTERM: fixtures are torn down and the run's containers
+    removed, as after Ctrl-C. Sent to the pytest process only (not its xdist workers)."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(SIGTERM_TESTS)
+    progress = project.path / "progress"
+    progress.mkdir()
+    monkeypatch.setenv("TERM_PROGRESS", str(progress))
+    log = project.path / "out"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    command += ["--platforms", "amd64,arm64", "-n", workers]
+    with log.open("w") as output:
+        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(lambda: any(progress.iterdir()), 600, "a test to hold a container", log)
+        run_id = next(progress.iterdir()).read_text()
+        assert containers_of_run(run_id), "the test's container is not there"
+        inner.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        returncode = inner.wait(timeout=120)
+        seconds = time.monotonic() - signalled
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    output = log.read_text()
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output, output
+    assert "INTERNALERROR" not in output, output
+    assert containers_of_run(run_id) == [], f"left after SIGTERM:\n{output}"
+    assert seconds < 30, f"{seconds:.1f} s from SIGTERM to the end"
+
+
+CONCURRENT_TESTS = """
+import pytest
+
+pytestmark = pytest.mark.image("box")
+
+
+def test_built_for(run, platform):
+    assert run(["cat", "/built-for"]).stdout.strip() == platform.name
+"""
+
+
+def test_two_runs_of_one_project_at_once_never_collide(project: Project) -> None:
+    """Two terminals (or two CI jobs on one runner) run one project at the same time, with
+    fresh inputs each round, so both build the same (inputs, platform) at once."""
+    project.tests(CONCURRENT_TESTS)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    command += ["--platforms", "amd64,arm64", "-n", "0"]
+    failures = []
+    for round_number in range(10):
+        project.image("box", BUSYBOX_IMAGE)  # a fresh nonce: a real build this round
+        runs = [
+            subprocess.Popen(
+                command,
+                cwd=project.path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        for side, inner in zip("ab", runs, strict=True):
+            output, _ = inner.communicate(timeout=600)
+            if inner.returncode != 0 or "2 passed" not in output:
+                failures.append(f"round {round_number} run {side}:\n{output[-3000:]}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_run_timeout_is_a_short_failure(project: Project) -> None:
+    """A run() that times out fails with one message at the test's line, no internals."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        def test_slow(run):
+            run(["sleep", "30"], timeout=1)
+
+        def test_slow_in_assert(run):
+            assert run(["sleep", "30"], timeout=1).ok
+        """
+    )
+    result = project.run("--platforms", "amd64")
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    start = output.index("= FAILURES =")
+    end = output.index("= multiarch: results per platform =")
+    failures = output[start:end].splitlines()
+    assert len(failures) < 30, "\n".join(failures)
+    assert "did not finish within 1s" in output
+    for internal in ("harness/", "site-packages", "subprocess.py", "docker/api"):
+        assert internal not in output[start:end], output[start:end]
+
+
+@pytest.mark.usefixtures("binfmt_lock")
+def test_emulator_disabled_mid_run_names_the_handler_and_the_remedy(
+    project: Project, unavailable: Callable[[str], None]
+) -> None:
+    handler = Path("/proc/sys/fs/binfmt_misc/qemu-ppc64le")
+    if os.geteuid() != 0 or not handler.exists():
+        unavailable("needs root and a registered qemu-ppc64le handler (scripts/bootstrap)")
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(
+        f"""
+        import pathlib
+
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        def test_a_before(run):
+            assert run(["true"]).exit_code == 0
+
+        def test_b_disable():
+            pathlib.Path("{handler}").write_text("0")
+
+        def test_c_after(run):
+            assert run(["true"]).exit_code == 0
+        """
+    )
+    report = project.path / "report.json"
+    try:
+        result = project.run(
+            "--platforms",
+            "ppc64le",
+            "-n",
+            "0",
+            "--multiarch-json",
+            str(report),
+        )
+    finally:
+        handler.write_text("1")
+    output = result.stdout.str()
+    result.assert_outcomes(passed=2, failed=1)
+    assert "binfmt_misc handler qemu-ppc64le is disabled, though it worked when the run began" in (
+        output
+    ), output
+    assert f"remedy: `echo 1 > {handler}`" in output, output
+    # The summary and the report say how the emulators were at the end, not at the start.
+    assert "ppc64le: binfmt_misc handler qemu-ppc64le is disabled" in output, output
+    facts = {p["short"]: p for p in json.loads(report.read_text())["platforms"]}
+    assert "disabled" in facts["ppc64le"]["emulator"], facts

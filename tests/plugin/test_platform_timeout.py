@@ -1,0 +1,51 @@
+"""``@pytest.mark.platform_timeout(arm64=..., s390x=...)``: pytest-timeout's limit of a test
+on the platforms it names, as given; the other platforms keep the emulation-scaled limit."""
+
+from __future__ import annotations
+
+import pytest
+from acceptance import Project, assert_outcome
+
+SLOW = """
+    import time
+    import pytest
+
+    @pytest.mark.platform_timeout(arm64=1)
+    def test_slow(platform):
+        time.sleep(3)
+
+    @pytest.mark.platform_timeout(amd64=1)
+    def test_fast_enough_elsewhere(platform):
+        time.sleep(2 if platform.short == "arm64" else 0)
+"""
+
+
+def test_platform_timeout_sets_the_limit_per_platform(project: Project) -> None:
+    project.tests(SLOW)
+    result = project.run("--platforms", "amd64,arm64", "--timeout", "0.5", "-v")
+    # test_slow: 1 s on arm64 (named); amd64 keeps the configured 0.5 s. The second test:
+    # arm64 keeps 0.5 s scaled by the emulation factor (10): 5 s, enough for its 2 s.
+    assert_outcome(result, "test_slow[arm64]", "FAILED")
+    assert_outcome(result, "test_slow[amd64]", "FAILED")
+    assert_outcome(result, "test_fast_enough_elsewhere[amd64]", "PASSED")
+    assert_outcome(result, "test_fast_enough_elsewhere[arm64]", "PASSED")
+    result.stdout.fnmatch_lines(["*Failed: Timeout (>1.0s) from pytest-timeout*"])
+    result.stdout.fnmatch_lines(["*Failed: Timeout (>0.5s) from pytest-timeout*"])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        (
+            "platform_timeout(sparc=3)",
+            "*unknown platform 'sparc' in @pytest.mark.platform_timeout*",
+        ),
+        ("platform_timeout(arm64=0)", "*platform_timeout(arm64=0): expected a positive number*"),
+        ("platform_timeout(30)", "*takes platform=seconds keywords only*"),
+    ],
+)
+def test_bad_platform_timeout_is_a_usage_error(project: Project, marker: str, message: str) -> None:
+    project.tests(f"import pytest\n\n@pytest.mark.{marker}\ndef test_it(platform):\n    pass\n")
+    result = project.run("--platforms", "amd64,arm64")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

@@ -1,0 +1,149 @@
+"""The engine watch without an engine: a fake ping, a marker file in a temporary directory."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+import urllib3
+
+from harness.errors import MultiarchError
+from harness.runtime.health import (
+    INTERRUPT_SIGNAL,
+    EngineStoppedAnswering,
+    EngineWatch,
+    describe_cause,
+)
+
+ENDPOINT = "unix:///run/test/docker.sock"
+
+
+class FakePing:
+    """Answers as told; counts how often it was asked."""
+
+    def __init__(self, answer: str = "") -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def __call__(self, timeout: float) -> str:
+        self.calls += 1
+        return self.answer
+
+
+def _watch(tmp_path: Path, ping: FakePing, **options: float) -> EngineWatch:
+    return EngineWatch(ENDPOINT, tmp_path / "run" / "engine-dead", pinger=ping, **options)
+
+
+def test_the_message_names_the_endpoint_and_the_cause() -> None:
+    error = EngineStoppedAnswering(ENDPOINT, "connection refused")
+    assert str(error).startswith(f"Docker engine at {ENDPOINT} stopped answering (connection")
+    assert isinstance(error, MultiarchError)
+
+
+def test_causes_are_short() -> None:
+    refused = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError(
+            "Connection aborted.", ConnectionRefusedError(111, "Connection refused")
+        )
+    )
+    assert describe_cause(refused) == "connection refused"
+    timed_out = requests.exceptions.ReadTimeout("UnixHTTPConnectionPool: Read timed out.")
+    assert describe_cause(timed_out, 3) == "no answer within 3 s"
+    assert describe_cause(FileNotFoundError(2, "No such file or directory")) == (
+        "no such file or directory"
+    )
+    assert describe_cause(RuntimeError("")) == "RuntimeError"
+
+
+def test_a_live_engine_is_not_declared_dead(tmp_path: Path) -> None:
+    ping = FakePing("")
+    watch = _watch(tmp_path, ping)
+    assert watch.alive() is None
+    assert watch.dead() is None
+    assert not watch.marker.exists()
+
+
+def test_one_slow_answer_is_not_enough(tmp_path: Path) -> None:
+    answers = iter(["no answer within 3 s", ""])
+    watch = EngineWatch(ENDPOINT, tmp_path / "dead", pinger=lambda _timeout: next(answers))
+    assert watch.alive() is None
+    assert not (tmp_path / "dead").exists()
+
+
+def test_a_dead_engine_is_recorded_for_every_process_of_the_run(tmp_path: Path) -> None:
+    ping = FakePing("connection refused")
+    watch = _watch(tmp_path, ping)
+    lost = watch.alive()
+    assert lost is not None
+    assert lost.cause == "connection refused"
+    # Another process of the run (another watch on the same marker) knows without asking.
+    other_ping = FakePing("")
+    other = _watch(tmp_path, other_ping)
+    with pytest.raises(EngineStoppedAnswering, match="connection refused"):
+        other.check()
+    with pytest.raises(EngineStoppedAnswering), other.guard():
+        pytest.fail("a guarded call on a known-dead engine must not start")
+    assert other_ping.calls == 0
+
+
+def test_the_first_cause_stands(tmp_path: Path) -> None:
+    watch = _watch(tmp_path, FakePing())
+    watch.declare("connection refused")
+    assert str(watch.declare("no answer within 3 s")).count("connection refused") == 1
+
+
+def test_a_planted_marker_link_is_neither_followed_nor_written(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "engine-dead").symlink_to(victim)
+    watch = _watch(tmp_path, FakePing("connection refused"))
+    assert watch.dead() is None
+    watch.declare("connection refused")
+    assert victim.read_text() == "precious"
+
+
+def test_engine_errors_crossing_a_guard_are_translated_when_the_engine_is_gone(
+    tmp_path: Path,
+) -> None:
+    watch = _watch(tmp_path, FakePing("connection refused"))
+    refused = requests.exceptions.ConnectionError("Connection aborted.")
+    with pytest.raises(EngineStoppedAnswering, match="connection refused"), watch.guard():
+        raise refused
+
+
+def test_errors_of_a_live_engine_pass_unchanged(tmp_path: Path) -> None:
+    ping = FakePing("")
+    watch = _watch(tmp_path, ping)
+    with pytest.raises(MultiarchError, match="no such image"), watch.guard():
+        raise MultiarchError("no such image")
+    assert ping.calls == 1
+    # An assertion in a test is no sign of an engine problem: no ping.
+    with pytest.raises(AssertionError), watch.guard():
+        raise AssertionError("1 != 2")
+    assert ping.calls == 1
+
+
+def test_interrupts_are_never_hidden(tmp_path: Path) -> None:
+    watch = _watch(tmp_path, FakePing("connection refused"))
+    with pytest.raises(KeyboardInterrupt), watch.guard():
+        raise KeyboardInterrupt
+
+
+def test_a_frozen_engine_interrupts_the_guarded_call(tmp_path: Path) -> None:
+    """A call that would block for good (an engine that accepts and never answers) is
+    interrupted by the watch thread once the engine stops answering its pings."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+    previous = signal.getsignal(INTERRUPT_SIGNAL)
+    watch = _watch(tmp_path, FakePing("no answer within 3 s"), interval=0.05)
+    blocked = threading.Event()
+    try:
+        with pytest.raises(EngineStoppedAnswering, match="no answer"), watch.guard():
+            blocked.wait(30)  # interrupted long before
+    finally:
+        watch.close()
+    assert signal.getsignal(INTERRUPT_SIGNAL) == previous
