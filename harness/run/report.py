@@ -174,7 +174,7 @@ def format_publications(publications: Sequence[Publication]) -> list[str]:
     for pub in publications:
         lines.append(f"{pub.image}: {pub.status.upper()} {pub.reference}".rstrip())
         if pub.digest:
-            lines.append(f"  index {pub.digest}")
+            lines.append(f"  index digest {pub.digest}")
         for plat, digest in pub.platforms.items():
             seen = pub.verified.get(plat, "")
             lines.append(f"  {plat:<14} {digest}" + (f"  (ran: {seen})" if seen else ""))
