@@ -11,8 +11,9 @@ it. Nothing is sent while nothing changes, a worker never waits for the controll
 takes the same path (the thread and the build are then in one process).
 
 Rendering. On a terminal one status line is rewritten in place; in CI logs (no TTY, or
-``CI=true``) each build prints a line when it starts, then at most one line per few seconds when
-its step changed, and one when it ends. Images found already built are listed in one line.
+``CI=true``) each build prints a line once it has run for a second, then at most one line per
+few seconds when its step changed, and one when it ends. Images found already built (and what
+ends within a second) are told by their end alone; those found built are listed in one line.
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ class BuildProgress:
         state: EntryState = "failed" if record.error or problem else "built"
         if state == "built" and record.cached:
             state = "cached"
-        self._set(state=state, seconds=record.seconds, step="")
+        why = (record.error or problem).strip().splitlines()
+        self._set(state=state, seconds=record.seconds, step=shorten(why[0]) if why else "")
 
     def _set(self, **changes: object) -> None:
         self._entry = replace(self._entry, **changes)  # type: ignore[arg-type]
@@ -220,6 +222,7 @@ class ProgressView:
     live: bool
     interval: float = 3.0  # CI logs: at most one step line per build in this many seconds
     wait_after: float = 5.0  # a wait shows once it has lasted this long
+    show_after: float = 1.0  # a build too (an image found built and verified at once: no noise)
     cached_settle: float = 1.0  # cached images are listed together once none came for this
     _printed: dict[str, tuple[float, str]] = field(default_factory=dict)
     _done: set[str] = field(default_factory=set)
@@ -243,11 +246,11 @@ class ProgressView:
                 elif entry.state == "built":
                     lines.append(f"{PREFIX}{entry.label} built in {entry.seconds:.1f}s")
                 else:
-                    lines.append(f"{PREFIX}{entry.label} build FAILED after {entry.seconds:.1f}s")
+                    lines.append(f"{PREFIX}{entry.label} FAILED: {entry.step or 'build failed'}")
                 continue
             elapsed = max(0.0, now - entry.started)
-            if entry.kind == "wait" and elapsed < self.wait_after:
-                continue
+            if elapsed < (self.wait_after if entry.kind == "wait" else self.show_after):
+                continue  # what ends at once is told by its end alone
             text = f"{entry.label} {elapsed:.0f}s " + (
                 f"waiting: {entry.step}" if entry.kind == "wait" else entry.step
             )
@@ -326,8 +329,11 @@ class ProgressDisplay:
             if self._status_shown:
                 text = "\r\x1b[K"  # our status line, erased: its line is ours again
             else:
-                self._echo = self.terminal.current_line()
-                text = "\n" if self._echo else ""
+                pending = self.terminal.current_line()
+                text = "\n" if pending else ""
+                # A line that already ends in pytest's "[ 42%]" is complete (its newline comes
+                # later): written again, it would show a test's result twice.
+                self._echo = "" if _PERCENT_DONE.search(pending) else pending
             text += "".join(line + "\n" for line in lines)
             if status:
                 text += status
@@ -346,6 +352,9 @@ class ProgressDisplay:
                 self._status_shown = False
                 self._echo = ""
             yield
+
+
+_PERCENT_DONE = re.compile(r"\[\s*\d+%\]\s*$")
 
 
 def status_line(parts: Sequence[str], width: int) -> str:

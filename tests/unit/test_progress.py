@@ -129,8 +129,16 @@ def test_cached_images_are_flushed_at_the_end() -> None:
 
 def test_failed_build_says_so() -> None:
     view = ProgressView(live=False)
-    lines, _ = view.update([entry(state="failed", seconds=2.0)], 103.0)
-    assert lines == ["multiarch: box linux/arm64 (QEMU) build FAILED after 2.0s"]
+    failed = entry(state="failed", seconds=2.0, step="wrong architecture: /app is x86-64")
+    lines, _ = view.update([failed], 103.0)
+    assert lines == ["multiarch: box linux/arm64 (QEMU) FAILED: wrong architecture: /app is x86-64"]
+
+
+def test_what_ends_at_once_is_told_by_its_end_alone() -> None:
+    view = ProgressView(live=False)
+    verifying = entry(state="verifying", step="verifying the architecture", started=100.0)
+    assert view.update([verifying], 100.4) == ([], [])
+    assert view.update([entry(state="cached")], 100.5) == ([], [])
 
 
 def test_short_waits_are_not_shown() -> None:
@@ -199,7 +207,11 @@ def test_board_cached_and_failed_states(tmp_path: Path) -> None:
     board.build("c", lookup("amd64")).finished(
         BuildRecord("c", "linux/amd64", "t", "i", 1.0, False), "wrong architecture"
     )
-    assert [e.state for e in board.entries()] == ["cached", "failed", "failed"]
+    assert [(e.state, e.step) for e in board.entries()] == [
+        ("cached", ""),
+        ("failed", "boom"),
+        ("failed", "wrong architecture"),
+    ]
 
 
 def test_board_never_makes_the_run_directory(tmp_path: Path) -> None:
@@ -253,6 +265,15 @@ def test_log_lines_go_between_and_pytest_line_is_written_again(tmp_path: Path) -
     assert terminal.out == ["<flush>", f"\n{STEP_LINE}\ntest_x.py::test_a[arm64] "]
     display.render()  # nothing new
     assert len(terminal.out) == 2
+
+
+def test_a_finished_pytest_line_is_not_written_again(tmp_path: Path) -> None:
+    board = ProgressBoard(tmp_path)
+    board.publish(entry(started=0.0))
+    terminal = FakeTerminal()
+    terminal.pytest_line = "test_x.py::test_a[arm64] PASSED          [ 50%]"
+    ProgressDisplay(board, terminal, live=False, clock=lambda: 5.0).render()
+    assert terminal.out == ["<flush>", f"\n{STEP_LINE}\n"]
 
 
 def test_log_lines_on_an_empty_line(tmp_path: Path) -> None:
