@@ -407,6 +407,13 @@ def _run_attached(
                 raise MultiarchError(f"could not run a container of {what}: {exc}") from None
             if collect and collected is not None:
                 collected.update(get_files(api, container_id, collect))
+            if not out and not err:
+                # Seen under load: an attach stream that ended with no frame although the
+                # command printed (a probe read machine ''). The exited container's log has
+                # its output; the attach stream stays the source otherwise, because the log
+                # driver stores text and would mangle binary output.
+                out = api.logs(container_id, stdout=True, stderr=False)
+                err = api.logs(container_id, stdout=False, stderr=True)
             return int(status.get("StatusCode", -1)), out, err
         finally:
             with contextlib.suppress(OSError):
