@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, read_json
 
+from harness.run.model import RunReport
+
 
 @pytest.mark.parametrize(
     ("args", "message"),
@@ -229,3 +231,16 @@ def test_port_wait_waits_for_a_listening_backend(project: Project) -> None:
     )
     result = project.run("--platforms", "amd64,arm64", "-n", "2")
     result.assert_outcomes(passed=2)
+
+
+def test_json_report_is_written_without_the_terminal_plugin(project: Project) -> None:
+    """The report is written at session end, not by the terminal summary."""
+    project.tests("def test_it(platform):\n    assert platform.short\n")
+    report = project.path / "report.json"
+    result = project.run(
+        "--platforms", "amd64,arm64", "-p", "no:terminal", "--multiarch-json", str(report)
+    )
+    assert result.ret == 0
+    loaded = RunReport.read(report)
+    assert sorted(t.outcome for t in loaded.tests) == ["passed", "passed"]
+    assert [p.short for p in loaded.platforms] == ["amd64", "arm64"]
