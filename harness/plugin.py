@@ -24,6 +24,12 @@ from harness.run.codec import ReportFormatError, dump, load
 from harness.run.model import BuildRecord, ImageTarget, RunReport, TestRecord, platform_facts
 from harness.run.options import add_options, resolve
 from harness.run.progress import ProgressBoard, ProgressPlugin
+from harness.run.timeouts import (
+    configured_pytest_timeout,
+    platform_timeout,
+    scale_timeout,
+    set_timeout,
+)
 from harness.secrets import (
     SecretLikeBuildArg,
     present_secret_values,
@@ -422,110 +428,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Platform markers, read from the item, so that marks on a parameter set, a class or a
     module count exactly like marks on the function (as pytest's own markers do)."""
     settings = config.stash[SETTINGS_KEY]
-    timeouts = _pytest_timeout_setting(config)
+    timeouts = configured_pytest_timeout(config)
     for item in items:
         plat = _item_platform(item)
         if plat is None:
             if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
                 # A test that reaches every platform is as slow as the slowest of them.
-                _scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
+                scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
             continue
         # The image name is a keyword of its items: `-k service` selects that image's tests.
         image_marker = item.get_closest_marker("image")
         if image_marker is not None and image_marker.args:
             item.extra_keyword_matches.add(str(image_marker.args[0]))
         _apply_platform_markers(config, item, plat)
-        own_limit = _platform_timeout(item, plat)
+        own_limit = platform_timeout(item, plat)
         if own_limit is not None and timeouts is None:
             raise pytest.UsageError(
                 f"{item.nodeid}: @pytest.mark.platform_timeout sets pytest-timeout's limit, and "
                 "pytest-timeout is not installed (pip install pytest-timeout)"
             )
         if own_limit is not None:
-            _set_timeout(item, own_limit)
+            set_timeout(item, own_limit)
         elif timeouts is not None:
-            _scale_timeout(item, settings.factor(plat), timeouts)
-
-
-def _platform_timeout(item: pytest.Item, plat: Platform) -> float | None:
-    """``@pytest.mark.platform_timeout(arm64=120, s390x=300, arm_v7=240)``: the time limit of
-    the test on those platforms, in seconds as given (not scaled: it is that platform's own).
-    None on the platforms it does not name, which keep the scaled limit."""
-    marker = item.get_closest_marker("platform_timeout")
-    if marker is None:
-        return None
-    found = None
-    for key, value in marker.kwargs.items():
-        try:
-            named = lookup(key.replace("_", "/"))
-        except PlatformError:
-            raise pytest.UsageError(
-                f"{item.nodeid}: unknown platform {key!r} in @pytest.mark.platform_timeout "
-                "(write arm/v7 as arm_v7)"
-            ) from None
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            seconds = 0.0
-        if not seconds > 0:
-            raise pytest.UsageError(
-                f"{item.nodeid}: @pytest.mark.platform_timeout({key}={value!r}): expected "
-                "a positive number of seconds"
-            )
-        if named.name == plat.name:
-            found = seconds
-    if marker.args:
-        raise pytest.UsageError(
-            f"{item.nodeid}: @pytest.mark.platform_timeout takes platform=seconds keywords only"
-        )
-    return found
-
-
-def _set_timeout(item: pytest.Item, seconds: float) -> None:
-    """pytest-timeout's limit for ``item``, keeping the method of its own timeout marker."""
-    marker = item.get_closest_marker("timeout")
-    kwargs: dict[str, Any] = {}
-    if marker is not None:
-        kwargs = {k: v for k, v in marker.kwargs.items() if k == "method"}
-        if len(marker.args) > 1:
-            kwargs["method"] = marker.args[1]
-    item.add_marker(pytest.mark.timeout(seconds, **kwargs), append=False)
-
-
-def _pytest_timeout_setting(config: pytest.Config) -> float | None:
-    """pytest-timeout's configured limit (--timeout, PYTEST_TIMEOUT, the timeout ini option; 0
-    when none), or None when pytest-timeout is not installed."""
-    if not config.pluginmanager.hasplugin("timeout"):
-        return None
-    import importlib
-
-    configured = importlib.import_module("pytest_timeout").get_env_settings(config).timeout
-    try:
-        return float(configured or 0)
-    except (TypeError, ValueError):
-        return 0.0  # a bad value: pytest-timeout reports it itself
-
-
-def _scale_timeout(item: pytest.Item, factor: float, configured: float) -> None:
-    """pytest-timeout's limits are native seconds: on an emulated platform, its ``timeout``
-    marker (or else the configured limit) is multiplied by the emulation factor."""
-    if factor == 1.0:
-        return
-    marker = item.get_closest_marker("timeout")
-    kwargs: dict[str, Any] = {}
-    seconds: object = configured
-    if marker is not None:
-        kwargs = {k: v for k, v in marker.kwargs.items() if k != "timeout"}
-        if len(marker.args) > 1:
-            kwargs["method"] = marker.args[1]
-        seconds = marker.args[0] if marker.args else marker.kwargs.get("timeout")
-    try:
-        native = float(seconds)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return  # pytest-timeout reports a bad marker itself
-    if native > 0:
-        # Prepended, so that it is the closest marker, the one pytest-timeout reads.
-        item.add_marker(pytest.mark.timeout(native * factor, **kwargs), append=False)
+            scale_timeout(item, settings.factor(plat), timeouts)
 
 
 def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Platform) -> None:
