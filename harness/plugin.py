@@ -565,11 +565,11 @@ def _built_image(
         state.build_wait_seconds += time.monotonic() - started
 
 
-@pytest.fixture
-def container(
+def _started_container(
     request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
 ) -> Generator[DockerContainer]:
-    """A started testcontainers container of the image, ready per image.toml [wait]."""
+    """A started, ready container of ``image`` for the requesting node, removed afterwards
+    (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it)."""
     from harness.runtime.containers import stop_container
 
     harness = _harness(request.config)
@@ -581,6 +581,14 @@ def container(
     yield started
     if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
         stop_container(started)
+
+
+@pytest.fixture
+def container(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Generator[DockerContainer]:
+    """A started testcontainers container of the image, ready per image.toml [wait]."""
+    yield from _started_container(request, image, platform)
 
 
 @pytest.fixture
@@ -651,7 +659,6 @@ def shared_container(
     """One started container per test module and platform, shared by the module's tests that
     ask for it; labelled like every container of the run, and removed after the module's last
     test on that platform. Its image is the module's ``pytestmark = pytest.mark.image(name)``."""
-    from harness.runtime.containers import stop_container
 
     spec = _image_spec(request.node, request.config)
     if spec is None:
@@ -663,15 +670,7 @@ def shared_container(
     found = _built_image(request.node, request.config, spec, platform)
     if isinstance(found, str):
         pytest.fail(found, pytrace=False)
-    harness = _harness(request.config)
-    try:
-        started = _start_shown(found, platform, harness)
-    except MultiarchError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    _item_state(request.node).containers.append((platform.short, started))
-    yield started
-    if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
-        stop_container(started)
+    yield from _started_container(request, found, platform)
 
 
 # ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------

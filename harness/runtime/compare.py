@@ -7,11 +7,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
 import pytest
+from typing_extensions import Unpack
 
 from harness.errors import PlatformError
 from harness.platforms import lookup
 from harness.runtime.containers import RunResult
-from harness.runtime.session import Runner
+from harness.runtime.session import Runner, RunOptions
 
 Field = Literal["exit_code", "stdout", "stderr"]
 FIELDS: tuple[Field, ...] = ("exit_code", "stdout", "stderr")
@@ -48,42 +49,19 @@ class PlatformImages(Mapping[str, Runner]):
         return len(self._runners)
 
     def run_everywhere(
-        self,
-        cmd: Sequence[str] = (),
-        *,
-        env: Mapping[str, str] | None = None,
-        stdin: str | bytes | None = None,
-        timeout: float | None = None,
-        entrypoint: str | Sequence[str] | None = None,
-        user: str | None = None,
-        workdir: str | None = None,
+        self, cmd: Sequence[str] = (), **options: Unpack[RunOptions]
     ) -> dict[str, RunResult]:
-        """Run ``cmd`` once on every platform: platform -> RunResult, in platform order."""
+        """Run ``cmd`` once on every platform (``run``'s keywords): platform -> RunResult, in
+        platform order."""
         __tracebackhide__ = True
-        return {
-            short: runner.run(
-                cmd,
-                env=env,
-                stdin=stdin,
-                timeout=timeout,
-                entrypoint=entrypoint,
-                user=user,
-                workdir=workdir,
-            )
-            for short, runner in self._runners.items()
-        }
+        return {short: runner.run(cmd, **options) for short, runner in self._runners.items()}
 
     def assert_same_on_every_platform(
         self,
         cmd: Sequence[str] = (),
         *,
         compare: Sequence[Field] = ("exit_code", "stdout"),
-        env: Mapping[str, str] | None = None,
-        stdin: str | bytes | None = None,
-        timeout: float | None = None,
-        entrypoint: str | Sequence[str] | None = None,
-        user: str | None = None,
-        workdir: str | None = None,
+        **options: Unpack[RunOptions],
     ) -> RunResult:
         """Run ``cmd`` on every platform and fail the test, with a table of each platform's
         values, unless the ``compare`` fields (bytes, for the outputs) are the same everywhere.
@@ -97,15 +75,7 @@ class PlatformImages(Mapping[str, Runner]):
             )
         if not self._runners:
             pytest.fail(f"image {self.image!r} has no platform in this run", pytrace=False)
-        results = self.run_everywhere(
-            cmd,
-            env=env,
-            stdin=stdin,
-            timeout=timeout,
-            entrypoint=entrypoint,
-            user=user,
-            workdir=workdir,
-        )
+        results = self.run_everywhere(cmd, **options)
         if len({tuple(_value(r, f) for f in compare) for r in results.values()}) > 1:
             pytest.fail(difference_table(list(cmd), results, compare), pytrace=False)
         return next(iter(results.values()))

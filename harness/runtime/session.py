@@ -13,7 +13,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
+
+from typing_extensions import Unpack
 
 from harness.errors import MultiarchError
 from harness.images import ImageSpec
@@ -416,6 +418,19 @@ class Harness:
         ), True
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``run(cmd, ...)``, for helpers that pass them on."""
+
+    env: Mapping[str, str] | None
+    stdin: str | bytes | None
+    timeout: float | None
+    entrypoint: str | Sequence[str] | None
+    user: str | None
+    workdir: str | None
+    files: Mapping[str, Content] | None
+    collect: Sequence[str]
+
+
 class Runner:
     """``run(cmd, ...)``: a fresh one-shot container of the image, removed afterwards.
     ``timeout`` is in native seconds (default 60), scaled on emulated platforms; past it,
@@ -436,32 +451,10 @@ class Runner:
     def platform(self) -> Platform:
         return self._platform
 
-    def run(
-        self,
-        cmd: Sequence[str] = (),
-        *,
-        env: Mapping[str, str] | None = None,
-        stdin: str | bytes | None = None,
-        timeout: float | None = None,
-        entrypoint: str | Sequence[str] | None = None,
-        user: str | None = None,
-        workdir: str | None = None,
-        files: Mapping[str, Content] | None = None,
-        collect: Sequence[str] = (),
-    ) -> RunResult:
+    def run(self, cmd: Sequence[str] = (), **options: Unpack[RunOptions]) -> RunResult:
         """The same as calling the runner: ``images["s390x"].run([...])``."""
         __tracebackhide__ = True
-        return self(
-            cmd,
-            env=env,
-            stdin=stdin,
-            timeout=timeout,
-            entrypoint=entrypoint,
-            user=user,
-            workdir=workdir,
-            files=files,
-            collect=collect,
-        )
+        return self(cmd, **options)
 
     def __call__(
         self,
