@@ -77,7 +77,6 @@ MESSAGE_KEPT = 4000
 LOGS_KEPT = 8000
 # The outcome of a report whose test is run again after an emulator fault.
 RETRIED = "rerun"
-RETRIES_KEY = pytest.StashKey[int]()
 
 
 @dataclass
@@ -166,8 +165,6 @@ def pytest_configure(config: pytest.Config) -> None:
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
         )
     config.stash[SETTINGS_KEY] = settings
-    # Read on every process (workers get the same command line, environment and ini file).
-    config.stash[RETRIES_KEY] = int(resolve(config, "emulator-fault-retries").value)
     try:
         config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
     except ConfigError as exc:
@@ -724,7 +721,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     emulator's (harness.runtime.faults) runs again, up to N times; only its last run counts,
     the ones before are reported as ``rerun``. Failures of the test itself never run again."""
     plat = _item_platform(item)
-    retries = item.config.stash.get(RETRIES_KEY, 0)
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    retries = settings.emulator_fault_retries if settings is not None else 0
     if plat is None or not plat.emulated or retries <= 0:
         return None
     # pytest's own protocol without logging, so that a faulted run can be relabelled before it

@@ -36,6 +36,7 @@ class Settings:
     owner: str
     unusable: dict[str, str] = field(default_factory=dict)  # platform name -> why + remedy
     sources: dict[str, str] = field(default_factory=dict)
+    emulator_fault_retries: int = 0
     # Platform name -> the engine that builds and runs it (a context or an endpoint), for the
     # platforms mapped away from the default engine; each platform carries it too (.engine).
     engines: dict[str, str] = field(default_factory=dict)
@@ -129,6 +130,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         owner=owner_id(),
         unusable=unusable,
         sources=sources,
+        emulator_fault_retries=int(value("emulator-fault-retries")),
         engines=engines,
         endpoints=endpoints,
     )
