@@ -21,7 +21,14 @@ from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup
 from harness.run.codec import ReportFormatError, dump, load
-from harness.run.model import BuildRecord, ImageTarget, RunReport, TestRecord, platform_facts
+from harness.run.model import (
+    BuildRecord,
+    ImageTarget,
+    PlatformFacts,
+    RunReport,
+    TestRecord,
+    platform_facts,
+)
 from harness.run.options import add_options, resolve
 from harness.run.progress import ProgressBoard, ProgressPlugin
 from harness.run.timeouts import (
@@ -70,7 +77,8 @@ PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
 # The matrix column of tests that compare every platform in one (the images fixture).
 CROSS_PLATFORM = "all"
 # Per process: platform name -> (emulator summary, QEMU version), for JUnit properties.
-EMULATORS_KEY = pytest.StashKey[dict[str, tuple[str, str]]]()
+# The platform facts the controller read at the start, on every process (workers get them).
+PLATFORM_FACTS_KEY = pytest.StashKey[dict[str, PlatformFacts]]()
 # Of a failed test, kept for the run report: its last commands, message and container logs.
 COMMANDS_KEPT = 10
 MESSAGE_KEPT = 4000
@@ -150,14 +158,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         settings = Settings.from_workerinput(workerinput["multiarch"])
+        facts = [
+            load(PlatformFacts, item, "workerinput['multiarch_platforms']")
+            for item in workerinput["multiarch_platforms"]
+        ]
     else:
         settings = resolve_settings(config)
-        config.stash[REPORT_KEY] = RunReport(
-            run_id=settings.run_id,
-            # Emulator faults come and go with QEMU releases: every report names the version.
-            platforms=platform_facts(settings.platforms, settings.endpoints),
-        )
-        config.pluginmanager.register(XdistHooks(settings), "multiarch-xdist")
+        # Emulator faults come and go with QEMU releases: every report names the version.
+        facts = platform_facts(settings.platforms, settings.endpoints)
+        config.stash[REPORT_KEY] = RunReport(run_id=settings.run_id, platforms=facts)
+        config.pluginmanager.register(XdistHooks(settings, facts), "multiarch-xdist")
         config.pluginmanager.register(
             ReportCollector(config.stash[REPORT_KEY], _publisher(config)), "multiarch-report"
         )
@@ -165,6 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
         )
     config.stash[SETTINGS_KEY] = settings
+    config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
     try:
         config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
     except ConfigError as exc:
@@ -311,12 +322,14 @@ def _describe_images(config: pytest.Config, report: RunReport) -> None:
 class XdistHooks:
     """Controller-side: hand the resolved settings to each worker."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, facts: list[PlatformFacts]) -> None:
         self.settings = settings
+        self.facts = facts
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["multiarch"] = self.settings.to_workerinput()
+        node.workerinput["multiarch_platforms"] = dump(self.facts)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -860,20 +873,9 @@ def pytest_runtest_makereport(
 
 
 def _emulator(config: pytest.Config, plat: Platform) -> tuple[str, str]:
-    """(emulator summary, QEMU version) of ``plat``, asked once per process."""
-    known = config.stash.setdefault(EMULATORS_KEY, {})
-    if plat.name not in known:
-        from harness.emulation import check_emulator
-        from harness.runtime.engines import remote_emulator
-
-        mapped = config.stash[SETTINGS_KEY].endpoint(plat)
-        if mapped is not None and not mapped.is_local:
-            # Another machine's emulators cannot be read from here.
-            known[plat.name] = (remote_emulator(plat, mapped), "")
-            return known[plat.name]
-        status = check_emulator(plat)
-        known[plat.name] = (status.summary, status.qemu_version or "")
-    return known[plat.name]
+    """(emulator summary, QEMU version) of ``plat`` as the controller read them at the start."""
+    fact = config.stash[PLATFORM_FACTS_KEY].get(plat.name)
+    return (fact.emulator, fact.qemu_version) if fact is not None else ("", "")
 
 
 def _emulator_fault(
