@@ -363,8 +363,9 @@ def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
             break
         time.sleep(0.1)
     assert proc.poll() is None, (project.path / "inner.log").read_text()
-    os.kill(int(PID_FILE.read_text().strip()), signal.SIGKILL)
+    # Taken before the signal: a test may fail (and stamp its report) before os.kill returns.
     killed = time.time()
+    os.kill(int(PID_FILE.read_text().strip()), signal.SIGKILL)
     output = _finish(project, proc)
     finished = time.time()
     assert proc.returncode == 1, output
