@@ -12,6 +12,7 @@ from harness.errors import MultiarchError, PlatformError
 from harness.platforms import Platform, parse_platforms
 
 if TYPE_CHECKING:
+    from harness.runtime.builders import BuilderRef
     from harness.runtime.engines import EngineRef
 
 
@@ -38,7 +39,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         (args.platforms, "--platforms") if args.platforms else _default_platforms("native")
     )
     platforms = _platforms(spec, source)
-    checks = run_doctor(platforms, probe=not args.no_probe, engines=_engine_map(args))
+    checks = run_doctor(
+        platforms,
+        probe=not args.no_probe,
+        engines=_engine_map(args),
+        builders=_builder_map(args),
+    )
     print(to_json(checks) if args.json else format_table(checks))
     ok = doctor_ok(checks)
     if not args.json:
@@ -58,6 +64,19 @@ def _engine_map(args: argparse.Namespace) -> dict[str, EngineRef]:
     if os.environ.get("MULTIARCH_ENGINES", "").strip():
         found |= parse_engine_map([os.environ["MULTIARCH_ENGINES"]], "MULTIARCH_ENGINES")
     return found | parse_engine_map(args.engine or [], "--engine")
+
+
+def _builder_map(args: argparse.Namespace) -> dict[str, BuilderRef]:
+    """The platform -> builder map as the plugin reads it, without pytest: pyproject.toml's
+    ``[tool.multiarch.builders]``, then ``MULTIARCH_BUILDERS``, then ``--builder``."""
+    from pathlib import Path
+
+    from harness.runtime.builders import parse_builder_map, project_builder_map
+
+    found = project_builder_map(Path(args.pyproject))
+    if os.environ.get("MULTIARCH_BUILDERS", "").strip():
+        found |= parse_builder_map([os.environ["MULTIARCH_BUILDERS"]], "MULTIARCH_BUILDERS")
+    return found | parse_builder_map(args.builder or [], "--builder")
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:
@@ -208,7 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
         "repeatable; over [tool.multiarch.engines] and MULTIARCH_ENGINES",
     )
     doctor.add_argument(
-        "--pyproject", default="pyproject.toml", help="where [tool.multiarch.engines] is read"
+        "--builder",
+        action="append",
+        metavar="PLATFORM=BUILDER[@REGISTRY]",
+        help="check the buildx builder named for PLATFORM (and the registry its images travel "
+        "through); repeatable; over [tool.multiarch.builders] and MULTIARCH_BUILDERS",
+    )
+    doctor.add_argument(
+        "--pyproject",
+        default="pyproject.toml",
+        help="where [tool.multiarch.engines] and [tool.multiarch.builders] are read",
     )
     doctor.set_defaults(func=cmd_doctor)
 

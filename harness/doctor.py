@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness.commands import run_command
 from harness.emulation import check_emulator
@@ -15,6 +15,9 @@ from harness.platforms import Platform
 from harness.publish.registry import listed_platforms
 from harness.runtime.engine import EngineInfo, buildx_info, docker, engine_info
 from harness.runtime.engines import EngineRef, endpoint_hostname, resolve_engine
+
+if TYPE_CHECKING:
+    from harness.runtime.builders import BuilderRef
 
 CheckStatus = Literal["ok", "fail", "warn"]
 PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
@@ -144,9 +147,11 @@ def run_doctor(
     *,
     probe: bool = True,
     engines: Mapping[str, EngineRef] | None = None,
+    builders: Mapping[str, BuilderRef] | None = None,
 ) -> list[Check]:
     """The checks of the default engine and of ``platforms`` on it, then of every engine that
-    ``engines`` (platform name -> engine) maps a platform to, and of those platforms there."""
+    ``engines`` (platform name -> engine) maps a platform to, and of those platforms there,
+    then of the buildx builder that ``builders`` (platform name -> builder) names for each."""
     mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
     checks, info = _engine_checks()
     bases = _base_sources(info) if info is not None else {}
@@ -197,6 +202,10 @@ def run_doctor(
             else:
                 checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
     checks += _mapped_engine_checks([p for p in platforms if p.name in mapped], mapped, probe)
+    named = {name: ref for name, ref in (builders or {}).items() if ref.name}
+    for plat in [p for p in platforms if p.name in named]:
+        there = replace(plat, engine=mapped[plat.name].spec) if plat.name in mapped else plat
+        checks += _builder_checks(there, named[plat.name])
     if info is not None:
         checks.append(_reaper_check())
     return checks
@@ -286,6 +295,118 @@ def _mapped_emulator_check(plat: Platform, architecture: str, local: bool, ref: 
         f"on that machine: `multiarch host up --platforms {plat.short}` (or install "
         "qemu-user-static and binfmt-support)",
     )
+
+
+def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
+    """The builder named for ``plat``: it exists, its driver can get the images into the engine
+    that runs ``plat`` (or they travel through a registry that answers), and whether ``plat``
+    is among the platforms its nodes list (natively or emulated)."""
+    from harness.runtime.builders import inspect_builder, plan_builder
+    from harness.runtime.engines import engine_of
+
+    where = "the builder map"
+    try:
+        info = inspect_builder(ref.name, engine_of(plat))
+    except CommandError as exc:
+        lines = (exc.stderr.strip() or exc.stdout.strip() or str(exc)).splitlines()
+        return [
+            Check(
+                "builder",
+                plat.short,
+                "fail",
+                f"no buildx builder {ref.name!r}: {lines[-1] if lines else exc}",
+                f"`docker buildx ls` lists the builders; a Docker context is one (`docker "
+                f"context create {ref.name} --docker host=...`), others come from `docker "
+                f"buildx create --name {ref.name} ...`",
+            )
+        ]
+
+    def running_engine_id() -> str:
+        try:
+            return engine_info(timeout=10, engine=engine_of(plat)).id
+        except EngineUnavailable:
+            return ""
+
+    try:
+        facts = plan_builder(ref, info, plat, where, running_engine_id=running_engine_id)
+    except ConfigError as exc:
+        remedy = (
+            f'give the builder a registry: {plat.short} = {{ builder = "{ref.name}", registry '
+            '= "127.0.0.1:5000/multiarch-transfer" }'
+            if info.driver != "docker"
+            else f"start the builder's engine (`docker --context {ref.name} info`)"
+        )
+        return [Check("builder", plat.short, "fail", str(exc), remedy)]
+    checks = [Check("builder", plat.short, "ok", facts.describe())]
+    if facts.delivery == "registry":
+        checks.append(_registry_check(plat, facts.registry))
+    if not info.platforms:
+        status = ", ".join(f"{node.name} {node.status}" for node in info.nodes) or "no nodes"
+        checks.append(
+            Check(
+                "builder-platform",
+                plat.short,
+                "warn",
+                f"builder {ref.name!r} lists no platforms yet ({status}): it has not been started",
+                f"`docker buildx inspect --bootstrap {ref.name}` starts it and lists them",
+            )
+        )
+    else:
+        checks.append(_builder_platform_check(plat, info.platforms, facts.context))
+    return checks
+
+
+def _registry_check(plat: Platform, registry: str) -> Check:
+    """The registry a builder's images travel through answers its API (``/v2/``)."""
+    import urllib.error
+    import urllib.request
+
+    from harness.runtime.builders import is_loopback
+
+    host = registry.split("/", 1)[0]
+    url = f"{'http' if is_loopback(registry) else 'https'}://{host}/v2/"
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a registry's own URL
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:  # 401: it answers, and wants a login (docker login {host})
+            return Check(
+                "registry",
+                plat.short,
+                "fail",
+                f"{url} answered {exc.code}",
+                f"check the registry address {registry}",
+            )
+    except (urllib.error.URLError, OSError) as exc:
+        return Check(
+            "registry",
+            plat.short,
+            "fail",
+            f"{url} did not answer: {exc}",
+            f"start the registry at {host}, or name another in [tool.multiarch.builders]",
+        )
+    return Check("registry", plat.short, "ok", f"{registry} answers ({url})")
+
+
+def _builder_platform_check(plat: Platform, listed: Sequence[str], context: str) -> Check:
+    if plat.name not in listed:
+        return Check(
+            "builder-platform",
+            plat.short,
+            "warn",
+            f"{plat.name} is not among the builder's platforms ({', '.join(listed) or 'none'}): "
+            "its RUN steps need an emulator on the builder's machine",
+            f"on the builder's machine: `multiarch host up --platforms {plat.short}` (QEMU), or "
+            "add a node of that platform (`docker buildx create --append ...`)",
+        )
+    how = "listed"
+    if context:  # a docker-driver builder: its engine tells its machine
+        try:
+            machine = engine_info(timeout=10, engine=EngineRef(context)).architecture
+            how = "native" if machine == plat.uname else f"emulated on {machine}"
+        except EngineUnavailable:
+            pass
+    return Check("builder-platform", plat.short, "ok", f"{plat.name} {how}")
 
 
 def doctor_ok(checks: Sequence[Check]) -> bool:

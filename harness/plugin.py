@@ -165,7 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         settings = resolve_settings(config)
         # Emulator faults come and go with QEMU releases: every report names the version.
-        facts = platform_facts(settings.platforms, settings.endpoints)
+        facts = platform_facts(settings.platforms, settings.endpoints, settings.builders)
         config.stash[REPORT_KEY] = RunReport(run_id=settings.run_id, platforms=facts)
         config.pluginmanager.register(XdistHooks(settings, facts), "multiarch-xdist")
         config.pluginmanager.register(
@@ -979,7 +979,9 @@ class ReportCollector:
         if self.publisher is not None:
             self.publisher.publish(session, self.report)
         # As they are at the end.
-        self.report.platforms = platform_facts(settings.platforms, settings.endpoints)
+        self.report.platforms = platform_facts(
+            settings.platforms, settings.endpoints, settings.builders
+        )
         harness = config.stash.get(HARNESS_KEY, None)
         watch = _run_engine_watch(settings, harness)
         try:

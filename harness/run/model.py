@@ -110,6 +110,38 @@ class EngineFacts:
     architecture: str
 
 
+# How a platform's image gets from its buildx builder ([tool.multiarch.builders]) into the
+# engine that runs the platform: "load" (the builder is that engine's own), "transfer" (built
+# on another engine, then `docker save | docker load`), "registry" (pushed, then pulled).
+Delivery = Literal["load", "transfer", "registry"]
+DELIVERIES: tuple[Delivery, ...] = get_args(Delivery)
+
+
+@dataclass(frozen=True)
+class BuilderFacts:
+    """The buildx builder that builds a platform, and how its images reach the running engine.
+
+    As the controller found it at the start (``docker buildx inspect``)."""
+
+    name: str
+    driver: str  # docker, docker-container, remote, kubernetes
+    delivery: Delivery
+    registry: str = ""  # HOST[:PORT][/PATH] the images travel through ("registry")
+    # The Docker context the build runs on (driver docker: its node's endpoint); "" otherwise.
+    context: str = ""
+    platforms: tuple[str, ...] = ()  # what the builder's nodes list
+    source: str = ""  # where the mapping came from
+
+    def describe(self) -> str:
+        """``e12-ctx (docker driver, moved by docker save | docker load)``."""
+        how = {
+            "load": "loaded into the engine that runs it",
+            "transfer": f"built on context {self.context}, moved by docker save | docker load",
+            "registry": f"pushed to {self.registry}, pulled by the engine that runs it",
+        }[self.delivery]
+        return f"{self.name} ({self.driver} driver, {how})"
+
+
 @dataclass(frozen=True)
 class PlatformFacts:
     """A platform of the run: native or emulated here, and by which emulator."""
@@ -122,6 +154,8 @@ class PlatformFacts:
     # The engine that built and ran it, as the user named it (a Docker context or an endpoint);
     # "" for the default engine. ``native`` is measured on that engine.
     engine: str = ""
+    # The buildx builder named for it ([tool.multiarch.builders]); None: its engine's own.
+    builder: BuilderFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -379,10 +413,13 @@ def report_schema() -> dict[str, Any]:
 
 
 def platform_facts(
-    platforms: Sequence[Platform], endpoints: Mapping[str, EngineEndpoint] | None = None
+    platforms: Sequence[Platform],
+    endpoints: Mapping[str, EngineEndpoint] | None = None,
+    builders: Mapping[str, BuilderFacts] | None = None,
 ) -> list[PlatformFacts]:
     """PlatformFacts for harness Platforms, with each emulator's state read now (``endpoints``:
-    the engines platforms are mapped to; a remote one's emulators cannot be read from here)."""
+    the engines platforms are mapped to; a remote one's emulators cannot be read from here;
+    ``builders``: platform name -> the builder named for it)."""
     from harness.emulation import check_emulator
     from harness.runtime.engines import remote_emulator
 
@@ -395,6 +432,14 @@ def platform_facts(
             status = check_emulator(plat)
             summary, version = status.summary, status.qemu_version or ""
         facts.append(
-            PlatformFacts(plat.name, plat.short, not plat.emulated, summary, version, plat.engine)
+            PlatformFacts(
+                plat.name,
+                plat.short,
+                not plat.emulated,
+                summary,
+                version,
+                plat.engine,
+                (builders or {}).get(plat.name),
+            )
         )
     return facts

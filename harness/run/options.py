@@ -168,6 +168,17 @@ OPTIONS: tuple[Option, ...] = (
         key="multiarch_engines",
     ),
     Option(
+        "builder",
+        "build PLATFORM with the buildx builder BUILDER (`docker buildx ls`); its image is "
+        "loaded into the engine that runs PLATFORM, or travels through REGISTRY "
+        "(HOST[:PORT]/PATH: pushed, then pulled); repeatable, or comma-separated; merged over "
+        "[tool.multiarch.builders] in pyproject.toml, the ini and the environment",
+        kind="append",
+        env="MULTIARCH_BUILDERS",
+        metavar="PLATFORM=BUILDER[@REGISTRY]",
+        key="multiarch_builders",
+    ),
+    Option(
         "multiarch-json",
         "write the run report (builds, verification, per-platform results) to PATH as JSON",
         metavar="PATH",

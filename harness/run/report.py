@@ -118,6 +118,9 @@ def format_lines(report: RunReport) -> list[str]:
             "",
             "emulators: " + "; ".join(f"{p.short}: {p.emulator}" for p in report.platforms),
         ]
+    built_by = [f"{p.short}: {p.builder.describe()}" for p in report.platforms if p.builder]
+    if built_by:
+        lines.append("builders: " + "; ".join(built_by))
     faults = [t for t in not_passed(report) if t.outcome == "emulator_fault"]
     if faults:
         lines += ["", "emulator faults (the emulator failed here, not the test):"]

@@ -14,9 +14,11 @@ import pytest
 from harness.errors import PlatformError
 from harness.platforms import Platform, parse_platforms
 from harness.run.codec import dump, load
+from harness.run.model import BuilderFacts
 from harness.run.options import MissingEmulator, resolve, resolve_layers, resolve_path
 from harness.runtime.build import BuildMode
-from harness.runtime.engines import EngineEndpoint, EngineRef
+from harness.runtime.builders import BuilderRef
+from harness.runtime.engines import RESOLVE_TIMEOUT, EngineEndpoint, EngineRef
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Settings:
     engines: dict[str, str] = field(default_factory=dict)
     # Engine -> where it is and what it is, as the controller found it at the start.
     endpoints: dict[str, EngineEndpoint] = field(default_factory=dict)
+    # Platform name -> the buildx builder named for it ([tool.multiarch.builders]), as the
+    # controller found it at the start; a platform without one builds with its engine's own.
+    builders: dict[str, BuilderFacts] = field(default_factory=dict)
 
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""
@@ -87,6 +92,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(str(exc)) from None
     engines, endpoints = _engines_of(config, platforms, sources)
     platforms = [on_engine(p, engines.get(p.name, ""), endpoints) for p in platforms]
+    builders = _builders_of(config, platforms, sources, endpoints)
 
     images = resolve_path(config, "images")
     sources["images"] = images.source
@@ -133,6 +139,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         emulator_fault_retries=int(value("emulator-fault-retries")),
         engines=engines,
         endpoints=endpoints,
+        builders=builders,
     )
 
 
@@ -178,6 +185,69 @@ def engine_map(config: pytest.Config) -> tuple[dict[str, str], dict[str, str]]:
             where[name] = source
     engines = {name: spec for name, spec in mapped.items() if spec}
     return engines, where
+
+
+def builder_map(config: pytest.Config) -> tuple[dict[str, BuilderRef], dict[str, str]]:
+    """Platform name -> the builder named for it, and platform name -> where its entry came
+    from: ``[tool.multiarch.builders]`` of rootdir's pyproject.toml, then the ini option, the
+    environment and ``--builder``, each overriding single platforms (``arm64=`` maps one back to
+    its engine's own builder). ConfigError names the bad entry and its source."""
+    from harness.runtime.builders import parse_builder_map, project_builder_map
+
+    pyproject = config.rootpath / "pyproject.toml"
+    layers = [(project_builder_map(pyproject), f"{pyproject} [tool.multiarch.builders]")]
+    for layer in resolve_layers(config, "builder"):
+        layers.append((parse_builder_map(layer.value, layer.source), layer.source))
+    mapped: dict[str, BuilderRef] = {}
+    where: dict[str, str] = {}
+    for found, source in layers:
+        for name, ref in found.items():
+            mapped[name] = ref
+            where[name] = source
+    return {name: ref for name, ref in mapped.items() if ref.name}, where
+
+
+def _builders_of(
+    config: pytest.Config,
+    platforms: list[Platform],
+    sources: dict[str, str],
+    endpoints: dict[str, EngineEndpoint],
+) -> dict[str, BuilderFacts]:
+    """Each selected platform's builder (:func:`builder_map`), asked once what it is (``docker
+    buildx inspect``) and how its images reach the engine that runs the platform. A builder
+    that does not exist, or whose images cannot reach that engine, is a usage error."""
+    from functools import partial
+
+    from harness.errors import ConfigError, EngineUnavailable
+    from harness.runtime.builders import resolve_builder
+    from harness.runtime.engine import engine_info
+
+    default_id: list[str] = []  # asked at most once, and only when a builder needs it
+
+    def running_engine_id(plat: Platform) -> str:
+        if plat.engine:
+            return endpoints[plat.engine].id
+        if not default_id:
+            try:
+                default_id.append(engine_info(timeout=RESOLVE_TIMEOUT).id)
+            except EngineUnavailable:
+                default_id.append("")
+        return default_id[0]
+
+    try:
+        refs, where = builder_map(config)
+        builders: dict[str, BuilderFacts] = {}
+        for plat in platforms:
+            ref = refs.get(plat.name)
+            if ref is None:
+                continue
+            sources[f"builder {plat.name}"] = where[plat.name]
+            builders[plat.name] = resolve_builder(
+                ref, plat, where[plat.name], running_engine_id=partial(running_engine_id, plat)
+            )
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return builders
 
 
 def on_engine(plat: Platform, spec: str, endpoints: dict[str, EngineEndpoint]) -> Platform:

@@ -8,6 +8,10 @@ found again on the next run without calling buildx at all. Within a run, a file 
 Across runs, a lock per (engine, tag) in the user's state directory serializes the same build,
 and buildx writes to a tag of its own that is renamed to the shared tag only when complete, so
 no run ever sees (or collides with) an image another run is half-way through producing.
+
+A platform may name a buildx builder of its own (harness.runtime.builders): the image is then
+built there and reaches the engine that runs the platform under the same tag, loaded, moved by
+``docker save | docker load``, or pushed to and pulled from a registry (:func:`_deliver`).
 """
 
 from __future__ import annotations
@@ -29,8 +33,14 @@ from harness.errors import CommandError, CommandTimeout, MultiarchError
 from harness.images import ImageSpec
 from harness.platforms import Platform, oci_name
 from harness.run.codec import dump, load
-from harness.run.model import BuildRecord
+from harness.run.model import BuilderFacts, BuildRecord
 from harness.runtime.api import EngineApiError
+from harness.runtime.builders import (
+    builder_engine,
+    pipe_commands,
+    registry_output,
+    registry_reference,
+)
 from harness.runtime.engine import docker
 from harness.runtime.engines import engine_of
 from harness.secrets import redact
@@ -70,23 +80,40 @@ def image_tag(spec: ImageSpec, platform: Platform) -> str:
 
 
 def build_command(
-    spec: ImageSpec, platform: Platform, tag: str, *, no_cache: bool = False
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    *,
+    no_cache: bool = False,
+    builder: BuilderFacts | None = None,
 ) -> list[str]:
     """The buildx command line for ``spec`` on ``platform``. An image with ``ref`` is taken as a
-    one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform."""
+    one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform. Without
+    ``builder``, built on the engine that runs it, by that engine's buildx, into its store
+    (``--load``); with one, by that builder: loaded into its engine, or (``registry``) pushed
+    to the registry as ``registry_reference(registry, tag)``."""
+    if builder is None:
+        engine, chosen = engine_of(platform), []
+    else:
+        engine, chosen = builder_engine(builder, platform), ["--builder", builder.name]
+    if builder is not None and builder.delivery == "registry":
+        load: list[str] = []
+        output = ["--output", registry_output(builder.registry, tag)]
+    else:
+        load, output = ["--load"], ["--tag", tag]
     command = docker(
         "buildx",
         "build",
+        *chosen,
         "--platform",
         platform.name,
-        "--load",
+        *load,
         "--provenance=false",
         "--progress=plain",
-        "--tag",
-        tag,
+        *output,
         "--label",
         f"{IMAGE_LABEL}={spec.name}",
-        engine=engine_of(platform),  # built on the engine that runs it, by that engine's buildx
+        engine=engine,
     )
     if spec.target:
         command += ["--target", spec.target]
@@ -158,15 +185,18 @@ def build_image(
     secrets: Mapping[str, str] | None = None,
     client: DockerClient,
     observer: BuildObserver | None = None,
+    builder: BuilderFacts | None = None,
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
     cause); only a programming error raises. ``secrets`` are values to redact from messages;
-    ``client`` finds images through the engine's API."""
+    ``client`` finds images through the engine's API (the engine that runs ``platform``);
+    ``builder`` is the buildx builder named for ``platform`` (None: that engine's own)."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
         if spec.ref and classic_store:
+            # Nothing to build (a pull of ``ref``), so no builder either: pulled where it runs.
             return _take_ref_classic(spec, platform, tag, mode, start, timeout, client)
         existing = inspect_platform(tag, client)
         # A ref names an image that may move upstream: resolve it again on every run.
@@ -182,10 +212,12 @@ def build_image(
                 0.0,
                 f"image {tag} is not built and --build=never was given; run with --build=auto",
             )
-        error = _run_build(spec, platform, tag, timeout, secrets or {}, observer or _Unobserved())
+        error = _run_build(
+            spec, platform, tag, timeout, secrets or {}, observer or _Unobserved(), builder
+        )
         if error:
             return _failed(spec, platform, tag, time.monotonic() - start, error)
-        return _found(spec, platform, tag, time.monotonic() - start, client)
+        return _found(spec, platform, tag, time.monotonic() - start, client, builder)
     except (CommandError, EngineApiError) as exc:  # inspect, tag: the engine failed a call
         return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
 
@@ -197,17 +229,22 @@ def _run_build(
     timeout: float,
     secrets: Mapping[str, str],
     observer: BuildObserver,
+    builder: BuilderFacts | None = None,
 ) -> str:
-    """Run buildx into a tag of this call's own, then move the shared tag onto the result.
+    """Run buildx into a tag of this call's own, then move the shared tag onto the result (in
+    the engine that runs ``platform``, wherever ``builder`` built it: :func:`_deliver`).
     Returns "" on success, else the error message (with the log tail, secrets redacted)."""
-    private = f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
+    # Through a registry, the build's name is the registry's by content: pushes of the same
+    # inputs by two runs write the same manifest, so no private name is needed there.
+    through_registry = builder is not None and builder.delivery == "registry"
+    private = tag if through_registry else f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
     stdin = f"FROM {spec.ref}\n" if spec.ref else None
     failure: CommandError | None = None
     observer.building()
     for no_cache in (False, True):
         try:
             stream_command(
-                build_command(spec, platform, private, no_cache=no_cache),
+                build_command(spec, platform, private, no_cache=no_cache, builder=builder),
                 timeout=timeout,
                 input_text=stdin,
                 on_line=lambda line: observer.line(redact(line, secrets)),
@@ -222,12 +259,7 @@ def _run_build(
             failure = None
             break
     if failure is None:
-        try:
-            run_command(docker("tag", private, tag, engine=engine_of(platform)), timeout=60)
-        finally:
-            run_command(
-                docker("image", "rm", private, engine=engine_of(platform)), timeout=60, check=False
-            )
+        _deliver(private, tag, platform, builder, timeout, observer)
         return ""
     command = redact(" ".join(failure.command), secrets)
     log = redact(_tail(failure.stderr or failure.stdout), secrets)
@@ -239,11 +271,85 @@ def _run_build(
         what = f"failed (exit {failure.returncode})"
     return (
         f"build of image {spec.name!r} for {platform.name} {what}; command: {command}\n"
-        f"last lines of the build log:\n{log}" + _hint(failure.stderr + failure.stdout, platform)
+        f"last lines of the build log:\n{log}"
+        + _hint(failure.stderr + failure.stdout, platform, builder)
     )
 
 
-def _hint(log: str, platform: Platform) -> str:
+def _retag(built: str, tag: str, platform: Platform) -> None:
+    """In the engine that runs ``platform``: the shared tag onto what the build named
+    ``built``, then that name removed (the tag keeps the image)."""
+    try:
+        run_command(docker("tag", built, tag, engine=engine_of(platform)), timeout=60)
+    finally:
+        run_command(
+            docker("image", "rm", built, engine=engine_of(platform)), timeout=60, check=False
+        )
+
+
+def _deliver(
+    built: str,
+    tag: str,
+    platform: Platform,
+    builder: BuilderFacts | None,
+    timeout: float,
+    observer: BuildObserver,
+) -> None:
+    """Put the image that the build named ``built`` into the engine that runs ``platform``, as
+    ``tag``. Raises CommandError (command, exit code, output tail, hint) when a step fails."""
+    if builder is None or builder.delivery == "load":
+        _retag(built, tag, platform)
+        return
+    running = engine_of(platform)
+    where = f"engine {running.spec}" if running is not None else "the default engine"
+    source = builder_engine(builder, platform)
+    if builder.delivery == "transfer":
+        observer.line(
+            f"multiarch: moving {built} from builder {builder.name} (context {builder.context}) "
+            f"into {where}: docker save | docker load"
+        )
+        try:
+            pipe_commands(
+                docker("save", built, engine=source),
+                docker("load", "--quiet", engine=running),
+                timeout=timeout,
+                hint=f"builder {builder.name} built {platform.name} on Docker context "
+                f"{builder.context}, and the image moves into {where}, which runs it: check "
+                f"that both engines answer and have disk space, or give the builder a "
+                f"registry ({platform.short} = {{ builder = {builder.name!r}, registry = "
+                f"'HOST:PORT/PATH' }})",
+            )
+        finally:
+            # The builder's engine does not run it: only its build cache is worth keeping there.
+            run_command(docker("image", "rm", built, engine=source), timeout=60, check=False)
+        _retag(built, tag, platform)
+        return
+    reference = registry_reference(builder.registry, tag)
+    observer.line(f"multiarch: pulling {reference} ({platform.name}) into {where}")
+    try:
+        run_command(
+            docker("pull", "--quiet", "--platform", platform.name, reference, engine=running),
+            timeout=timeout,
+            hint=f"builder {builder.name} pushed {platform.name} to {builder.registry}: {where} "
+            "must reach that registry too (plain HTTP is allowed by Docker only on 127.0.0.0/8; "
+            "elsewhere list it in the engine's insecure-registries, or serve TLS)",
+        )
+        run_command(docker("tag", reference, tag, engine=running), timeout=60)
+    finally:
+        run_command(docker("image", "rm", reference, engine=running), timeout=60, check=False)
+        if builder.context:
+            # The docker driver names its result in its own engine's store as well.
+            run_command(docker("image", "rm", reference, engine=source), timeout=60, check=False)
+
+
+def _hint(log: str, platform: Platform, builder: BuilderFacts | None = None) -> str:
+    if builder is not None and builder.delivery == "registry" and "push" in log.lower():
+        return (
+            f"\nhint: builder {builder.name} could not push to {builder.registry}: check that "
+            f"the registry runs and that the builder reaches it (`curl http://"
+            f"{builder.registry.split('/', 1)[0]}/v2/`); a registry on loopback is used over "
+            "plain HTTP"
+        )
     if "no match for platform in manifest" in log:
         return (
             f"\nhint: a base image (FROM) has no {platform.name} variant. Offline, seed the "
@@ -262,7 +368,12 @@ def _failed(spec: ImageSpec, platform: Platform, tag: str, seconds: float, why: 
 
 
 def _found(
-    spec: ImageSpec, platform: Platform, tag: str, seconds: float, client: DockerClient
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    seconds: float,
+    client: DockerClient,
+    builder: BuilderFacts | None = None,
 ) -> BuildRecord:
     found = inspect_platform(tag, client)
     if found is None:
@@ -272,6 +383,15 @@ def _found(
             tag,
             seconds,
             f"{tag} is not in the engine's image store after it was made",
+        )
+    if builder is not None and found[1] != platform.name:
+        return _failed(
+            spec,
+            platform,
+            tag,
+            seconds,
+            f"{tag} from builder {builder.describe()} is {found[1]} in the engine that runs "
+            f"{platform.name}, not {platform.name}",
         )
     return BuildRecord(spec.name, platform.name, tag, found[0], seconds, False)
 
@@ -358,6 +478,7 @@ class BuildCoordinator:
         classic_store: bool = False,
         client: Callable[[], DockerClient],
         observe: Callable[[str, Platform], BuildObserver] | None = None,
+        builders: Mapping[str, BuilderFacts] | None = None,
     ) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
@@ -368,6 +489,8 @@ class BuildCoordinator:
         self.classic_store = classic_store
         self.client = client  # the process's API client, made on first use
         self.observe = observe  # image name, platform -> live progress of a build made here
+        # Platform name -> the buildx builder named for it ([tool.multiarch.builders]).
+        self.builders = dict(builders or {})
         self._seen: dict[tuple[str, str], BuildOutcome] = {}
 
     def get(
@@ -412,6 +535,7 @@ class BuildCoordinator:
                 secrets=secrets,
                 client=self.client(),
                 observer=observer,
+                builder=self.builders.get(platform.name),
             )
         if record.error:
             observer.finished(record)

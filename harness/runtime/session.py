@@ -191,6 +191,7 @@ class Harness:
             classic_store=image_store == "classic",
             client=lambda: api.client,
             observe=progress_board(self.settings.run_id).build,
+            builders=self.settings.builders,
         )
 
     # ---- per engine: a platform mapped to another engine is built, verified and run there ----
