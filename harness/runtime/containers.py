@@ -144,6 +144,8 @@ def check_uname(answer: str, platform: Platform, what: str) -> None:
         raise WrongArchitecture(problem)
 
 
+# A probe whose output the engine lost is asked again, this many times in all.
+UNAME_ATTEMPTS = 3
 _MISSING_EXECUTABLE = re.compile(
     r"executable file not found|no such file or directory|not found", re.IGNORECASE
 )
@@ -158,26 +160,34 @@ def probe_uname(
 ) -> str | None:
     """What ``uname -m`` prints in a fresh container of ``reference``; None when the image has no
     ``uname`` to ask (a scratch image, say)."""
-    result = run_once(
-        reference,
-        platform,
-        ["-m"],
-        labels,
-        timeout=timeout,
-        entrypoint="uname",
-        check_arch=False,
-        engine=engine,
-    )
-    if result.exit_code in (126, 127) or (
-        result.exit_code != 0 and _MISSING_EXECUTABLE.search(result.stderr)
-    ):
-        return None
-    if result.exit_code != 0:
-        raise MultiarchError(
-            f"`uname -m` in {reference} ({platform.name}) exited {result.exit_code}: "
-            f"{result.stderr.strip()[-500:]}"
+    for _attempt in range(UNAME_ATTEMPTS):
+        result = run_once(
+            reference,
+            platform,
+            ["-m"],
+            labels,
+            timeout=timeout,
+            entrypoint="uname",
+            check_arch=False,
+            engine=engine,
         )
-    return result.stdout
+        if result.exit_code in (126, 127) or (
+            result.exit_code != 0 and _MISSING_EXECUTABLE.search(result.stderr)
+        ):
+            return None
+        if result.exit_code != 0:
+            raise MultiarchError(
+                f"`uname -m` in {reference} ({platform.name}) exited {result.exit_code}: "
+                f"{result.stderr.strip()[-500:]}"
+            )
+        if result.stdout.strip():
+            return result.stdout
+        # uname always prints a machine: output lost on the engine's side (seen under heavy
+        # load, attach stream and log both empty), not an answer. Asked again.
+    raise MultiarchError(
+        f"`uname -m` in {reference} ({platform.name}) exited 0 but printed nothing, "
+        f"{UNAME_ATTEMPTS} times: the engine lost the output (is it overloaded?)"
+    )
 
 
 # The entrypoint of containers that are created to read their filesystem and never started
