@@ -15,6 +15,8 @@ from harness.platforms import Platform, lookup
 from harness.secrets import BuildSecret
 
 IMAGE_TOML = "image.toml"
+# An image's container-structure-test file, next to its Dockerfile (image.toml may list more).
+STRUCTURE_TESTS_FILE = "structure-tests.yaml"
 # Docker's grammar for one path component of an image name (also checked when publishing).
 NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
@@ -68,6 +70,12 @@ class ImageSpec:
 
     def allows(self, platform: Platform) -> bool:
         return not self.platforms or any(p.name == platform.name for p in self.platforms)
+
+    def structure_test_files(self) -> tuple[Path, ...]:
+        """Its container-structure-test files: ``structure-tests.yaml`` next to the Dockerfile
+        when present, then those image.toml lists (whether or not they exist)."""
+        default = self.directory / STRUCTURE_TESTS_FILE
+        return (default, *self.structure_tests) if default.is_file() else self.structure_tests
 
 
 _KNOWN_KEYS = {

@@ -11,7 +11,8 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
     from harness.publish.push import Destination
     from harness.run.settings import Settings
     from harness.runtime.compare import PlatformImages
+    from harness.runtime.engine import EngineInfo
     from harness.runtime.engines import EngineRef
     from harness.runtime.faults import RecordedRun
     from harness.runtime.health import EngineWatch
@@ -348,6 +350,9 @@ class XdistHooks:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     """Images' container-structure-test files: one item per (check, platform)."""
+    images = parent.config.stash.get(IMAGES_KEY, {})
+    if not any(spec.structure_test_files() for spec in images.values()):
+        return None  # the structure-test machinery (YAML and all) is not even imported
     from harness.structure.items import collect_file
 
     return collect_file(file_path, parent)
@@ -929,6 +934,32 @@ def _note_failure(test: TestRecord, report: pytest.TestReport, facts: ItemFacts)
         test.mark_emulator_fault(facts.fault)
 
 
+def _default_engine_info() -> EngineInfo:
+    """Over the API (two calls, where the CLI is two processes); on the controller, this also
+    imports the docker SDK ahead of the end of the run, whose engine ping needs it."""
+    from harness.runtime.api import connect, engine_info_over_api
+    from harness.runtime.engine import endpoint
+
+    client = connect()
+    try:
+        return engine_info_over_api(client, endpoint())
+    finally:
+        client.close()
+
+
+def _in_background(work: Callable[[], EngineInfo]) -> Future[EngineInfo]:
+    future: Future[EngineInfo] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except MultiarchError as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="multiarch-engine-facts", daemon=True).start()
+    return future
+
+
 class ReportCollector:
     """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
 
@@ -937,6 +968,9 @@ class ReportCollector:
         self.publisher = publisher
         self.cleanup_problem = ""
         self.written: list[str] = []  # what the pages written at the end say (terminal lines)
+        # The default engine's facts for the report, asked while the tests run (xdist: the
+        # controller has no engine connection of its own, and is idle meanwhile).
+        self._engine_facts: Future[EngineInfo] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTRIBUTE, None)
@@ -946,6 +980,8 @@ class ReportCollector:
             facts = load(ItemFacts, data, f"{report.nodeid} report")
         except ReportFormatError:
             return  # a report from another plugin's attribute of the same name
+        if self._engine_facts is None and facts.image:
+            self._engine_facts = _in_background(_default_engine_info)
         self.report.builds.extend(facts.builds)
         if report.outcome == RETRIED:  # an emulator fault, run again (--emulator-fault-retries)
             retried = self.report.test(report.nodeid)
@@ -970,6 +1006,14 @@ class ReportCollector:
             float(getattr(report, "stop", 0.0)),
         )
 
+    def _engine_info(self, harness: Harness | None) -> EngineInfo:
+        """The default engine's facts: this process's, else those asked during the run."""
+        if harness is not None:
+            return harness.engine
+        if self._engine_facts is None:
+            return _default_engine_info()
+        return self._engine_facts.result()
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
@@ -988,10 +1032,8 @@ class ReportCollector:
             # A ping first (milliseconds): a dead or frozen engine costs no time limit here.
             lost = watch.alive() if watch is not None else None
             if watch is not None and lost is None:
-                from harness.runtime.engine import engine_info
-
                 with contextlib.suppress(MultiarchError), watch.guard():
-                    self.report.engine = (harness.engine if harness else engine_info()).facts()
+                    self.report.engine = self._engine_info(harness).facts()
             if settings.json_path is not None:
                 self.report.write(settings.json_path)
             problems = [_sweep_run(settings, watch)] if watch is not None else []

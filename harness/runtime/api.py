@@ -18,7 +18,7 @@ from concurrent.futures import wait as wait_all
 from typing import TYPE_CHECKING
 
 from harness.errors import EngineUnavailable, MultiarchError
-from harness.runtime.engine import START_HINT, endpoint
+from harness.runtime.engine import START_HINT, EngineInfo, endpoint, engine_facts_of
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -63,6 +63,22 @@ def connect(
         raise EngineUnavailable(
             f"Docker engine at {where} not reachable over its API: {exc}; {hint}"
         ) from None
+
+
+def engine_info_over_api(client: DockerClient, where: str) -> EngineInfo:
+    """What the engine is (harness.runtime.engine.EngineInfo), from ``/version`` and ``/info``
+    over ``client``'s connection: milliseconds, where ``docker version`` and ``docker info`` are
+    two CLI processes. Raises EngineUnavailable when the engine does not answer."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    try:
+        server, info = client.version(), client.info()
+    except (DockerException, RequestException, OSError) as exc:
+        raise EngineUnavailable(
+            f"Docker engine at {where} not reachable: {exc}; {START_HINT}"
+        ) from None
+    return engine_facts_of(server, info, where)
 
 
 class EngineApi:

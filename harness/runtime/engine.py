@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -75,14 +76,20 @@ def engine_info(timeout: float = 15, engine: EngineRef | None = None) -> EngineI
             ) from None
         raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
     version_data: dict[str, Any] = json.loads(version.stdout)
-    info_data: dict[str, Any] = json.loads(info.stdout)
-    server = version_data.get("Server") or {}
+    where = engine.spec if engine is not None and mapped else endpoint()
+    return engine_facts_of(version_data.get("Server") or {}, json.loads(info.stdout), where)
+
+
+def engine_facts_of(
+    server: Mapping[str, Any], info_data: Mapping[str, Any], where: str
+) -> EngineInfo:
+    """EngineInfo from the engine's answers to ``/version`` (``server``) and ``/info``: the
+    same documents over the API as in ``docker version`` (its Server part) and ``docker info``."""
     driver_status = info_data.get("DriverStatus") or []
     containerd_store = any(
         "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
     )
     mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
-    where = engine.spec if engine is not None and mapped else endpoint()
     return EngineInfo(
         id=str(info_data.get("ID", "")) or where,
         endpoint=where,

@@ -24,7 +24,7 @@ from harness.platforms import Platform
 from harness.run.model import BuildRecord
 from harness.run.progress import ProgressBoard
 from harness.runtime import verify_cache
-from harness.runtime.api import EngineApi
+from harness.runtime.api import EngineApi, engine_info_over_api
 from harness.runtime.build import BuildCoordinator, Verdict
 from harness.runtime.cleanup import owner_alive, sweep
 from harness.runtime.containers import (
@@ -37,7 +37,7 @@ from harness.runtime.containers import (
     scan_image_files,
 )
 from harness.runtime.elf import ForeignBinary, format_wrong_architecture
-from harness.runtime.engine import EngineInfo, endpoint, engine_info
+from harness.runtime.engine import EngineInfo, endpoint
 from harness.runtime.engines import EngineEndpoint
 from harness.runtime.health import ENGINE_DEAD_FILE, EngineWatch, ping
 from harness.runtime.transfer import Content
@@ -147,7 +147,8 @@ class Harness:
     @property
     def engine(self) -> EngineInfo:
         if self._engine is None:
-            self._engine = engine_info()
+            # Over the process's API connection, made anyway for its containers.
+            self._engine = engine_info_over_api(self.api.client, endpoint())
         return self._engine
 
     def start(self) -> None:

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from harness.structure.access import EngineImageAccess, ImageCache
     from harness.structure.config import StructureFile
 
-DEFAULT_FILE_NAME = "structure-tests.yaml"
 # Each command a check runs gets this long natively, scaled on emulated platforms.
 COMMAND_TIMEOUT = 60.0
 
@@ -58,9 +57,7 @@ def structure_sources(images: Mapping[str, ImageSpec]) -> dict[Path, tuple[str, 
     image.toml lists (whether or not they exist), resolved, each with the images using it."""
     owners: dict[Path, list[str]] = {}
     for name, spec in images.items():
-        default = spec.directory / DEFAULT_FILE_NAME
-        listed = [default] if default.is_file() else []
-        for path in (*listed, *spec.structure_tests):
+        for path in spec.structure_test_files():
             users = owners.setdefault(path.resolve(), [])
             if name not in users:
                 users.append(name)
