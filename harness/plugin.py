@@ -87,6 +87,8 @@ MESSAGE_KEPT = 4000
 LOGS_KEPT = 8000
 # The outcome of a report whose test is run again after an emulator fault.
 RETRIED = "rerun"
+# The test a worker runs after this one (pytest's nextitem): its container is started ahead.
+NEXT_ITEM_KEY = pytest.StashKey["pytest.Item | None"]()
 
 
 @dataclass
@@ -192,10 +194,20 @@ def pytest_configure(config: pytest.Config) -> None:
     _handle_sigterm_like_ctrl_c(config)
 
 
-def _start_shown(image: BuiltImage, platform: Platform, harness: Harness) -> DockerContainer:
+def _start_shown(
+    image: BuiltImage, platform: Platform, harness: Harness, *, prestarted: bool = False
+) -> DockerContainer:
     """A started, verified container; shown in the live progress while it takes long (an
-    emulated service can take a while to become ready)."""
+    emulated service can take a while to become ready). ``prestarted``: the one started ahead
+    for this test while the one before ran, if there is one (harness.runtime.prestart)."""
     from harness.runtime.containers import start_verified
+    from harness.runtime.prestart import PrestartKey
+
+    ahead = (
+        harness.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        if prestarted
+        else None
+    )
 
     wait = image.spec.wait
     ready = {
@@ -206,7 +218,7 @@ def _start_shown(image: BuiltImage, platform: Platform, harness: Harness) -> Doc
     with _progress_board(harness.settings.run_id).waiting(
         image.name, platform, f"container start {ready}".rstrip()
     ):
-        return start_verified(image, platform, harness)
+        return ahead.result() if ahead is not None else start_verified(image, platform, harness)
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
@@ -581,7 +593,11 @@ def _built_image(
 
 
 def _started_container(
-    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+    request: pytest.FixtureRequest,
+    image: BuiltImage,
+    platform: Platform,
+    *,
+    prestarted: bool = False,
 ) -> Generator[DockerContainer]:
     """A started, ready container of ``image`` for the requesting node, removed afterwards
     (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it)."""
@@ -589,7 +605,7 @@ def _started_container(
 
     harness = _harness(request.config)
     try:
-        started = _start_shown(image, platform, harness)
+        started = _start_shown(image, platform, harness, prestarted=prestarted)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
@@ -603,7 +619,7 @@ def container(
     request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
 ) -> Generator[DockerContainer]:
     """A started testcontainers container of the image, ready per image.toml [wait]."""
-    yield from _started_container(request, image, platform)
+    yield from _started_container(request, image, platform, prestarted=True)
 
 
 @pytest.fixture
@@ -727,7 +743,49 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    _prestart_next(item)
     return (yield from _guarded(item))
+
+
+def _prestart_next(item: pytest.Item) -> None:
+    """While ``item`` runs, start the container of the next test when it uses ``container``
+    (harness.runtime.prestart), unless ``--no-prestart``. Only for an image that is built and
+    checked already: work done ahead never builds, verifies, waits or fails the current test."""
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    nextitem = item.stash.get(NEXT_ITEM_KEY, None)
+    if settings is None or settings.no_prestart or nextitem is None:
+        return
+    if not _uses_plugin_container(nextitem) or nextitem.get_closest_marker("skip"):
+        return
+    plat = _item_platform(nextitem)
+    spec = _image_spec(nextitem, item.config)
+    if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
+        return
+    from harness.runtime.containers import start_verified
+    from harness.runtime.prestart import PrestartKey
+
+    harness = _harness(item.config)
+    with contextlib.suppress(MultiarchError, OSError):
+        if not harness.resolvable_at_once(spec, plat):
+            return
+        # Resolved for the next test, on its own state: a build record it produces is its.
+        image = _built_image(nextitem, item.config, spec, plat)
+        if not isinstance(image, str):
+            harness.prestarter.begin(
+                PrestartKey(image.reference, image.id, plat.name),
+                lambda cancelled: start_verified(image, plat, harness, cancelled),
+            )
+
+
+def _uses_plugin_container(item: pytest.Item) -> bool:
+    """Whether ``item`` gets its ``container`` from this plugin (not from a fixture of the
+    project's that has the same name)."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.get("container", ()) if info is not None else ()
+    if not definitions:
+        return False
+    function = definitions[-1].func
+    return bool(function.__module__ == __name__ and function.__name__ == "container")
 
 
 # ---- emulator faults: told apart, and run again on request ----------------------------------
@@ -738,6 +796,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     """``--emulator-fault-retries N``: a test on an emulated platform whose failure was the
     emulator's (harness.runtime.faults) runs again, up to N times; only its last run counts,
     the ones before are reported as ``rerun``. Failures of the test itself never run again."""
+    item.stash[NEXT_ITEM_KEY] = nextitem
     plat = _item_platform(item)
     settings = item.config.stash.get(SETTINGS_KEY, None)
     retries = settings.emulator_fault_retries if settings is not None else 0

@@ -151,6 +151,12 @@ OPTIONS: tuple[Option, ...] = (
         kind="flag",
     ),
     Option(
+        "no-prestart",
+        "start no test's container ahead: by default, while a test runs, the next test's "
+        "`container` is started (when its image is already built and checked)",
+        kind="flag",
+    ),
+    Option(
         "bind-address",
         "host address that containers' published ports listen on",
         default="127.0.0.1",

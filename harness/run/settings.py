@@ -39,6 +39,7 @@ class Settings:
     unusable: dict[str, str] = field(default_factory=dict)  # platform name -> why + remedy
     sources: dict[str, str] = field(default_factory=dict)
     emulator_fault_retries: int = 0
+    no_prestart: bool = False
     # Platform name -> the engine that builds and runs it (a context or an endpoint), for the
     # platforms mapped away from the default engine; each platform carries it too (.engine).
     engines: dict[str, str] = field(default_factory=dict)
@@ -137,6 +138,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         unusable=unusable,
         sources=sources,
         emulator_fault_retries=int(value("emulator-fault-retries")),
+        no_prestart=bool(value("no-prestart")),
         engines=engines,
         endpoints=endpoints,
         builders=builders,

@@ -520,6 +520,12 @@ class BuildCoordinator:
         self._seen[key] = outcome
         return outcome
 
+    def known(self, spec: ImageSpec, platform: Platform) -> bool:
+        """Whether :meth:`get` would only read what a process of this run already found (no
+        build, no verification, no wait behind another process's build)."""
+        stem = f"{spec.name}--{platform.short}"
+        return (spec.name, platform.name) in self._seen or (self.run_dir / f"{stem}.json").exists()
+
     def _produce(
         self, spec: ImageSpec, platform: Platform, verify: Verify, secrets: Mapping[str, str]
     ) -> BuildOutcome:

@@ -555,11 +555,17 @@ def make_container(
     return container
 
 
-def start_container(container: DockerContainer, wait: WaitSpec, timeout: float) -> None:
-    """Start ``container`` and wait until ready; on failure remove it and raise with its logs."""
+def start_container(
+    container: DockerContainer,
+    wait: WaitSpec,
+    timeout: float,
+    cancelled: threading.Event | None = None,
+) -> None:
+    """Start ``container`` and wait until ready; on failure remove it and raise with its logs.
+    ``cancelled`` set: nobody wants it any more (a prestart, harness.runtime.prestart)."""
     try:
         container.start()
-        wait_ready(container, wait, timeout)
+        wait_ready(container, wait, timeout, cancelled)
     except BaseException:
         stop_container(container)
         raise
@@ -626,7 +632,12 @@ def _http_answers(host: str, port: int, path: str) -> bool:
         return False
 
 
-def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> None:
+def wait_ready(
+    container: DockerContainer,
+    wait: WaitSpec,
+    timeout: float,
+    cancelled: threading.Event | None = None,
+) -> None:
     if wait.kind == "none":
         status, code = _state(container)
         if status == "exited" and code != 0:
@@ -663,6 +674,8 @@ def wait_ready(container: DockerContainer, wait: WaitSpec, timeout: float) -> No
                 f"container exited with code {code} before it was ready ({_describe(wait)}); "
                 f"last log lines:\n{container_logs(container)}"
             )
+        if cancelled is not None and cancelled.is_set():
+            raise ContainerNotReady("container start abandoned: no test wants it any more")
         if time.monotonic() > deadline:
             raise ContainerNotReady(
                 f"container not ready after {timeout:g}s ({_describe(wait)}); last log lines:\n"
@@ -696,10 +709,15 @@ def exec_uname(container: DockerContainer) -> str | None:
     return output.decode(errors="replace")
 
 
-def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> DockerContainer:
+def start_verified(
+    image: BuiltImage,
+    platform: Platform,
+    harness: Harness,
+    cancelled: threading.Event | None = None,
+) -> DockerContainer:
     """A started, ready container of ``image`` that runs the very image verified for
     ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
-    that fails."""
+    that fails, or when ``cancelled`` is set before it is ready."""
     from docker.errors import DockerException
     from requests.exceptions import RequestException
     from urllib3.exceptions import HTTPError
@@ -720,7 +738,7 @@ def start_verified(image: BuiltImage, platform: Platform, harness: Harness) -> D
         setattr(started.get_docker_client(), "host", lambda: service_host)  # noqa: B010
     timeout = settings.timeout(spec.wait.timeout, platform)
     try:
-        start_container(started, spec.wait, timeout)
+        start_container(started, spec.wait, timeout, cancelled)
     except EngineLost:
         raise
     except (MultiarchError, DockerException, RequestException, HTTPError, OSError) as exc:

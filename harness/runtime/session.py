@@ -25,7 +25,7 @@ from harness.run.model import BuildRecord
 from harness.run.progress import ProgressBoard
 from harness.runtime import verify_cache
 from harness.runtime.api import EngineApi, engine_info_over_api
-from harness.runtime.build import BuildCoordinator, Verdict
+from harness.runtime.build import BuildCoordinator, Verdict, image_tag, inspect_platform
 from harness.runtime.cleanup import owner_alive, sweep
 from harness.runtime.containers import (
     Labels,
@@ -35,11 +35,13 @@ from harness.runtime.containers import (
     probe_uname,
     run_once,
     scan_image_files,
+    stop_container,
 )
 from harness.runtime.elf import ForeignBinary, format_wrong_architecture
 from harness.runtime.engine import EngineInfo, endpoint
 from harness.runtime.engines import EngineEndpoint
 from harness.runtime.health import ENGINE_DEAD_FILE, EngineWatch, ping
+from harness.runtime.prestart import CLOSE_WAIT, Prestarter
 from harness.runtime.transfer import Content
 from harness.secrets import secret_values
 
@@ -136,6 +138,7 @@ class Harness:
         self._mapped_watches: dict[str, EngineWatch] = {}
         self._mapped_builds: dict[str, BuildCoordinator] = {}
         self._swept: set[str] = set()
+        self._prestarter: Prestarter | None = None
 
     @property
     def watch(self) -> EngineWatch:
@@ -283,9 +286,37 @@ class Harness:
             raise ImageUnavailable(str(lost or record.error or outcome.unusable), reported)
         return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
+    def resolvable_at_once(self, spec: ImageSpec, platform: Platform) -> bool:
+        """Whether :meth:`image` would cost no more than an API call and a file read or two: a
+        process of this run already got it, or its tag is on the engine and its verification
+        is cached. Work done ahead of the test that needs an image must never build, verify
+        or wait behind another process's build."""
+        if self.unreachable(platform):
+            return False
+        builds = self.builds_for(platform)
+        if builds.known(spec, platform):
+            return True
+        if self.settings.build_mode == "always" or spec.ref:
+            return False  # built again, or resolved again, on every run
+        found = inspect_platform(image_tag(spec, platform), self.api_for(platform).client)
+        if found is None:
+            return False
+        return verify_cache.path_for(self._verification_key(found[0], spec, platform)).exists()
+
+    @property
+    def prestarter(self) -> Prestarter:
+        """The next test's container, started ahead (harness.runtime.prestart)."""
+        if self._prestarter is None:
+            self._prestarter = Prestarter(stop_container)
+        return self._prestarter
+
     def close(self) -> None:
         """Finish this process's container removals (before the run's sweep) and disconnect.
         Nothing is waited for when the engine stopped answering: the removals cannot happen."""
+        if self._prestarter is not None:
+            engines = [self._watch, *self._mapped_watches.values()]
+            gone = any(watch is not None and watch.dead() is not None for watch in engines)
+            self._prestarter.close(0 if gone else CLOSE_WAIT)
         # Watches chain their signal handlers: closed in reverse order of creation.
         for watch in reversed(list(self._mapped_watches.values())):
             watch.close()
@@ -336,13 +367,7 @@ class Harness:
         miss, never trusted."""
         key: verify_cache.VerificationKey | None = None
         if record.image_id:
-            key = verify_cache.VerificationKey(
-                image_id=record.image_id,
-                platform=platform.name,
-                emulator=self.emulator(platform),
-                harness_version=verification_version(),
-                foreign_binaries=json.dumps(sorted(spec.foreign_binaries)),
-            )
+            key = self._verification_key(record.image_id, spec, platform)
             cached = verify_cache.load(key)
             if cached is not None:
                 return Verdict(cached.how, cached.problem, cached=True)
@@ -350,6 +375,17 @@ class Harness:
         if key is not None and lasting:
             verify_cache.store(key, verification)
         return Verdict(verification.how, verification.problem)
+
+    def _verification_key(
+        self, image_id: str, spec: ImageSpec, platform: Platform
+    ) -> verify_cache.VerificationKey:
+        return verify_cache.VerificationKey(
+            image_id=image_id,
+            platform=platform.name,
+            emulator=self.emulator(platform),
+            harness_version=verification_version(),
+            foreign_binaries=json.dumps(sorted(spec.foreign_binaries)),
+        )
 
     def _verify(
         self, reference: str, spec: ImageSpec, platform: Platform
