@@ -152,10 +152,19 @@ def _engines_of(
     platform is mapped to, asked once what it is. Where each mapping came from goes into
     ``sources`` (``engine linux/arm64``)."""
     from harness.errors import ConfigError
-    from harness.runtime.engines import resolve_engine
+    from harness.runtime.engines import implicit_default_engine, resolve_engine
 
     try:
         engines, where = engine_map(config)
+        implicit = implicit_default_engine(os.environ)
+        if implicit:
+            # The CLI's default engine is another machine, or a context the SDK cannot see:
+            # what the run does on "the default engine" goes there, like a mapped engine's.
+            origin = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the current context"
+            for plat in platforms:
+                if plat.name not in engines:
+                    engines[plat.name] = implicit
+                    where[plat.name] = f"{origin} (the docker CLI's default engine)"
         sources.update({f"engine {name}": source for name, source in where.items()})
         endpoints: dict[str, EngineEndpoint] = {}
         for plat in platforms:

@@ -148,12 +148,7 @@ class EngineEndpoint:
     def is_local(self) -> bool:
         """The engine runs on this machine: its emulators are this host's binfmt_misc handlers,
         and ports it publishes on loopback can be reached from here."""
-        if self.host.startswith(("unix://", "npipe://")):
-            return True
-        if self.host.startswith("tcp://"):
-            address = self.host.removeprefix("tcp://")
-            return address.startswith(_LOOPBACK_HOSTS)
-        return False
+        return host_is_local(self.host)
 
     def sdk_environment(self) -> dict[str, str]:
         """What ``docker.from_env(environment=...)`` needs to talk to this engine (the docker
@@ -194,6 +189,33 @@ def endpoint_hostname(host: str) -> str:
     if rest.startswith("["):
         return rest[1:].split("]", 1)[0]
     return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
+
+
+def host_is_local(host: str) -> bool:
+    """Whether an endpoint (``unix://...``, ``tcp://host:port``, ...) is on this machine."""
+    if host.startswith(("unix://", "npipe://")):
+        return True
+    return host.startswith("tcp://") and host.removeprefix("tcp://").startswith(_LOOPBACK_HOSTS)
+
+
+def implicit_default_engine(environment: Mapping[str, str], home: Path | None = None) -> str:
+    """The engine the docker CLI talks to when told nothing, as an engine map entry, when the
+    docker SDK would not find it by itself: ``DOCKER_HOST`` naming another machine (the SDK
+    reads it, but this host's uname and binfmt_misc say nothing of that machine), or the current
+    context (``DOCKER_CONTEXT``, else ``currentContext`` in the CLI's config.json) unless it is
+    ``default`` (the SDK knows no contexts). "" when it is this machine's own engine."""
+    host = environment.get("DOCKER_HOST", "")
+    if host:
+        return "" if host_is_local(host) else host
+    context = environment.get("DOCKER_CONTEXT", "")
+    if not context:
+        config_dir = Path(environment.get("DOCKER_CONFIG") or (home or Path.home()) / ".docker")
+        try:
+            data = json.loads((config_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            data = {}
+        context = str(data.get("currentContext") or "") if isinstance(data, dict) else ""
+    return "" if context in ("", "default") else context
 
 
 def resolve_context(name: str, where: str) -> tuple[str, str, bool]:

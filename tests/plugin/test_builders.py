@@ -223,3 +223,36 @@ def test_a_builder_that_cannot_load_and_has_no_registry_is_refused_with_the_fix(
             '{ builder = "remote-x", registry = "127.0.0.1:5000/multiarch-transfer" }*'
         ]
     )
+
+
+def test_the_current_docker_context_is_the_default_engine_for_every_engine_call(
+    project: Project, e12: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``docker context use e12-ctx`` (here: DOCKER_CONTEXT): the docker CLI talks to e12, and
+    so must everything the run does through the SDK (image lookups, ``run``, cleanup), or the
+    image is built on one engine and looked for on another."""
+    _e12_builder(project, monkeypatch, e12)
+    monkeypatch.setenv("DOCKER_CONTEXT", CONTEXT)
+    project.image("box", BUSYBOX_IMAGE, TOML)
+    project.tests(TESTS)
+    since = time.time() - 1
+    result = project.run("-v", "-s", "--platforms", "amd64,arm64", "--multiarch-json=r.json")
+    assert result.ret == 0, result.stdout.str()
+    for short in ("amd64", "arm64"):
+        assert_outcome(result, f"test_built_for[{short}]", "PASSED")
+        result.stdout.fnmatch_lines([f"*PLATFORM {short} engine='{CONTEXT}'*"])
+    report = read_json(project.path / "r.json")
+    assert {fact["engine"] for fact in report["platforms"]} == {CONTEXT}
+    # Every build went to e12 (through the context), every container of the run ran there.
+    builds = [call for call in project.docker_calls() if "buildx build" in call]
+    assert len(builds) == 2
+    assert all(call.startswith(f"--context {CONTEXT} buildx build ") for call in builds), builds
+    started = _docker(
+        e12, "events", "--since", f"{since:.0f}", "--until", f"{time.time() + 1:.0f}",
+        "--filter", "type=container", "--filter", "event=start", "--format", "{{json .}}",
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    on_e12 = [json.loads(line) for line in started.stdout.splitlines() if line]
+    run_id = report["run_id"]
+    ours = [e for e in on_e12 if e["Actor"]["Attributes"].get("pytest-multiarch.run") == run_id]
+    assert len(ours) >= 4  # two run() calls per platform, plus the verification probes

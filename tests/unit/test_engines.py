@@ -24,6 +24,7 @@ from harness.runtime.engines import (
     EngineRef,
     endpoint_hostname,
     engine_of,
+    implicit_default_engine,
     parse_endpoint,
     parse_engine_map,
     project_engine_map,
@@ -367,3 +368,47 @@ def test_a_native_engine_is_not_queued_behind_emulated_tests() -> None:
     # Within an engine, collection order is kept.
     fast = [i for i in ran if "fast" in COLLECTION[i]]
     assert fast == sorted(fast)
+
+
+# ---- the docker CLI's own default engine, when the SDK would not find it -----------------------
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, ""),
+        ({"DOCKER_HOST": "unix:///var/run/docker.sock"}, ""),
+        ({"DOCKER_HOST": "tcp://127.0.0.1:2375"}, ""),
+        ({"DOCKER_HOST": "tcp://arm-box:2376"}, "tcp://arm-box:2376"),
+        ({"DOCKER_HOST": "ssh://ci@arm-box"}, "ssh://ci@arm-box"),
+        ({"DOCKER_CONTEXT": "arm-box"}, "arm-box"),
+        ({"DOCKER_CONTEXT": "default"}, ""),
+        # DOCKER_HOST wins over a context, as in the docker CLI.
+        ({"DOCKER_HOST": "unix:///run/user.sock", "DOCKER_CONTEXT": "arm-box"}, ""),
+    ],
+)
+def test_implicit_default_engine_from_the_environment(
+    environment: dict[str, str], expected: str, tmp_path: Path
+) -> None:
+    assert implicit_default_engine(environment, home=tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ('{"currentContext": "arm-box"}', "arm-box"),
+        ('{"currentContext": "default"}', ""),
+        ('{"auths": {}}', ""),
+        ("not json", ""),  # the CLI would complain; the run goes on with this machine's engine
+        ("[]", ""),
+    ],
+)
+def test_implicit_default_engine_from_the_clis_current_context(
+    config: str, expected: str, tmp_path: Path
+) -> None:
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text(config)
+    assert implicit_default_engine({}, home=tmp_path) == expected
+    # DOCKER_CONFIG moves the CLI's config directory, and DOCKER_CONTEXT overrides it.
+    assert implicit_default_engine({"DOCKER_CONFIG": str(tmp_path / ".docker")}) == expected
+    assert implicit_default_engine({"DOCKER_CONTEXT": "z"}, home=tmp_path) == "z"
