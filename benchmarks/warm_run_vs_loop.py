@@ -166,10 +166,16 @@ def clean_env(*, keep_bytecode_variable: bool = False) -> dict[str, str]:
 
 
 def harness_run(
-    pytest_command: list[str], root: Path, platforms: str, workers: str, env: dict[str, str]
+    pytest_command: list[str],
+    root: Path,
+    platforms: str,
+    workers: str,
+    env: dict[str, str],
+    extra: list[str],
 ) -> float:
     command = [
         *pytest_command,
+        *extra,
         "-q",
         "-p",
         "no:cacheprovider",
@@ -288,6 +294,12 @@ def main() -> None:
         help="the loop starts one service container per HTTP check, as the harness does per test",
     )
     parser.add_argument(
+        "--harness-arg",
+        action="append",
+        default=[],
+        help="one more argument for the harness's pytest (repeatable): --harness-arg=--no-prestart",
+    )
+    parser.add_argument(
         "--keep-bytecode-variable",
         action="store_true",
         help=f"pass {BYTECODE_VARIABLE} on to pytest if it is set (by default it is dropped)",
@@ -314,7 +326,7 @@ def main() -> None:
     write_project(root)
     tag_prefix = f"bench-loop-{uuid.uuid4().hex[:8]}"
     print(f"project {root}; platforms {','.join(platforms)}; -n {args.workers}; {args.runs} runs")
-    print(f"pytest: {' '.join(pytest_command)}")
+    print(f"pytest: {' '.join([*pytest_command, *args.harness_arg])}")
     if BYTECODE_VARIABLE in os.environ:
         kept = "passed on" if BYTECODE_VARIABLE in env else "dropped for the harness runs"
         print(f"{BYTECODE_VARIABLE} is set here: {kept}")
@@ -323,13 +335,15 @@ def main() -> None:
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     try:
         # Untimed: builds everything, pages in emulators and interpreters.
-        harness_run(pytest_command, root, args.platforms, args.workers, env)
+        harness_run(pytest_command, root, args.platforms, args.workers, env, args.harness_arg)
         loop_run(root, platforms, tag_prefix, args.service_container_per_check)
         harness_times: list[float] = []
         loop_times: list[float] = []
         for round_number in range(1, args.runs + 1):
             harness_times.append(
-                harness_run(pytest_command, root, args.platforms, args.workers, env)
+                harness_run(
+                    pytest_command, root, args.platforms, args.workers, env, args.harness_arg
+                )
             )
             loop_times.append(
                 loop_run(root, platforms, tag_prefix, args.service_container_per_check)
