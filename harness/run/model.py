@@ -131,9 +131,14 @@ class BuilderFacts:
     context: str = ""
     platforms: tuple[str, ...] = ()  # what the builder's nodes list
     source: str = ""  # where the mapping came from
+    # Why it cannot build (its engine did not answer at the start); "" when it can. Only the
+    # builds it is needed for fail, with this.
+    problem: str = ""
 
     def describe(self) -> str:
         """``e12-ctx (docker driver, moved by docker save | docker load)``."""
+        if self.problem:
+            return f"{self.name} (not answering: {self.problem})"
         how = {
             "load": "loaded into the engine that runs it",
             "transfer": f"built on context {self.context}, moved by docker save | docker load",

@@ -212,6 +212,9 @@ def build_image(
                 0.0,
                 f"image {tag} is not built and --build=never was given; run with --build=auto",
             )
+        if builder is not None and builder.problem:
+            message = f"build of image {spec.name!r} for {platform.name}: {builder.problem}"
+            return _failed(spec, platform, tag, 0.0, message)
         error = _run_build(
             spec, platform, tag, timeout, secrets or {}, observer or _Unobserved(), builder
         )

@@ -179,6 +179,7 @@ class BuilderInfo:
     name: str
     driver: str
     nodes: tuple[BuilderNode, ...]
+    error: str = ""  # why buildx could not reach it (a docker-driver builder's engine is down)
 
     @property
     def platforms(self) -> tuple[str, ...]:
@@ -189,7 +190,7 @@ def parse_buildx_inspect(text: str) -> BuilderInfo:
     """The builder that ``docker buildx inspect NAME`` describes (its text form: buildx 0.13
     has no JSON form). Fields before ``Nodes:`` are the builder's, each ``Name:`` after it
     starts a node."""
-    name = driver = ""
+    name = driver = error = ""
     nodes: list[dict[str, str]] = []
     in_nodes = False
     for line in text.splitlines():
@@ -203,6 +204,8 @@ def parse_buildx_inspect(text: str) -> BuilderInfo:
             name = value
         elif not in_nodes and key == "Driver":
             driver = value
+        elif not in_nodes and key == "Error":
+            error = value
         elif in_nodes and key == "Name":
             nodes.append({"Name": value})
         elif in_nodes and nodes and key in ("Endpoint", "Status", "Platforms"):
@@ -219,6 +222,7 @@ def parse_buildx_inspect(text: str) -> BuilderInfo:
             )
             for node in nodes
         ),
+        error,
     )
 
 
@@ -255,7 +259,27 @@ def resolve_builder(
             f"docker: `docker context create {ref.name} --docker host=...`; others: `docker "
             f"buildx create --name {ref.name} ...`)"
         ) from None
+    if info.error:
+        # Listed, but its engine does not answer: only this platform's builds can fail.
+        return BuilderFacts(
+            ref.name,
+            info.driver or "docker",
+            "registry" if ref.registry else "load",
+            ref.registry,
+            ref.name,
+            (),
+            where,
+            problem=_unanswered(ref.name, platform, info.error),
+        )
     return plan_builder(ref, info, platform, where, running_engine_id=running_engine_id)
+
+
+def _unanswered(name: str, platform: Platform, error: str) -> str:
+    return (
+        f"builder {name!r} of {platform.name} did not answer at the start of the run: {error}; "
+        f"start its engine, or build {platform.short} elsewhere (`--builder {platform.short}=` "
+        "builds it with the engine that runs it)"
+    )
 
 
 def plan_builder(
@@ -289,7 +313,19 @@ def plan_builder(
             f'"{ref.name}", registry = "{EXAMPLE_REGISTRY}" }} in [tool.multiarch.builders], or '
             f"--builder {short}={ref.name}@{EXAMPLE_REGISTRY}"
         )
-    same = _same_engine(context, platform, where, ref.name, running_engine_id)
+    try:
+        same = _same_engine(context, platform, running_engine_id)
+    except EngineUnavailable as exc:
+        return BuilderFacts(
+            ref.name,
+            info.driver,
+            "transfer",
+            "",
+            context,
+            info.platforms,
+            where,
+            problem=_unanswered(ref.name, platform, str(exc)),
+        )
     return BuilderFacts(
         ref.name,
         info.driver,
@@ -301,20 +337,13 @@ def plan_builder(
     )
 
 
-def _same_engine(
-    context: str, platform: Platform, where: str, name: str, running_engine_id: Callable[[], str]
-) -> bool:
-    """Whether docker-driver builder ``name`` (on ``context``) is the engine that runs
-    ``platform``: by the engines' own IDs, whichever way each is named."""
+def _same_engine(context: str, platform: Platform, running_engine_id: Callable[[], str]) -> bool:
+    """Whether the docker-driver builder on ``context`` is the engine that runs ``platform``:
+    by the engines' own IDs, whichever way each is named. EngineUnavailable when the builder's
+    engine does not answer."""
     from harness.runtime.engine import engine_info
 
-    try:
-        builder_id = engine_info(timeout=INSPECT_TIMEOUT, engine=EngineRef(context)).id
-    except EngineUnavailable as exc:
-        raise ConfigError(
-            f"Invalid builder {name!r} for {platform.name} from {where}: its engine (Docker "
-            f"context {context!r}) did not answer: {exc}"
-        ) from None
+    builder_id = engine_info(timeout=INSPECT_TIMEOUT, engine=EngineRef(context)).id
     running = running_engine_id()
     if running:
         return builder_id == running

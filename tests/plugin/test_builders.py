@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,26 @@ def test_the_current_docker_context_is_the_default_engine_for_every_engine_call(
     run_id = report["run_id"]
     ours = [e for e in on_e12 if e["Actor"]["Attributes"].get("pytest-multiarch.run") == run_id]
     assert len(ours) >= 4  # two run() calls per platform, plus the verification probes
+
+
+def test_a_builder_whose_engine_is_down_fails_only_its_platforms_tests(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _private_config(project, monkeypatch)
+    # A socket path nobody listens on (short: unix socket paths have a length limit).
+    dead = f"unix:///tmp/multiarch-down-{uuid.uuid4().hex[:8]}.sock"
+    made = _docker(None, "context", "create", "down-ctx", "--docker", f"host={dead}")
+    assert made.returncode == 0, made.stderr
+    project.image("box", BUSYBOX_IMAGE, TOML)
+    project.tests(TESTS)
+    result = project.run("-v", "--platforms", "amd64,arm64", "--builder", "arm64=down-ctx")
+    assert result.ret == 1, result.stdout.str()  # tests failed; not a usage error
+    assert_outcome(result, "test_built_for[amd64]", "PASSED")
+    assert_outcome(result, "test_built_for[arm64]", "ERROR")
+    result.stdout.fnmatch_lines(
+        [
+            "*build of image 'box' for linux/arm64: builder 'down-ctx' of linux/arm64 did not "
+            "answer at the start of the run: Cannot connect to the Docker daemon*",
+        ]
+    )
+    assert not [call for call in project.docker_calls() if call.startswith("--context down-ctx")]

@@ -13,7 +13,7 @@ import pytest
 
 from harness.commands import CommandResult
 from harness.doctor import _builder_checks, _builder_platform_check
-from harness.errors import CommandError, CommandTimeout, ConfigError
+from harness.errors import CommandError, CommandTimeout, ConfigError, EngineUnavailable
 from harness.images import ImageSpec
 from harness.platforms import lookup
 from harness.run.model import BuilderFacts, Delivery, PlatformFacts, RunReport
@@ -681,3 +681,77 @@ def test_doctor_notes_native_emulated_or_missing_platforms(monkeypatch: pytest.M
     missing = _builder_platform_check(ARM64, ("linux/amd64",), "")
     assert missing.status == "warn"
     assert "multiarch host up --platforms arm64" in missing.remedy
+
+
+# ---- a builder whose engine does not answer: only the builds that need it fail -------------------
+
+# `docker buildx inspect` of a Docker context whose engine is down: exit 0, an Error line.
+UNANSWERED = """\
+Name:   e12-ctx
+Driver: 
+Error:  Cannot connect to the Docker daemon at unix:///run/e12.sock. Is the docker daemon running?
+"""  # noqa: W291 - buildx prints the empty driver so
+
+
+def test_inspect_of_a_builder_whose_engine_is_down_keeps_the_error() -> None:
+    info = parse_buildx_inspect(UNANSWERED)
+    assert (info.name, info.driver, info.nodes) == ("e12-ctx", "", ())
+    assert info.error.startswith("Cannot connect to the Docker daemon at unix:///run/e12.sock")
+
+
+def test_a_builder_whose_engine_is_down_is_a_problem_of_its_platform_not_of_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        "harness.runtime.builders.run_command",
+        lambda command, **_: CommandResult(command, 0, UNANSWERED, ""),
+    )
+    found = resolve_builder(BuilderRef("e12-ctx"), ARM64, "--builder", running_engine_id=lambda: "")
+    assert found.problem.startswith(
+        "builder 'e12-ctx' of linux/arm64 did not answer at the start of the run: Cannot connect"
+    )
+    assert found.problem.endswith(
+        "start its engine, or build arm64 elsewhere (`--builder arm64=` builds it with the "
+        "engine that runs it)"
+    )
+    assert found.describe().startswith("e12-ctx (not answering: builder 'e12-ctx'")
+
+
+def test_a_listed_builder_whose_engine_stops_before_its_id_is_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def engine_info(timeout: float = 15, engine: Any = None) -> EngineInfo:
+        raise EngineUnavailable("Docker engine e12-ctx not reachable: connection refused")
+
+    monkeypatch.setattr("harness.runtime.engine.engine_info", engine_info)
+    found = plan_builder(
+        BuilderRef("e12-ctx"),
+        parse_buildx_inspect(DOCKER_DRIVER),
+        ARM64,
+        "--builder",
+        running_engine_id=lambda: "E0",
+    )
+    assert "did not answer at the start of the run: Docker engine e12-ctx not reachable" in (
+        found.problem
+    )
+
+
+def test_a_build_by_a_builder_that_did_not_answer_fails_with_why_and_runs_nothing(
+    spec: ImageSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("no command may run")
+
+    monkeypatch.setattr(build_module, "stream_command", never)
+    monkeypatch.setattr(build_module, "inspect_platform", lambda reference, client: None)
+    down = replace(facts("transfer"), problem="builder 'e12-ctx' of linux/arm64 did not answer")
+    record = build_module.build_image(spec, ARM64, "auto", timeout=60, client=Any, builder=down)
+    assert record.error == (
+        "build of image 'web' for linux/arm64: builder 'e12-ctx' of linux/arm64 did not answer"
+    )
+    # An image that is there already needs no builder: nothing fails.
+    monkeypatch.setattr(
+        build_module, "inspect_platform", lambda reference, client: ("sha256:1", "linux/arm64")
+    )
+    found = build_module.build_image(spec, ARM64, "auto", timeout=60, client=Any, builder=down)
+    assert (found.error, found.image_id) == ("", "sha256:1")
