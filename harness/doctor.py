@@ -321,6 +321,10 @@ def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
             )
         ]
 
+    start_it = f"start the builder's engine (`docker --context {ref.name} info`)"
+    if info.error:
+        return [Check("builder", plat.short, "fail", f"{ref.name}: {info.error}", start_it)]
+
     def running_engine_id() -> str:
         try:
             return engine_info(timeout=10, engine=engine_of(plat)).id
@@ -334,9 +338,11 @@ def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
             f'give the builder a registry: {plat.short} = {{ builder = "{ref.name}", registry '
             '= "127.0.0.1:5000/multiarch-transfer" }'
             if info.driver != "docker"
-            else f"start the builder's engine (`docker --context {ref.name} info`)"
+            else start_it
         )
         return [Check("builder", plat.short, "fail", str(exc), remedy)]
+    if facts.problem:
+        return [Check("builder", plat.short, "fail", facts.problem, start_it)]
     checks = [Check("builder", plat.short, "ok", facts.describe())]
     if facts.delivery == "registry":
         checks.append(_registry_check(plat, facts.registry))

@@ -755,3 +755,16 @@ def test_a_build_by_a_builder_that_did_not_answer_fails_with_why_and_runs_nothin
     )
     found = build_module.build_image(spec, ARM64, "auto", timeout=60, client=Any, builder=down)
     assert (found.error, found.image_id) == ("", "sha256:1")
+
+
+def test_doctor_fails_a_builder_whose_engine_is_down_with_how_to_start_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(
+        "harness.runtime.builders.inspect_builder",
+        lambda name, engine=None, **_: parse_buildx_inspect(UNANSWERED),
+    )
+    [check] = _builder_checks(ARM64, BuilderRef("e12-ctx"))
+    assert check.status == "fail"
+    assert check.detail.startswith("e12-ctx: Cannot connect to the Docker daemon")
+    assert check.remedy == "start the builder's engine (`docker --context e12-ctx info`)"
