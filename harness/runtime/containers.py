@@ -291,17 +291,28 @@ def run_once(
     if code == 125 and stderr_text.startswith("docker:"):
         raise MultiarchError(f"docker could not run {reference} for {platform.name}: {stderr_text}")
     if check_arch and "exec format error" in stderr_text:
-        raise WrongArchitecture(_exec_format_error(reference, platform))
+        raise WrongArchitecture(_exec_format_error(reference, platform, connection.environment))
     return RunResult(code, out, err, collected)
 
 
-def _exec_format_error(reference: str, platform: Platform) -> str:
+def _exec_format_error(
+    reference: str, platform: Platform, environment: Mapping[str, str] | None = None
+) -> str:
     """Why the kernel could not execute the container's program: usually an emulator that was
     there when the run began and has since gone (disabled, unregistered, binfmt_misc unmounted).
-    """
+    ``environment``: the SDK environment of the engine it ran on (None: the default engine);
+    on another machine, this host's binfmt_misc says nothing about it."""
     from harness.emulation import check_emulator
+    from harness.runtime.engines import host_is_local
 
     what = f"{reference} ({platform.name}) failed with 'exec format error'"
+    host = (environment or {}).get("DOCKER_HOST", "")
+    if host and not host_is_local(host):
+        return (
+            f"{what} on the engine at {host}: no working emulator for {platform.name} on that "
+            "machine (its binfmt_misc handlers cannot be seen from here); register QEMU's "
+            "handlers there, or map this platform to an engine that runs it"
+        )
     status = check_emulator(platform, ask_version=False)
     if not status.usable:
         return (

@@ -412,3 +412,21 @@ def test_implicit_default_engine_from_the_clis_current_context(
     # DOCKER_CONFIG moves the CLI's config directory, and DOCKER_CONTEXT overrides it.
     assert implicit_default_engine({"DOCKER_CONFIG": str(tmp_path / ".docker")}) == expected
     assert implicit_default_engine({"DOCKER_CONTEXT": "z"}, home=tmp_path) == "z"
+
+
+def test_an_exec_format_error_on_another_machine_does_not_ask_this_hosts_binfmt_misc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.runtime.containers import _exec_format_error
+
+    def not_here(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("this host's emulators say nothing about another machine")
+
+    monkeypatch.setattr("harness.emulation.check_emulator", not_here)
+    message = _exec_format_error("img", lookup("s390x"), {"DOCKER_HOST": "ssh://ci@z-box"})
+    assert message == (
+        "img (linux/s390x) failed with 'exec format error' on the engine at ssh://ci@z-box: no "
+        "working emulator for linux/s390x on that machine (its binfmt_misc handlers cannot be "
+        "seen from here); register QEMU's handlers there, or map this platform to an engine "
+        "that runs it"
+    )
