@@ -195,19 +195,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _start_shown(
-    image: BuiltImage, platform: Platform, harness: Harness, *, prestarted: bool = False
+    image: BuiltImage,
+    platform: Platform,
+    harness: Harness,
+    ahead: Future[DockerContainer] | None = None,
 ) -> DockerContainer:
     """A started, verified container; shown in the live progress while it takes long (an
-    emulated service can take a while to become ready). ``prestarted``: the one started ahead
-    for this test while the one before ran, if there is one (harness.runtime.prestart)."""
+    emulated service can take a while to become ready). ``ahead``: the start begun for this test
+    while the one before ran, if there is one (harness.runtime.prestart)."""
     from harness.runtime.containers import start_verified
-    from harness.runtime.prestart import PrestartKey
-
-    ahead = (
-        harness.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
-        if prestarted
-        else None
-    )
 
     wait = image.spec.wait
     ready = {
@@ -600,12 +596,22 @@ def _started_container(
     prestarted: bool = False,
 ) -> Generator[DockerContainer]:
     """A started, ready container of ``image`` for the requesting node, removed afterwards
-    (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it)."""
+    (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it).
+    ``prestarted``: the node is a test whose container may have been started ahead, and whose
+    next test's container is started while this one starts and runs."""
     from harness.runtime.containers import stop_container
+    from harness.runtime.prestart import PrestartKey
 
     harness = _harness(request.config)
+    ahead = None
+    if prestarted:
+        ahead = harness.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        # Begun before this test's own container is ready, not after: consecutive service tests
+        # then overlap their starts, instead of each waiting for its own in its setup.
+        if isinstance(request.node, pytest.Item):
+            _prestart_next(request.node)
     try:
-        started = _start_shown(image, platform, harness, prestarted=prestarted)
+        started = _start_shown(image, platform, harness, ahead)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     _item_state(request.node).containers.append((platform.short, started))
@@ -738,19 +744,23 @@ def _guarded(item: pytest.Item) -> Generator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
+    # A test with a container of its own begins the next one's start once it has taken its own
+    # (the container fixture); any other test begins it at once.
+    if not _uses_plugin_container(item):
+        _prestart_next(item)
     return (yield from _guarded(item))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
-    _prestart_next(item)
     return (yield from _guarded(item))
 
 
 def _prestart_next(item: pytest.Item) -> None:
-    """While ``item`` runs, start the container of the next test when it uses ``container``
-    (harness.runtime.prestart), unless ``--no-prestart``. Only for an image that is built and
-    checked already: work done ahead never builds, verifies, waits or fails the current test."""
+    """While ``item`` is set up and runs, start the container of the next test when it uses
+    ``container`` (harness.runtime.prestart), unless ``--no-prestart``. Only for an image that is
+    built and checked already: work done ahead never builds, verifies, waits or fails the
+    current test."""
     settings = item.config.stash.get(SETTINGS_KEY, None)
     nextitem = item.stash.get(NEXT_ITEM_KEY, None)
     if settings is None or settings.no_prestart or nextitem is None:

@@ -61,7 +61,9 @@ class Prestarter:
                 return
             self.discard()
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="multiarch-prestart")
+            # Two: the next test's start must not queue behind the current test's own, which
+            # may still be under way when its test begins the next one.
+            self._executor = ThreadPoolExecutor(2, thread_name_prefix="multiarch-prestart")
         cancelled = threading.Event()
         self._pending = (key, self._executor.submit(start, cancelled), cancelled)
         self.started += 1

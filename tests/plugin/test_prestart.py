@@ -108,6 +108,67 @@ def test_a_warm_run_starts_every_next_container_while_the_current_test_runs(
     assert containers_of_run(run_id) == []
 
 
+SLOW_SERVICE_IMAGE = """
+    FROM busybox:latest
+    CMD ["sh", "-c", "sleep 1; echo ready; exec sleep 600"]
+"""
+
+SETUP_OVERLAP_TESTS = """
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    import pytest
+
+    TIMELINE = Path(__file__).with_name("timeline.jsonl")
+
+
+    @pytest.mark.image("slow")
+    @pytest.mark.parametrize("n", range(4))
+    def test_service(container, platform, n):
+        attrs = container.get_wrapped_container().attrs
+        line = {
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            "test": f"{n}-{platform.short}",
+            "id": attrs["Id"],
+            "created": attrs["Created"],
+            "called": time.time(),
+        }
+        with TIMELINE.open("a") as handle:
+            handle.write(json.dumps(line) + "\\n")
+"""
+
+
+def test_a_test_that_waits_for_its_own_container_has_the_next_one_started_meanwhile(
+    project: Project,
+) -> None:
+    """Short tests of a service that takes a second to be ready: the next test's container is
+    begun as soon as the current test has taken its own, in its setup, so the two starts
+    overlap; begun only once the current test's call begins (or not at all), every such test
+    would wait a whole start of its own. The first test and the third wait for their own
+    container (the first has none started ahead; the third's was begun while the second, whose
+    container was ready, took no time), and their successors' containers exist before their
+    calls begin. The second's successor may be begun a moment after its (immediate) call."""
+    project.image("slow", SLOW_SERVICE_IMAGE, TOML)
+    project.tests(SETUP_OVERLAP_TESTS)
+    project.run("--platforms", "amd64").assert_outcomes(passed=4)  # builds, verifies
+    (project.path / "timeline.jsonl").unlink()
+    run_id = uuid.uuid4().hex
+    result = project.run("-v", "--platforms", "amd64", f"--testrunuid={run_id}")
+    result.assert_outcomes(passed=4)
+    entries = _timeline(project)["main"]
+    assert [entry["test"] for entry in entries] == ["0-amd64", "1-amd64", "2-amd64", "3-amd64"]
+    assert len({entry["id"] for entry in entries}) == 4
+    created_before_previous_call = [
+        _engine_time(current["created"]) < previous["called"]
+        for previous, current in itertools.pairwise(entries)
+    ]
+    assert created_before_previous_call[0], entries
+    assert created_before_previous_call[2], entries
+    assert containers_of_run(run_id) == []
+
+
 def test_no_prestart_starts_each_container_in_its_own_tests_setup(project: Project) -> None:
     project.image("svc", BUSYBOX_IMAGE, TOML)
     project.tests(TIMELINE_TESTS)
