@@ -11,7 +11,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,17 +21,24 @@ import pytest
 from harness.errors import ConfigError, MultiarchError, PlatformError
 from harness.images import ImageSpec, discover_images
 from harness.platforms import Platform, lookup
-from harness.run.codec import ReportFormatError, dump, load
+from harness.run.codec import dump, load
 from harness.run.model import (
     BuildRecord,
-    ImageTarget,
     PlatformFacts,
     RunReport,
-    TestRecord,
     platform_facts,
 )
-from harness.run.options import add_options, resolve
+from harness.run.options import add_options
 from harness.run.progress import ProgressBoard, ProgressPlugin
+from harness.run.state import (
+    HARNESS_KEY,
+    IMAGES_KEY,
+    REPORT_ATTRIBUTE,
+    REPORT_KEY,
+    RETRIED,
+    SETTINGS_KEY,
+    ItemFacts,
+)
 from harness.run.timeouts import (
     configured_pytest_timeout,
     platform_timeout,
@@ -51,19 +58,11 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
 
     from testcontainers.core.container import DockerContainer
 
-    from harness.publish.push import Destination
     from harness.run.settings import Settings
     from harness.runtime.compare import PlatformImages
-    from harness.runtime.engine import EngineInfo
-    from harness.runtime.engines import EngineRef
     from harness.runtime.faults import RecordedRun
-    from harness.runtime.health import EngineWatch
     from harness.runtime.session import BuiltImage, Harness, Runner
 
-SETTINGS_KEY = pytest.StashKey["Settings"]()
-REPORT_KEY = pytest.StashKey[RunReport]()
-IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
-HARNESS_KEY = pytest.StashKey["Harness"]()
 ITEM_KEY = pytest.StashKey["ItemState"]()
 # Values of the build secrets declared in image.toml files: redacted from test reports.
 SECRETS_KEY = pytest.StashKey[list[str]]()
@@ -73,36 +72,15 @@ SIGTERM_KEY = pytest.StashKey[Any]()
 ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run"})
 # The platform of an item that is not a parametrized function (a structure-test check).
 ITEM_PLATFORM_KEY = pytest.StashKey[Platform]()
-# The attribute xdist carries from a worker's test report to the controller: ItemFacts as JSON.
-REPORT_ATTRIBUTE = "multiarch"
 PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
 # The matrix column of tests that compare every platform in one (the images fixture).
 CROSS_PLATFORM = "all"
-# Per process: platform name -> (emulator summary, QEMU version), for JUnit properties.
+# Of a failed test, kept for the run report: its last commands.
+COMMANDS_KEPT = 10
 # The platform facts the controller read at the start, on every process (workers get them).
 PLATFORM_FACTS_KEY = pytest.StashKey[dict[str, PlatformFacts]]()
-# Of a failed test, kept for the run report: its last commands, message and container logs.
-COMMANDS_KEPT = 10
-MESSAGE_KEPT = 4000
-LOGS_KEPT = 8000
-# The outcome of a report whose test is run again after an emulator fault.
-RETRIED = "rerun"
 # The test a worker runs after this one (pytest's nextitem): its container is started ahead.
 NEXT_ITEM_KEY = pytest.StashKey["pytest.Item | None"]()
-
-
-@dataclass
-class ItemFacts:
-    """What the controller learns about a test item from its reports."""
-
-    platform: str
-    image: str
-    builds: list[BuildRecord] = field(default_factory=list)
-    build_wait_seconds: float = 0.0
-    every_platform: bool = False  # it used the images fixture
-    # Of a failed phase: the commands its ``run`` calls made, and the emulator's fault if any.
-    commands: list[str] = field(default_factory=list)
-    fault: str = ""
 
 
 @dataclass
@@ -172,8 +150,11 @@ def pytest_configure(config: pytest.Config) -> None:
         facts = platform_facts(settings.platforms, settings.endpoints, settings.builders)
         config.stash[REPORT_KEY] = RunReport(run_id=settings.run_id, platforms=facts)
         config.pluginmanager.register(XdistHooks(settings, facts), "multiarch-xdist")
+        from harness.run.collector import ReportCollector, publisher_for
+
         config.pluginmanager.register(
-            ReportCollector(config.stash[REPORT_KEY], _publisher(config)), "multiarch-report"
+            ReportCollector(config.stash[REPORT_KEY], publisher_for(config)),
+            "multiarch-report",
         )
         config.pluginmanager.register(
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
@@ -265,68 +246,6 @@ def _handle_sigterm_like_ctrl_c(config: pytest.Config) -> None:
 
 def _interrupt_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"terminated by signal {signal.Signals(signum).name}")
-
-
-def _publisher(config: pytest.Config) -> Publisher | None:
-    target = resolve(config, "publish")
-    if target.value is None:
-        return None
-    from harness.publish.push import PublishError, parse_destination
-
-    try:
-        destination = parse_destination(
-            str(target.value), str(resolve(config, "publish-tag").value), source=target.source
-        )
-    except PublishError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    return Publisher(destination, bool(resolve(config, "publish-overwrite").value))
-
-
-class Publisher:
-    """Controller-side: after the last test, publish what passed everywhere."""
-
-    def __init__(self, destination: Destination, overwrite: bool) -> None:
-        self.destination = destination
-        self.overwrite = overwrite
-
-    def publish(self, session: pytest.Session, report: RunReport) -> None:
-        from harness.publish.push import PublishError, publish_report
-        from harness.run.model import Publication
-
-        if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            report.publish.append(
-                Publication("*", "", "refused", detail="the session was interrupted")
-            )
-            return
-        try:
-            publications = publish_report(
-                report, self.destination, overwrite=self.overwrite, log=_quiet
-            )
-        except PublishError as exc:
-            report.publish.append(Publication("*", "", "failed", detail=str(exc)))
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-            return
-        report.publish.extend(publications)
-        if any(p.status in ("failed", "refused") for p in publications) and (
-            session.exitstatus == pytest.ExitCode.OK
-        ):
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _quiet(_line: str) -> None:
-    """Progress lines of publishing are not printed; the summary section says what happened."""
-
-
-def _describe_images(config: pytest.Config, report: RunReport) -> None:
-    """What the report says of each tested image: where it publishes, which platforms."""
-    settings = config.stash[SETTINGS_KEY]
-    images = config.stash[IMAGES_KEY]
-    for name in sorted({t.image for t in report.tests if t.image}):
-        spec = images.get(name)
-        if spec is not None:
-            report.images[name] = ImageTarget(
-                spec.repository, [p.name for p in settings.platforms if spec.allows(p)]
-            )
 
 
 class XdistHooks:
@@ -987,163 +906,8 @@ def _cross_platform_column(item: pytest.Item) -> str | None:
     return CROSS_PLATFORM if "images" in getattr(item, "fixturenames", ()) else None
 
 
-def _note_failure(test: TestRecord, report: pytest.TestReport, facts: ItemFacts) -> None:
-    """What the report of a failed phase tells: pytest's message, container logs, commands, and
-    whether the emulator caused it. Reports are redacted before they get here."""
-    message = report.longreprtext.strip()
-    if len(message) > MESSAGE_KEPT:
-        message = "...\n" + message[-MESSAGE_KEPT:]
-    test.message = "\n\n".join(part for part in (test.message, message) if part)
-    logs = "\n".join(
-        f"--- {title}\n{text}" for title, text in report.sections if title.startswith("container")
-    )
-    test.logs = "\n".join(part for part in (test.logs, logs[-LOGS_KEPT:]) if part)
-    test.commands += [c for c in facts.commands if c not in test.commands]
-    if facts.fault:
-        test.mark_emulator_fault(facts.fault)
-
-
-def _default_engine_info() -> EngineInfo:
-    """Over the API (two calls, where the CLI is two processes); on the controller, this also
-    imports the docker SDK ahead of the end of the run, whose engine ping needs it."""
-    from harness.runtime.api import connect, engine_info_over_api
-    from harness.runtime.engine import endpoint
-
-    client = connect()
-    try:
-        return engine_info_over_api(client, endpoint())
-    finally:
-        client.close()
-
-
-def _in_background(work: Callable[[], EngineInfo]) -> Future[EngineInfo]:
-    future: Future[EngineInfo] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(work())
-        except MultiarchError as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=run, name="multiarch-engine-facts", daemon=True).start()
-    return future
-
-
-class ReportCollector:
-    """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
-
-    def __init__(self, report: RunReport, publisher: Publisher | None) -> None:
-        self.report = report
-        self.publisher = publisher
-        self.cleanup_problem = ""
-        self.written: list[str] = []  # what the pages written at the end say (terminal lines)
-        # The default engine's facts for the report, asked while the tests run (xdist: the
-        # controller has no engine connection of its own, and is idle meanwhile).
-        self._engine_facts: Future[EngineInfo] | None = None
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        data = getattr(report, REPORT_ATTRIBUTE, None)
-        if data is None:
-            return
-        try:
-            facts = load(ItemFacts, data, f"{report.nodeid} report")
-        except ReportFormatError:
-            return  # a report from another plugin's attribute of the same name
-        if self._engine_facts is None and facts.image:
-            self._engine_facts = _in_background(_default_engine_info)
-        self.report.builds.extend(facts.builds)
-        if report.outcome == RETRIED:  # an emulator fault, run again (--emulator-fault-retries)
-            retried = self.report.test(report.nodeid)
-            if retried is not None:
-                retried.retries += 1
-            return
-        test = self.report.record_phase(
-            report.nodeid,
-            facts.image,
-            facts.platform,
-            report.when or "",
-            report.outcome,
-            float(report.duration),
-            hasattr(report, "wasxfail"),
-            facts.every_platform,
-        )
-        if report.failed:
-            _note_failure(test, report, facts)
-        self.report.record_span(
-            facts.platform,
-            float(getattr(report, "start", 0.0)) + facts.build_wait_seconds,
-            float(getattr(report, "stop", 0.0)),
-        )
-
-    def _engine_info(self, harness: Harness | None) -> EngineInfo:
-        """The default engine's facts: this process's, else those asked during the run."""
-        if harness is not None:
-            return harness.engine
-        if self._engine_facts is None:
-            return _default_engine_info()
-        return self._engine_facts.result()
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
-        config = session.config
-        settings = config.stash[SETTINGS_KEY]
-        _describe_images(config, self.report)
-        if self.publisher is not None:
-            self.publisher.publish(session, self.report)
-        # As they are at the end.
-        self.report.platforms = platform_facts(
-            settings.platforms, settings.endpoints, settings.builders
-        )
-        harness = config.stash.get(HARNESS_KEY, None)
-        watch = _run_engine_watch(settings, harness)
-        try:
-            # A ping first (milliseconds): a dead or frozen engine costs no time limit here.
-            lost = watch.alive() if watch is not None else None
-            if watch is not None and lost is None:
-                with contextlib.suppress(MultiarchError), watch.guard():
-                    self.report.engine = self._engine_info(harness).facts()
-            if settings.json_path is not None:
-                self.report.write(settings.json_path)
-            problems = [_sweep_run(settings, watch)] if watch is not None else []
-            problems += _sweep_mapped_engines(settings, harness)
-            self.cleanup_problem = "; ".join(problem for problem in problems if problem)
-        finally:
-            if watch is not None:
-                watch.close()
-        self.written = _write_pages(config, self.report)
-
-
-def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
-    """The HTML page (--multiarch-html) and, on GitHub Actions, the Markdown matrix appended
-    to the job's step summary. Returns the lines that tell where they went, or what failed."""
-    import os
-
-    from harness.run.options import resolve_path
-
-    lines = []
-    html = resolve_path(config, "multiarch-html").value
-    if html is not None:
-        from harness.run.html import write_html
-
-        try:
-            write_html(report, html)
-            lines.append(f"multiarch: HTML report written to {html}")
-        except OSError as exc:
-            lines.append(f"multiarch: WARNING: could not write the HTML report {html}: {exc}")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary and (report.tests or report.builds):
-        from harness.run.report import markdown
-
-        try:
-            with open(summary, "a", encoding="utf-8") as handle:
-                handle.write(markdown(report) + "\n")
-        except OSError as exc:
-            lines.append(f"multiarch: WARNING: could not append to GITHUB_STEP_SUMMARY: {exc}")
-    return lines
-
-
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    from harness.run.collector import ReportCollector
     from harness.run.report import format_lines, format_publications
 
     report = config.stash.get(REPORT_KEY, None)
@@ -1180,76 +944,6 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if isinstance(collector, ReportCollector):
         for line in collector.written:
             terminalreporter.write_line(line, red="WARNING" in line)
-
-
-def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatch | None:
-    """The run's engine watch on the controller, or None when no process of the run touched
-    the engine (no state directory), or no platform of the run uses the default engine."""
-    if all(plat.engine for plat in settings.platforms):
-        return None
-    if harness is not None:
-        return harness.watch
-    from harness.runtime.session import engine_watch, run_state_dir
-
-    try:
-        if not run_state_dir(settings.run_id).exists():
-            return None
-        return engine_watch(settings.run_id)
-    except MultiarchError:
-        return None
-
-
-def _sweep_run(settings: Settings, watch: EngineWatch, engine: EngineRef | None = None) -> str:
-    """Remove the run's containers (on ``engine``, else the default engine); what went wrong,
-    or "" (the next run reaps leftovers). Never waits on an engine that stopped answering
-    (``watch``)."""
-    try:
-        if settings.keep_containers:
-            return ""
-        from harness.runtime.cleanup import sweep
-
-        with watch.guard():
-            sweep(settings.run_id, engine=engine)
-    except MultiarchError as exc:
-        first = str(exc).splitlines()[0]
-        cli = " ".join(["docker", *(engine.cli_flags() if engine is not None else [])])
-        return (
-            f"could not remove this run's containers ({first}); the next run removes them, or: "
-            f"{cli} rm -f $({cli} ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
-        )
-    return ""
-
-
-def _sweep_mapped_engines(settings: Settings, harness: Harness | None) -> list[str]:
-    """Remove the run's containers from every engine a platform was mapped to (each engine
-    once); what went wrong on each. An engine that stopped answering is not waited for: the
-    next run that reaches it removes what this one left there."""
-    from harness.runtime.session import engine_watch, run_state_dir
-
-    try:
-        if harness is None and not run_state_dir(settings.run_id).exists():
-            return []  # no process of the run touched an engine
-    except MultiarchError:
-        return []
-    problems = []
-    for spec, mapped in settings.endpoints.items():
-        plat = next((p for p in settings.platforms if p.engine == spec), None)
-        if plat is None or mapped.problem:
-            continue  # not used, or never reachable: nothing of this run is there
-        watch = harness.watch_for(plat) if harness is not None else None
-        watch = watch or engine_watch(settings.run_id, mapped)
-        try:
-            lost = watch.alive()
-            if lost is not None:
-                problems.append(
-                    f"engine {mapped.describe()} stopped answering, so this run's containers "
-                    "there were not removed; the next run that uses it removes them"
-                )
-                continue
-            problems.append(_sweep_run(settings, watch, mapped.ref))
-        finally:
-            watch.close()  # again, if the harness closed it already: the sweep restarted it
-    return problems
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -20,14 +20,8 @@ import yaml
 from harness.errors import MultiarchError
 from harness.images import IMAGE_TOML, ImageSpec
 from harness.platforms import Platform
-from harness.plugin import (
-    IMAGES_KEY,
-    ITEM_PLATFORM_KEY,
-    SETTINGS_KEY,
-    _built_image,
-    _harness,
-    _item_state,
-)
+from harness.plugin import ITEM_PLATFORM_KEY, _built_image, _harness, _item_state
+from harness.run.state import IMAGES_KEY, SETTINGS_KEY
 from harness.structure.checks import evaluate, platform_applies
 from harness.structure.config import Check, StructureConfigError, load_structure_file
 
