@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from harness.errors import MultiarchError, PlatformError
 from harness.platforms import Platform, parse_platforms
@@ -14,6 +15,8 @@ from harness.platforms import Platform, parse_platforms
 if TYPE_CHECKING:
     from harness.runtime.builders import BuilderRef
     from harness.runtime.engines import EngineRef
+
+Value = TypeVar("Value")
 
 
 def _platforms(value: str, source: str, *, host_can_run: bool = True) -> list[Platform]:
@@ -56,27 +59,34 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _engine_map(args: argparse.Namespace) -> dict[str, EngineRef]:
     """The platform -> engine map as the plugin reads it, without pytest: pyproject.toml's
     ``[tool.multiarch.engines]``, then ``MULTIARCH_ENGINES``, then ``--engine``."""
-    from pathlib import Path
-
     from harness.runtime.engines import parse_engine_map, project_engine_map
 
-    found = project_engine_map(Path(args.pyproject))
-    if os.environ.get("MULTIARCH_ENGINES", "").strip():
-        found |= parse_engine_map([os.environ["MULTIARCH_ENGINES"]], "MULTIARCH_ENGINES")
-    return found | parse_engine_map(args.engine or [], "--engine")
+    return _layered_map(args, project_engine_map, parse_engine_map, "MULTIARCH_ENGINES", "engine")
 
 
 def _builder_map(args: argparse.Namespace) -> dict[str, BuilderRef]:
     """The platform -> builder map as the plugin reads it, without pytest: pyproject.toml's
     ``[tool.multiarch.builders]``, then ``MULTIARCH_BUILDERS``, then ``--builder``."""
-    from pathlib import Path
-
     from harness.runtime.builders import parse_builder_map, project_builder_map
 
-    found = project_builder_map(Path(args.pyproject))
-    if os.environ.get("MULTIARCH_BUILDERS", "").strip():
-        found |= parse_builder_map([os.environ["MULTIARCH_BUILDERS"]], "MULTIARCH_BUILDERS")
-    return found | parse_builder_map(args.builder or [], "--builder")
+    return _layered_map(
+        args, project_builder_map, parse_builder_map, "MULTIARCH_BUILDERS", "builder"
+    )
+
+
+def _layered_map(
+    args: argparse.Namespace,
+    from_project: Callable[[Path], dict[str, Value]],
+    parse: Callable[[list[str], str], dict[str, Value]],
+    variable: str,
+    flag: str,
+) -> dict[str, Value]:
+    """pyproject.toml's table, then the environment variable, then the repeatable ``--flag``:
+    each later layer overrides single platforms."""
+    found = from_project(Path(args.pyproject))
+    if os.environ.get(variable, "").strip():
+        found |= parse([os.environ[variable]], variable)
+    return found | parse(getattr(args, flag) or [], f"--{flag}")
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:
@@ -145,7 +155,6 @@ def cmd_host_engine(args: argparse.Namespace) -> int:
 
 def cmd_matrix(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from harness.run.matrix import matrix_entries, project_platforms
 
@@ -159,7 +168,6 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from harness.run.matrix import merge_reports
 
@@ -183,8 +191,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from harness.publish.push import parse_destination, publish_report
     from harness.run.model import RunReport
     from harness.run.report import format_publications

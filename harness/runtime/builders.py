@@ -20,7 +20,6 @@ import re
 import subprocess
 import tempfile
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,9 @@ from harness.errors import (
     CommandTimeout,
     ConfigError,
     EngineUnavailable,
-    PlatformError,
 )
-from harness.platforms import Platform, lookup
+from harness.platform_map import parse_platform_map, platform_key, tool_table
+from harness.platforms import Platform
 from harness.run.model import BuilderFacts
 from harness.runtime.engine import docker
 from harness.runtime.engines import EngineRef, engine_of
@@ -100,48 +99,26 @@ def parse_builder(text: str, part: str, where: str) -> BuilderRef:
 
 def parse_builder_map(items: Iterable[str], where: str) -> dict[str, BuilderRef]:
     """``["arm64=arm-box", "s390x=remote-z@127.0.0.1:5000/t"]`` -> {"linux/arm64": ...}."""
-    found: dict[str, BuilderRef] = {}
-    for item in items:
-        for part in (p.strip() for p in item.split(",")):
-            if not part:
-                continue
-            name, sep, builder = part.partition("=")
-            if not sep:
-                raise ConfigError(
-                    f"Invalid builder mapping {part!r} from {where}: expected PLATFORM=BUILDER "
-                    f"or PLATFORM=BUILDER@REGISTRY, {_EXAMPLES}"
-                )
-            found[_platform(name, part, where)] = parse_builder(builder, part, where)
-    return found
-
-
-def _platform(name: str, part: str, where: str) -> str:
-    try:
-        return lookup(name.strip()).name
-    except PlatformError:
-        raise ConfigError(
-            f"Invalid platform {name.strip()!r} in builder mapping {part!r} from {where}"
-        ) from None
+    return parse_platform_map(
+        items,
+        where,
+        "builder",
+        f"PLATFORM=BUILDER or PLATFORM=BUILDER@REGISTRY, {_EXAMPLES}",
+        lambda builder, part: parse_builder(builder, part, where),
+    )
 
 
 def project_builder_map(pyproject: Path) -> dict[str, BuilderRef]:
     """``[tool.multiarch.builders]`` of ``pyproject``: ``arm64 = "arm-box"`` or ``arm64 =
     { builder = "remote-arm", registry = "127.0.0.1:5000/t" }``; {} when absent."""
-    try:
-        data = tomllib.loads(pyproject.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{pyproject}: cannot read it: {exc}") from None
-    table = data.get("tool", {}).get("multiarch", {}).get("builders", {})
-    where = f"{pyproject} [tool.multiarch.builders]"
+    table, where = tool_table(pyproject, "builders")
     if not isinstance(table, dict):
         raise ConfigError(f'{where}: expected a table of platform = "builder", got {table!r}')
     found: dict[str, BuilderRef] = {}
     for key, value in table.items():
         part = f"{key} = {value!r}"
         if isinstance(value, str):
-            found[_platform(key, part, where)] = parse_builder(value, part, where)
+            found[platform_key(key, part, where, "builder")] = parse_builder(value, part, where)
             continue
         if not isinstance(value, dict) or not isinstance(value.get("builder"), str):
             raise ConfigError(
@@ -157,7 +134,7 @@ def project_builder_map(pyproject: Path) -> dict[str, BuilderRef]:
         if not ref.name:
             raise ConfigError(f"{where}: entry {part}: builder is empty")
         registry = value.get("registry", "")
-        found[_platform(key, part, where)] = BuilderRef(
+        found[platform_key(key, part, where, "builder")] = BuilderRef(
             ref.name, parse_registry(registry, part, where) if registry else ""
         )
     return found

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import ConfigError, PlatformError
-from harness.platforms import Platform, lookup
+from harness.errors import ConfigError
+from harness.platform_map import parse_platform_map, platform_key, tool_table
+from harness.platforms import Platform
 
 _SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
 _CONTEXT_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.+-]*$")
@@ -73,43 +73,24 @@ def parse_endpoint(text: str, where: str) -> EngineRef:
 
 def parse_engine_map(items: Iterable[str], where: str) -> dict[str, EngineRef]:
     """``["arm64=arm-box", "s390x=tcp://z:2376"]`` -> {"linux/arm64": EngineRef(...), ...}."""
-    found: dict[str, EngineRef] = {}
-    for item in items:
-        for part in (p.strip() for p in item.split(",")):
-            if not part:
-                continue
-            name, sep, endpoint = part.partition("=")
-            if not sep:
-                raise ConfigError(
-                    f"Invalid engine mapping {part!r} from {where}: expected PLATFORM=ENDPOINT, "
-                    "e.g. arm64=arm-box or s390x=tcp://z.example:2376"
-                )
-            found[_platform(name, part, where)] = parse_endpoint(endpoint, where)
-    return found
-
-
-def _platform(name: str, part: str, where: str) -> str:
-    try:
-        return lookup(name.strip()).name
-    except PlatformError:
-        raise ConfigError(
-            f"Invalid platform {name.strip()!r} in engine mapping {part!r} from {where}"
-        ) from None
+    return parse_platform_map(
+        items,
+        where,
+        "engine",
+        "PLATFORM=ENDPOINT, e.g. arm64=arm-box or s390x=tcp://z.example:2376",
+        lambda endpoint, _part: parse_endpoint(endpoint, where),
+    )
 
 
 def project_engine_map(pyproject: Path) -> dict[str, EngineRef]:
     """``[tool.multiarch.engines]`` of ``pyproject``: ``arm64 = "arm-box"``; {} when absent."""
-    try:
-        data = tomllib.loads(pyproject.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{pyproject}: cannot read it: {exc}") from None
-    table = data.get("tool", {}).get("multiarch", {}).get("engines", {})
-    where = f"{pyproject} [tool.multiarch.engines]"
+    table, where = tool_table(pyproject, "engines")
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
         raise ConfigError(f'{where}: expected a table of platform = "endpoint", got {table!r}')
-    return {_platform(k, f"{k} = {v!r}", where): parse_endpoint(v, where) for k, v in table.items()}
+    return {
+        platform_key(k, f"{k} = {v!r}", where, "engine"): parse_endpoint(v, where)
+        for k, v in table.items()
+    }
 
 
 def engine_map_json(engines: Mapping[str, EngineRef]) -> str:
