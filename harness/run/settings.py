@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -19,6 +20,8 @@ from harness.run.options import MissingEmulator, resolve, resolve_layers, resolv
 from harness.runtime.build import BuildMode
 from harness.runtime.builders import BuilderRef
 from harness.runtime.engines import RESOLVE_TIMEOUT, EngineEndpoint, EngineRef
+
+Value = TypeVar("Value")
 
 
 @dataclass(frozen=True)
@@ -184,18 +187,8 @@ def engine_map(config: pytest.Config) -> tuple[dict[str, str], dict[str, str]]:
     entry and its source."""
     from harness.runtime.engines import parse_engine_map, project_engine_map
 
-    pyproject = config.rootpath / "pyproject.toml"
-    layers = [(project_engine_map(pyproject), f"{pyproject} [tool.multiarch.engines]")]
-    for layer in resolve_layers(config, "engine"):
-        layers.append((parse_engine_map(layer.value, layer.source), layer.source))
-    mapped: dict[str, str] = {}
-    where: dict[str, str] = {}
-    for found, source in layers:
-        for name, ref in found.items():
-            mapped[name] = ref.spec
-            where[name] = source
-    engines = {name: spec for name, spec in mapped.items() if spec}
-    return engines, where
+    mapped, where = _layered_map(config, "engine", "engines", project_engine_map, parse_engine_map)
+    return {name: ref.spec for name, ref in mapped.items() if ref.spec}, where
 
 
 def builder_map(config: pytest.Config) -> tuple[dict[str, BuilderRef], dict[str, str]]:
@@ -205,17 +198,33 @@ def builder_map(config: pytest.Config) -> tuple[dict[str, BuilderRef], dict[str,
     its engine's own builder). ConfigError names the bad entry and its source."""
     from harness.runtime.builders import parse_builder_map, project_builder_map
 
+    mapped, where = _layered_map(
+        config, "builder", "builders", project_builder_map, parse_builder_map
+    )
+    return {name: ref for name, ref in mapped.items() if ref.name}, where
+
+
+def _layered_map(
+    config: pytest.Config,
+    option: str,
+    table: str,
+    from_project: Callable[[Path], dict[str, Value]],
+    parse: Callable[[list[str], str], dict[str, Value]],
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """A platform map's layers merged, each overriding single platforms: pyproject.toml's
+    ``[tool.multiarch.<table>]``, then the option's ini, environment and command line values;
+    and where each platform's entry came from."""
     pyproject = config.rootpath / "pyproject.toml"
-    layers = [(project_builder_map(pyproject), f"{pyproject} [tool.multiarch.builders]")]
-    for layer in resolve_layers(config, "builder"):
-        layers.append((parse_builder_map(layer.value, layer.source), layer.source))
-    mapped: dict[str, BuilderRef] = {}
+    layers = [(from_project(pyproject), f"{pyproject} [tool.multiarch.{table}]")]
+    for layer in resolve_layers(config, option):
+        layers.append((parse(layer.value, layer.source), layer.source))
+    mapped: dict[str, Value] = {}
     where: dict[str, str] = {}
     for found, source in layers:
-        for name, ref in found.items():
-            mapped[name] = ref
+        for name, value in found.items():
+            mapped[name] = value
             where[name] = source
-    return {name: ref for name, ref in mapped.items() if ref.name}, where
+    return mapped, where
 
 
 def _builders_of(

@@ -5,7 +5,7 @@ registry), the build commands of each way, the doctor's checks and the report.""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from harness.runtime.builders import (
     resolve_builder,
 )
 from harness.runtime.engine import EngineInfo
+from tests.unit.fakes import FakeConfig
 
 AMD64 = lookup("amd64")
 ARM64 = lookup("arm64")
@@ -86,19 +87,6 @@ Name:     remote-x0
 Endpoint: tcp://127.0.0.1:1234
 Status:   inactive
 """
-
-
-@dataclass
-class FakeConfig:
-    rootpath: Path
-    options: dict[str, Any] = field(default_factory=dict)
-    ini: dict[str, Any] = field(default_factory=dict)
-
-    def getoption(self, dest: str) -> Any:
-        return self.options.get(dest)
-
-    def getini(self, dest: str) -> Any:
-        return self.ini.get(dest, [])
 
 
 @pytest.fixture(autouse=True)

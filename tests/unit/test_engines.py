@@ -30,22 +30,10 @@ from harness.runtime.engines import (
     project_engine_map,
     remote_emulator,
 )
+from tests.unit.fakes import FakeConfig
 
 E12 = "unix:///run/pytest-multiarch/e12/docker.sock"
 EVERYWHERE = "0.0.0.0"  # noqa: S104 - an address the code maps, nothing binds here
-
-
-@dataclass
-class FakeConfig:
-    rootpath: Path
-    options: dict[str, Any] = field(default_factory=dict)
-    ini: dict[str, Any] = field(default_factory=dict)
-
-    def getoption(self, dest: str) -> Any:
-        return self.options.get(dest)
-
-    def getini(self, dest: str) -> Any:
-        return self.ini.get(dest, [])
 
 
 @pytest.fixture(autouse=True)
