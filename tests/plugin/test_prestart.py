@@ -18,7 +18,7 @@ from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, containers_of_run
 
 TOML = '[wait]\nlog = "ready"\ntimeout = 60\n'
 
-TIMELINE_TESTS = """
+TIMELINE_TEMPLATE = """
     import json
     import os
     import time
@@ -29,22 +29,37 @@ TIMELINE_TESTS = """
     TIMELINE = Path(__file__).with_name("timeline.jsonl")
 
 
-    @pytest.mark.image("svc")
-    @pytest.mark.parametrize("n", range(3))
+    @pytest.mark.image("__IMAGE__")
+    @pytest.mark.parametrize("n", range(__TESTS__))
     def test_service(container, platform, n):
+        called = time.time()
         attrs = container.get_wrapped_container().attrs
-        # Long enough for the next test's container to be started meanwhile, even emulated.
-        time.sleep(1.5)
+        time.sleep(__PAUSE__)
         line = {
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
             "test": f"{n}-{platform.short}",
             "id": attrs["Id"],
             "created": attrs["Created"],
+            "called": called,
             "ended": time.time(),
         }
         with TIMELINE.open("a") as handle:
             handle.write(json.dumps(line) + "\\n")
 """
+
+
+def timeline_tests(image: str, tests: int, pause: float) -> str:
+    """``tests`` tests of ``image``'s container, each ``pause`` seconds long, that log their
+    container and when their call began and ended to timeline.jsonl."""
+    return (
+        TIMELINE_TEMPLATE.replace("__IMAGE__", image)
+        .replace("__TESTS__", str(tests))
+        .replace("__PAUSE__", str(pause))
+    )
+
+
+# Long enough for the next test's container to be started meanwhile, even emulated.
+TIMELINE_TESTS = timeline_tests("svc", 3, 1.5)
 
 
 def _engine_time(text: str) -> float:
@@ -113,31 +128,7 @@ SLOW_SERVICE_IMAGE = """
     CMD ["sh", "-c", "sleep 1; echo ready; exec sleep 600"]
 """
 
-SETUP_OVERLAP_TESTS = """
-    import json
-    import os
-    import time
-    from pathlib import Path
-
-    import pytest
-
-    TIMELINE = Path(__file__).with_name("timeline.jsonl")
-
-
-    @pytest.mark.image("slow")
-    @pytest.mark.parametrize("n", range(4))
-    def test_service(container, platform, n):
-        attrs = container.get_wrapped_container().attrs
-        line = {
-            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
-            "test": f"{n}-{platform.short}",
-            "id": attrs["Id"],
-            "created": attrs["Created"],
-            "called": time.time(),
-        }
-        with TIMELINE.open("a") as handle:
-            handle.write(json.dumps(line) + "\\n")
-"""
+SETUP_OVERLAP_TESTS = timeline_tests("slow", 4, 0)
 
 
 def test_a_test_that_waits_for_its_own_container_has_the_next_one_started_meanwhile(

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.platforms import Platform
+from harness.run.settings import Settings
+
 
 @dataclass
 class FakeConfig:
@@ -20,3 +23,19 @@ class FakeConfig:
 
     def getini(self, dest: str) -> Any:
         return self.ini.get(dest, [])
+
+
+def make_settings(platforms: tuple[Platform, ...], images_dir: Path, **changes: Any) -> Settings:
+    """Settings as the defaults resolve them, for ``platforms``, with ``changes`` on top."""
+    defaults: dict[str, Any] = {
+        "build_mode": "auto",
+        "build_timeout": 60.0,
+        "missing_emulator": "error",
+        "timeout_factor": 10.0,
+        "keep_containers": False,
+        "bind_address": "127.0.0.1",
+        "json_path": None,
+        "run_id": "r",
+        "owner": "o",
+    }
+    return Settings(platforms=platforms, images_dir=images_dir, **(defaults | changes))

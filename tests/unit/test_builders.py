@@ -36,7 +36,7 @@ from harness.runtime.builders import (
     resolve_builder,
 )
 from harness.runtime.engine import EngineInfo
-from tests.unit.fakes import FakeConfig
+from tests.unit.fakes import FakeConfig, make_settings
 
 AMD64 = lookup("amd64")
 ARM64 = lookup("arm64")
@@ -600,18 +600,9 @@ def test_pipe_commands_ends_both_at_the_time_limit() -> None:
 
 
 def test_settings_carry_the_builders_to_workers(tmp_path: Path) -> None:
-    settings = Settings(
-        platforms=(AMD64, ARM64),
-        images_dir=tmp_path,
-        build_mode="auto",
-        build_timeout=60.0,
-        missing_emulator="error",
-        timeout_factor=10.0,
-        keep_containers=False,
-        bind_address="127.0.0.1",
-        json_path=None,
-        run_id="r",
-        owner="o",
+    settings = make_settings(
+        (AMD64, ARM64),
+        tmp_path,
         builders={"linux/arm64": facts("transfer", platforms=("linux/arm64",), source="--builder")},
     )
     back = Settings.from_workerinput(settings.to_workerinput())

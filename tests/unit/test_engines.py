@@ -30,7 +30,7 @@ from harness.runtime.engines import (
     project_engine_map,
     remote_emulator,
 )
-from tests.unit.fakes import FakeConfig
+from tests.unit.fakes import FakeConfig, make_settings
 
 E12 = "unix:///run/pytest-multiarch/e12/docker.sock"
 EVERYWHERE = "0.0.0.0"  # noqa: S104 - an address the code maps, nothing binds here
@@ -202,18 +202,9 @@ def test_native_or_emulated_is_measured_on_the_engine() -> None:
 
 def test_settings_carry_the_map_to_workers(tmp_path: Path) -> None:
     arm64 = replace(lookup("arm64"), engine="arm-box", emulated=False)
-    settings = Settings(
-        platforms=(lookup("amd64"), arm64),
-        images_dir=tmp_path,
-        build_mode="auto",
-        build_timeout=60.0,
-        missing_emulator="error",
-        timeout_factor=10.0,
-        keep_containers=False,
-        bind_address="127.0.0.1",
-        json_path=None,
-        run_id="r",
-        owner="o",
+    settings = make_settings(
+        (lookup("amd64"), arm64),
+        tmp_path,
         engines={"linux/arm64": "arm-box"},
         endpoints={
             "arm-box": EngineEndpoint("arm-box", "ssh://ci@arm-box", architecture="aarch64")

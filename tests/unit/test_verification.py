@@ -18,11 +18,11 @@ import pytest
 from harness.images import ImageSpec
 from harness.platforms import lookup
 from harness.run.model import BuildRecord
-from harness.run.settings import Settings
 from harness.runtime import verify_cache
 from harness.runtime.containers import _Expired, _feed, _read_frames, _start_refused
 from harness.runtime.elf import ForeignBinary
 from harness.runtime.session import VERIFICATION_LOGIC, Harness, verification_version
+from tests.unit.fakes import make_settings
 
 ARM64 = lookup("arm64")
 RECORD = BuildRecord(
@@ -41,18 +41,8 @@ class CountingHarness(Harness):
     """A Harness whose verification is a stand-in that counts its calls (no engine)."""
 
     def __init__(self, outcome: verify_cache.Verification, lasting: bool = True) -> None:
-        settings = Settings(
-            platforms=(ARM64,),
-            images_dir=Path("/nonexistent/images"),
-            build_mode="auto",
-            build_timeout=60.0,
-            missing_emulator="error",
-            timeout_factor=10.0,
-            keep_containers=False,
-            bind_address="127.0.0.1",
-            json_path=None,
-            run_id="run",
-            owner="host:1:1",
+        settings = make_settings(
+            (ARM64,), Path("/nonexistent/images"), run_id="run", owner="host:1:1"
         )
         super().__init__(settings)
         self.outcome = outcome
