@@ -83,10 +83,13 @@ def _layered_map(
 ) -> dict[str, Value]:
     """pyproject.toml's table, then the environment variable, then the repeatable ``--flag``:
     each later layer overrides single platforms."""
-    found = from_project(Path(args.pyproject))
+    from harness.platform_map import merge_layers
+
+    layers = [(from_project(Path(args.pyproject)), "pyproject.toml")]
     if os.environ.get(variable, "").strip():
-        found |= parse([os.environ[variable]], variable)
-    return found | parse(getattr(args, flag) or [], f"--{flag}")
+        layers.append((parse([os.environ[variable]], variable), variable))
+    layers.append((parse(getattr(args, flag) or [], f"--{flag}"), f"--{flag}"))
+    return merge_layers(layers)[0]
 
 
 def cmd_host_up(args: argparse.Namespace) -> int:

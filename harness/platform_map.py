@@ -5,7 +5,7 @@ pyproject.toml, with errors that name the entry and where it came from."""
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -60,3 +60,17 @@ def tool_table(pyproject: Path, table: str) -> tuple[object, str]:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{pyproject}: cannot read it: {exc}") from None
     return data.get("tool", {}).get("multiarch", {}).get(table, {}), where
+
+
+def merge_layers(
+    layers: Sequence[tuple[dict[str, Value], str]],
+) -> tuple[dict[str, Value], dict[str, str]]:
+    """Maps merged in order, each overriding single platforms of the ones before, and where
+    each platform's entry came from (each layer comes with its source)."""
+    mapped: dict[str, Value] = {}
+    where: dict[str, str] = {}
+    for found, source in layers:
+        for name, value in found.items():
+            mapped[name] = value
+            where[name] = source
+    return mapped, where

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 from harness.errors import PlatformError
+from harness.platform_map import merge_layers
 from harness.platforms import Platform, parse_platforms
 from harness.run.codec import dump, load
 from harness.run.model import BuilderFacts
@@ -218,13 +219,7 @@ def _layered_map(
     layers = [(from_project(pyproject), f"{pyproject} [tool.multiarch.{table}]")]
     for layer in resolve_layers(config, option):
         layers.append((parse(layer.value, layer.source), layer.source))
-    mapped: dict[str, Value] = {}
-    where: dict[str, str] = {}
-    for found, source in layers:
-        for name, value in found.items():
-            mapped[name] = value
-            where[name] = source
-    return mapped, where
+    return merge_layers(layers)
 
 
 def _builders_of(
