@@ -907,13 +907,13 @@ def _cross_platform_column(item: pytest.Item) -> str | None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    from harness.run.collector import ReportCollector
-    from harness.run.report import format_lines, format_publications
-
     report = config.stash.get(REPORT_KEY, None)
     settings = config.stash.get(SETTINGS_KEY, None)
     if report is None or settings is None:
-        return
+        return  # an xdist worker, or a run the plugin took no part in
+    from harness.run.collector import ReportCollector
+    from harness.run.report import format_lines, format_publications
+
     lines = format_lines(report)
     if lines:
         terminalreporter.write_sep("=", "multiarch: results per platform")
