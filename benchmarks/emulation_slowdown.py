@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import time
 
-from harness.platforms import parse_platforms
+from pytest_multiarch.core.platforms import parse_platforms
 
 LOOP = "i=0; while [ $i -lt {n} ]; do i=$((i+1)); done"
 

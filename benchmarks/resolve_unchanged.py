@@ -86,11 +86,11 @@ def _module(*names: str) -> Any:
 
 
 def child(images_dir: Path, platforms: str, run_id: str) -> None:
-    session = _module("harness.runtime.session", "harness.session")
-    settings_module = _module("harness.run.settings", "harness.session")
-    images = _module("harness.images").discover_images(images_dir)
-    platforms_module = _module("harness.platforms")
-    cleanup = _module("harness.runtime.cleanup", "harness.cleanup")
+    session = _module("pytest_multiarch.runtime.session", "harness.session")
+    settings_module = _module("pytest_multiarch.run.settings", "harness.session")
+    images = _module("pytest_multiarch.core.images").discover_images(images_dir)
+    platforms_module = _module("pytest_multiarch.core.platforms")
+    cleanup = _module("pytest_multiarch.engine.cleanup", "harness.cleanup")
     parsed = tuple(platforms_module.parse_platforms(platforms, source="benchmark"))
     candidates: dict[str, Any] = {
         "platforms": parsed,

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("docker_engine", "binfmt_lock")
 
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
-MULTIARCH = [sys.executable, "-m", "harness.cli"]
+MULTIARCH = [sys.executable, "-m", "pytest_multiarch.cli"]
 
 
 def doctor(

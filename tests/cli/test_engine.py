@@ -15,15 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from harness.provision.engines import engine_layout, shim_pids
+from pytest_multiarch.provision.engines import engine_layout, shim_pids
 
 pytestmark = pytest.mark.usefixtures("root_host")
 
 
 def multiarch(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "host", "engine", *args],
+        [sys.executable, "-m", "pytest_multiarch.cli", "host", "engine", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -9,10 +9,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from harness.platforms import parse_platforms
-from harness.provision.bases import BASE_IMAGES
-from harness.provision.host import HostSetup
+from pytest_multiarch.core.platforms import parse_platforms
+from pytest_multiarch.provision.bases import BASE_IMAGES
+from pytest_multiarch.provision.host import HostSetup
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
 pytestmark = pytest.mark.usefixtures("root_host", "binfmt_lock")
@@ -26,7 +25,7 @@ def test_second_run_changes_nothing() -> None:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "pytest_multiarch.cli",
             "host",
             "up",
             "--platforms",

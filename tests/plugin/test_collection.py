@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, assert_outcome
-
-from harness.platforms import native_platform
+from pytest_multiarch.core.platforms import native_platform
 
 PLATFORM_TESTS = """
     import pytest

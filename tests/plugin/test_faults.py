@@ -25,7 +25,7 @@ from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json
 from filelock import FileLock
 
 if TYPE_CHECKING:
-    from harness.provision.engines import EngineLayout
+    from pytest_multiarch.provision.engines import EngineLayout
 
 ENGINE = "fault11"
 # From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
@@ -90,7 +90,7 @@ def second_engine(
     answering; thawed again after the test, whatever the test did to it."""
     if os.geteuid() != 0 or shutil.which("dockerd") is None:
         unavailable("needs root and dockerd to start a second engine (scripts/bootstrap)")
-    from harness.provision.engines import engine_layout
+    from pytest_multiarch.provision.engines import engine_layout
 
     with engine_lock:
         started = _engine_command("up", ENGINE)

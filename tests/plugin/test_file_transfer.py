@@ -9,7 +9,7 @@ from acceptance import BUSYBOX_IMAGE, Project, assert_outcome
 ROUND_TRIP = """
     import hashlib
     import pytest
-    from harness.runtime.transfer import FileNotCollected
+    from pytest_multiarch.runtime.transfer import FileNotCollected
 
     pytestmark = pytest.mark.image("box")
     EVERY_BYTE = bytes(range(256)) * 4

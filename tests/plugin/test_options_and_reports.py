@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, read_json
-
-from harness.run.model import RunReport
+from pytest_multiarch.model.records import RunReport
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The next test's ``container`` is started while the current test runs
-(harness.runtime.prestart), seen from the engine's own clock: a prestarted container was created
-before the test before it ended; without prestarting, a test's container is created in its own
+(pytest_multiarch.runtime.prestart), seen from the engine's own clock: a prestarted container was
+created before the test before it ended; without prestarting, a test's container is created in its
+own
 setup, after that. Still one fresh container per test; one that no test takes is removed during
 the run."""
 

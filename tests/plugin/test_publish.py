@@ -183,7 +183,7 @@ def test_publish_two_platforms_exactly_as_tested(project: Project, registry: str
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "pytest_multiarch.cli",
             "publish",
             "--report",
             str(report_path),

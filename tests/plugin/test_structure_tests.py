@@ -247,7 +247,9 @@ def test_every_check_type_passes_and_fails_per_platform(project: Project) -> Non
     )
     output = result.stdout.str()
     assert "Traceback" not in output
-    assert "harness/structure" not in output  # failures are the check's words, not our code
+    assert (
+        "harness/pytest_multiarch/structure" not in output
+    )  # failures are the check's words, not our code
 
     failures = _failures(junit)
     assert len(failures) == (len(PASSING_IDS) + len(FAILING_IDS) + 2) * 3
@@ -388,7 +390,7 @@ def test_each_kind_of_mistake_is_a_collection_error(project: Project) -> None:
         ]
     )
     assert "Traceback" not in output
-    assert "harness/structure" not in output
+    assert "harness/pytest_multiarch/structure" not in output
     assert project.builds() == []
 
 

@@ -222,7 +222,7 @@ def test_compare_platforms_in_one_test(project: Project) -> None:
 
 TIMEOUT_TESTS = """
     import pytest
-    import harness
+    import pytest_multiarch
 
     pytestmark = pytest.mark.image("box")
 
@@ -236,7 +236,7 @@ TIMEOUT_TESTS = """
         if platform.emulated:
             assert run(["sleep", "2"], timeout=1).exit_code == 0
         else:
-            with pytest.raises(harness.RunTimeout, match="did not finish within 1s"):
+            with pytest.raises(pytest_multiarch.RunTimeout, match="did not finish within 1s"):
                 run(["sleep", "2"], timeout=1)
 
     def test_in_container_limit_scaled_by_hand(run, platform):

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.platforms import Platform
-from harness.run.settings import Settings
+from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.runtime.settings import Settings
 
 
 @dataclass

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.provision.aptsource import (
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.provision.aptsource import (
     AptSource,
     ConfiguredSources,
     configured_sources,

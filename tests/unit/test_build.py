@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.images import ImageSpec
-from harness.platforms import KNOWN_PLATFORMS, Platform, lookup
-from harness.runtime.build import IMAGE_LABEL, build_command, image_tag, input_digest
+from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.platforms import KNOWN_PLATFORMS, Platform, lookup
+from pytest_multiarch.runtime.build import IMAGE_LABEL, build_command, image_tag, input_digest
 
 AMD64 = lookup("amd64")
 ARM64 = lookup("arm64")
@@ -22,7 +21,7 @@ ARMV7 = lookup("arm/v7")
 @pytest.fixture(autouse=True)
 def plain_docker(monkeypatch: pytest.MonkeyPatch) -> None:
     # MULTIARCH_DOCKER may point the module constant elsewhere; these tests expect "docker".
-    monkeypatch.setattr("harness.runtime.engine.DOCKER", "docker")
+    monkeypatch.setattr("pytest_multiarch.engine.docker.DOCKER", "docker")
 
 
 @pytest.fixture
@@ -105,7 +104,7 @@ def test_build_command_platform_is_oci_name(image_dir: Path, known: Platform) ->
 def test_build_command_uses_engine_docker_constant(
     image_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("harness.runtime.engine.DOCKER", "/opt/bin/docker")
+    monkeypatch.setattr("pytest_multiarch.engine.docker.DOCKER", "/opt/bin/docker")
     assert build_command(spec_for(image_dir), AMD64, "t")[0] == "/opt/bin/docker"
 
 
@@ -259,7 +258,7 @@ def test_digest_differs_per_platform(image_dir: Path) -> None:
 
 
 def test_digest_ignores_emulated_flag(image_dir: Path) -> None:
-    from harness.platforms import with_host
+    from pytest_multiarch.core.platforms import with_host
 
     spec = spec_for(image_dir)
     assert input_digest(spec, with_host(ARM64, native=AMD64)) == input_digest(
@@ -306,8 +305,8 @@ def test_image_tag_uses_spec_name(image_dir: Path) -> None:
 
 
 def test_failed_build_hints_at_a_missing_base_variant() -> None:
-    from harness.platforms import lookup
-    from harness.runtime.build import _hint
+    from pytest_multiarch.core.platforms import lookup
+    from pytest_multiarch.runtime.build import _hint
 
     s390x = lookup("s390x")
     hint = _hint("#2 ERROR: no match for platform in manifest: not found", s390x)

@@ -10,19 +10,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.commands import CommandResult
-from harness.doctor import _builder_checks, _builder_platform_check
-from harness.errors import CommandError, CommandTimeout, ConfigError, EngineUnavailable
-from harness.images import ImageSpec
-from harness.platforms import lookup
-from harness.run.model import BuilderFacts, Delivery, PlatformFacts, RunReport
-from harness.run.options import BY_NAME, resolve_layers
-from harness.run.report import format_lines
-from harness.run.settings import Settings, builder_map
-from harness.runtime import build as build_module
-from harness.runtime.build import _deliver, _found, _Unobserved, build_command
-from harness.runtime.builders import (
+from pytest_multiarch.core.commands import CommandResult
+from pytest_multiarch.core.errors import (
+    CommandError,
+    CommandTimeout,
+    ConfigError,
+    EngineUnavailable,
+)
+from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.doctor import _builder_checks, _builder_platform_check
+from pytest_multiarch.engine.docker import EngineInfo
+from pytest_multiarch.model.records import BuilderFacts, Delivery, PlatformFacts, RunReport
+from pytest_multiarch.reports.summary import format_lines
+from pytest_multiarch.run.options import BY_NAME, resolve_layers
+from pytest_multiarch.run.settings import builder_map
+from pytest_multiarch.runtime import build as build_module
+from pytest_multiarch.runtime.build import _deliver, _found, _Unobserved, build_command
+from pytest_multiarch.runtime.builders import (
     BuilderInfo,
     BuilderNode,
     BuilderRef,
@@ -35,7 +40,8 @@ from harness.runtime.builders import (
     registry_reference,
     resolve_builder,
 )
-from harness.runtime.engine import EngineInfo
+from pytest_multiarch.runtime.settings import Settings
+
 from tests.unit.fakes import FakeConfig, make_settings
 
 AMD64 = lookup("amd64")
@@ -91,7 +97,7 @@ Status:   inactive
 
 @pytest.fixture(autouse=True)
 def plain_docker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("harness.runtime.engine.DOCKER", "docker")
+    monkeypatch.setattr("pytest_multiarch.engine.docker.DOCKER", "docker")
     monkeypatch.delenv("MULTIARCH_BUILDERS", raising=False)
 
 
@@ -278,7 +284,7 @@ def _plan(
         asked.append(engine.spec)
         return info_of(builder_id)
 
-    monkeypatch.setattr("harness.runtime.engine.engine_info", engine_info)
+    monkeypatch.setattr("pytest_multiarch.engine.docker.engine_info", engine_info)
     found = plan_builder(
         ref, parse_buildx_inspect(text), ARM64, "--builder", running_engine_id=lambda: running
     )
@@ -343,7 +349,7 @@ def test_a_builder_that_does_not_exist_names_builder_platform_source_and_remedy(
     def missing(command: list[str], **_: Any) -> CommandResult:
         raise CommandError(command, 1, "", 'ERROR: no builder "arm-bx" found\n')
 
-    monkeypatch.setattr("harness.runtime.builders.run_command", missing)
+    monkeypatch.setattr("pytest_multiarch.runtime.builders.run_command", missing)
     with pytest.raises(ConfigError) as caught:
         resolve_builder(
             BuilderRef("arm-bx"),
@@ -365,7 +371,7 @@ def test_inspect_is_asked_with_the_running_engines_flags(monkeypatch: pytest.Mon
         seen.append(command)
         return CommandResult(command, 0, REMOTE_INACTIVE, "")
 
-    monkeypatch.setattr("harness.runtime.builders.run_command", answer)
+    monkeypatch.setattr("pytest_multiarch.runtime.builders.run_command", answer)
     on_e12 = replace(ARM64, engine="unix:///run/e12.sock")
     resolve_builder(BuilderRef("remote-x", REGISTRY), on_e12, "-", running_engine_id=lambda: "")
     assert seen == [["docker", "--host", "unix:///run/e12.sock", "buildx", "inspect", "remote-x"]]
@@ -632,7 +638,7 @@ def test_doctor_names_a_missing_builder_and_the_remedy(monkeypatch: pytest.Monke
     def missing(name: str, engine: Any = None, **_: Any) -> BuilderInfo:
         raise CommandError(["docker", "buildx", "inspect", name], 1, "", 'no builder "nope" found')
 
-    monkeypatch.setattr("harness.runtime.builders.inspect_builder", missing)
+    monkeypatch.setattr("pytest_multiarch.runtime.builders.inspect_builder", missing)
     [check] = _builder_checks(ARM64, BuilderRef("nope"))
     assert (check.name, check.platform, check.status) == ("builder", "arm64", "fail")
     assert "no buildx builder 'nope'" in check.detail
@@ -641,7 +647,7 @@ def test_doctor_names_a_missing_builder_and_the_remedy(monkeypatch: pytest.Monke
 
 def test_doctor_refuses_another_driver_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "harness.runtime.builders.inspect_builder",
+        "pytest_multiarch.runtime.builders.inspect_builder",
         lambda name, engine=None, **_: parse_buildx_inspect(MULTI_NODE),
     )
     [check] = _builder_checks(ARM64, BuilderRef("native-pair"))
@@ -651,7 +657,8 @@ def test_doctor_refuses_another_driver_without_a_registry(monkeypatch: pytest.Mo
 
 def test_doctor_notes_native_emulated_or_missing_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "harness.doctor.engine_info", lambda timeout=15, engine=None: info_of("E", "x86_64")
+        "pytest_multiarch.doctor.engine_info",
+        lambda timeout=15, engine=None: info_of("E", "x86_64"),
     )
     ok = _builder_platform_check(ARM64, ("linux/amd64", "linux/arm64"), "e12-ctx")
     assert (ok.status, ok.detail) == ("ok", "linux/arm64 emulated on x86_64")
@@ -682,7 +689,7 @@ def test_a_builder_whose_engine_is_down_is_a_problem_of_its_platform_not_of_the_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        "harness.runtime.builders.run_command",
+        "pytest_multiarch.runtime.builders.run_command",
         lambda command, **_: CommandResult(command, 0, UNANSWERED, ""),
     )
     found = resolve_builder(BuilderRef("e12-ctx"), ARM64, "--builder", running_engine_id=lambda: "")
@@ -702,7 +709,7 @@ def test_a_listed_builder_whose_engine_stops_before_its_id_is_asked(
     def engine_info(timeout: float = 15, engine: Any = None) -> EngineInfo:
         raise EngineUnavailable("Docker engine e12-ctx not reachable: connection refused")
 
-    monkeypatch.setattr("harness.runtime.engine.engine_info", engine_info)
+    monkeypatch.setattr("pytest_multiarch.engine.docker.engine_info", engine_info)
     found = plan_builder(
         BuilderRef("e12-ctx"),
         parse_buildx_inspect(DOCKER_DRIVER),
@@ -740,7 +747,7 @@ def test_doctor_fails_a_builder_whose_engine_is_down_with_how_to_start_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        "harness.runtime.builders.inspect_builder",
+        "pytest_multiarch.runtime.builders.inspect_builder",
         lambda name, engine=None, **_: parse_buildx_inspect(UNANSWERED),
     )
     [check] = _builder_checks(ARM64, BuilderRef("e12-ctx"))

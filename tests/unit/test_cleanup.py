@@ -8,8 +8,7 @@ import socket
 import subprocess
 
 import pytest
-
-from harness.runtime.cleanup import owner_alive, owner_id
+from pytest_multiarch.engine.cleanup import owner_alive, owner_id
 
 
 def dead_pid() -> int:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.cli import build_parser, main
+from pytest_multiarch.cli import build_parser, main
 
 
 def test_parse_doctor() -> None:

@@ -6,9 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness.commands import CommandResult, run_command
-from harness.errors import CommandError, CommandTimeout
+from pytest_multiarch.core.commands import CommandResult, run_command
+from pytest_multiarch.core.errors import CommandError, CommandTimeout
 
 NOISY = ["sh", "-c", "echo out; echo err >&2; exit 3"]
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-
-from harness.runtime.compare import PlatformImages, difference_table
-from harness.runtime.containers import RunResult
+from pytest_multiarch.runtime.compare import PlatformImages, difference_table
+from pytest_multiarch.runtime.containers import RunResult
 
 LITTLE = RunResult(0, b"      1\n", b"")
 BIG = RunResult(0, b"    256\n", b"")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from harness.doctor import Check, doctor_ok, format_table, to_json
+from pytest_multiarch.doctor import Check, doctor_ok, format_table, to_json
 
 CHECKS = [
     Check("engine", "", "ok", "Docker 26.1.5 (API 1.45), containerd image store"),

@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from harness.errors import ConfigError, PlatformError
-from harness.platforms import KNOWN_PLATFORMS, Platform, lookup, native_platform, with_host
-from harness.runtime.elf import (
+from pytest_multiarch.core.errors import ConfigError, PlatformError
+from pytest_multiarch.core.platforms import (
+    KNOWN_PLATFORMS,
+    Platform,
+    lookup,
+    native_platform,
+    with_host,
+)
+from pytest_multiarch.runtime.elf import (
     EM_386,
     EM_AARCH64,
     EM_ARM,

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from harness.emulation import (
+from pytest_multiarch.core.emulation import (
     BinfmtHandler,
     binfmt_mounted,
     check_emulator,
@@ -19,7 +18,7 @@ from harness.emulation import (
     qemu_version,
     read_handler,
 )
-from harness.platforms import Platform, lookup, with_host
+from pytest_multiarch.core.platforms import Platform, lookup, with_host
 
 AMD64 = lookup("amd64")
 S390X = with_host(lookup("s390x"), native=AMD64)

@@ -10,16 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.platforms import lookup
-from harness.run.model import PlatformFacts, RunReport
-from harness.run.options import resolve_layers
-from harness.run.report import column_title, format_lines, markdown
-from harness.run.scheduling import choose_group, engine_grouper, make_engine_scheduler
-from harness.run.settings import Settings, engine_map, on_engine
-from harness.runtime.engine import DOCKER, docker
-from harness.runtime.engines import (
+from pytest_multiarch.core.errors import ConfigError
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.engine.docker import DOCKER, docker
+from pytest_multiarch.engine.endpoints import (
     EngineEndpoint,
     EngineRef,
     endpoint_hostname,
@@ -30,6 +24,13 @@ from harness.runtime.engines import (
     project_engine_map,
     remote_emulator,
 )
+from pytest_multiarch.model.records import PlatformFacts, RunReport
+from pytest_multiarch.reports.summary import column_title, format_lines, markdown
+from pytest_multiarch.run.options import resolve_layers
+from pytest_multiarch.run.scheduling import choose_group, engine_grouper, make_engine_scheduler
+from pytest_multiarch.run.settings import engine_map, on_engine
+from pytest_multiarch.runtime.settings import Settings
+
 from tests.unit.fakes import FakeConfig, make_settings
 
 E12 = "unix:///run/pytest-multiarch/e12/docker.sock"
@@ -396,12 +397,12 @@ def test_implicit_default_engine_from_the_clis_current_context(
 def test_an_exec_format_error_on_another_machine_does_not_ask_this_hosts_binfmt_misc(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness.runtime.containers import _exec_format_error
+    from pytest_multiarch.runtime.containers import _exec_format_error
 
     def not_here(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("this host's emulators say nothing about another machine")
 
-    monkeypatch.setattr("harness.emulation.check_emulator", not_here)
+    monkeypatch.setattr("pytest_multiarch.core.emulation.check_emulator", not_here)
     message = _exec_format_error("img", lookup("s390x"), {"DOCKER_HOST": "ssh://ci@z-box"})
     assert message == (
         "img (linux/s390x) failed with 'exec format error' on the engine at ssh://ci@z-box: no "

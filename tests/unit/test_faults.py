@@ -6,9 +6,8 @@ from __future__ import annotations
 import shlex
 
 import pytest
-
-from harness.run.model import RunReport
-from harness.runtime.faults import RecordedRun, docker_run_line, find_fault
+from pytest_multiarch.model.records import RunReport
+from pytest_multiarch.runtime.faults import RecordedRun, docker_run_line, find_fault
 
 # Lines as QEMU 7.2 (Debian bookworm's qemu-user-static) prints them on the container's stderr.
 QEMU_LINES = [

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import requests
 import urllib3
-
-from harness.errors import MultiarchError
-from harness.runtime.health import (
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.engine.health import (
     INTERRUPT_SIGNAL,
     EngineStoppedAnswering,
     EngineWatch,

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness import processes
-from harness.cli import main
-from harness.provision import daemons, host
-from harness.provision.host import (
+from pytest_multiarch.cli import main
+from pytest_multiarch.core import processes
+from pytest_multiarch.provision import daemons, host
+from pytest_multiarch.provision.host import (
     DEFAULT_REGISTRY_PORT,
     EngineTarget,
     ForeignEngine,
@@ -27,7 +26,7 @@ from harness.provision.host import (
     refuse_foreign_engine,
     registry_address,
 )
-from harness.provision.steps import Step
+from pytest_multiarch.provision.steps import Step
 
 MIRROR = "http://127.0.0.1:5000"
 

@@ -9,17 +9,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-
-from harness.cli import main
-from harness.run.html import render_html, write_html
-from harness.run.model import (
+from pytest_multiarch.cli import main
+from pytest_multiarch.model.records import (
     BuildRecord,
     EngineFacts,
     PlatformFacts,
     Publication,
     RunReport,
 )
-from harness.run.report import headline, markdown
+from pytest_multiarch.reports.html import render_html, write_html
+from pytest_multiarch.reports.summary import headline, markdown
 
 
 def populated() -> RunReport:

@@ -6,10 +6,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.images import ImageSpec, WaitSpec, discover_images, load_image, parse_image_toml
-from harness.platforms import lookup
+from pytest_multiarch.core.errors import ConfigError
+from pytest_multiarch.core.images import (
+    ImageSpec,
+    WaitSpec,
+    discover_images,
+    load_image,
+    parse_image_toml,
+)
+from pytest_multiarch.core.platforms import lookup
 
 
 def write_image(root: Path, name: str, toml: str | None = None, *, dockerfile: bool = True) -> Path:
@@ -255,7 +260,7 @@ def test_allows_restricted(tmp_path: Path, plat_name: str, allowed: bool) -> Non
 
 
 def test_allows_ignores_emulated_flag(tmp_path: Path) -> None:
-    from harness.platforms import with_host
+    from pytest_multiarch.core.platforms import with_host
 
     spec = parse({"platforms": ["arm64"]}, tmp_path)
     assert spec.allows(with_host(lookup("arm64"), native=lookup("amd64")))

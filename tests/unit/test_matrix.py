@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.platforms import lookup
-from harness.run.codec import ReportFormatError
-from harness.run.matrix import matrix_entries, merge_reports, project_platforms
-from harness.run.model import PlatformFacts, RunReport
-from harness.run.report import markdown
+from pytest_multiarch.core.errors import ConfigError
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.model.codec import ReportFormatError
+from pytest_multiarch.model.records import PlatformFacts, RunReport
+from pytest_multiarch.reports.matrix import matrix_entries, merge_reports, project_platforms
+from pytest_multiarch.reports.summary import markdown
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "nightly.yml"
@@ -51,7 +50,7 @@ def test_matrix_command_prints_entries_for_fromjson() -> None:
         [
             sys.executable,
             "-m",
-            "harness.cli",
+            "pytest_multiarch.cli",
             "matrix",
             "--json",
             "--pyproject",

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from harness.errors import ConfigError
-from harness.run.options import (
+from pytest_multiarch.core.errors import ConfigError
+from pytest_multiarch.run.options import (
     BY_NAME,
     DEFAULT_SOURCE,
     OPTIONS,

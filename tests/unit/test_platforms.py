@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from harness.errors import PlatformError
-from harness.platforms import (
+from pytest_multiarch.core.errors import PlatformError
+from pytest_multiarch.core.platforms import (
     KNOWN_PLATFORMS,
     Platform,
     lookup,
@@ -151,7 +150,7 @@ def test_native_platform_unknown_machine() -> None:
 
 
 def test_native_platform_defaults_to_this_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("harness.platforms.native_machine", lambda: "aarch64")
+    monkeypatch.setattr("pytest_multiarch.core.platforms.native_machine", lambda: "aarch64")
     assert native_platform().name == "linux/arm64"
     # parse_platforms uses it when native= is omitted
     assert [p.emulated for p in parse_platforms("arm64,amd64", source=SOURCE)] == [False, True]

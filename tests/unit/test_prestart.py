@@ -7,9 +7,8 @@ import threading
 from typing import Any
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.runtime.prestart import Prestarter, PrestartKey
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.runtime.prestart import Prestarter, PrestartKey
 
 SVC = PrestartKey("pytest-multiarch/svc:1-arm64", "sha256:1", "linux/arm64")
 OTHER = PrestartKey("pytest-multiarch/other:2-arm64", "sha256:2", "linux/arm64")

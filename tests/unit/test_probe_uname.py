@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.platforms import lookup
-from harness.runtime import containers
-from harness.runtime.containers import UNAME_ATTEMPTS, Labels, RunResult, probe_uname
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.engine.labels import Labels
+from pytest_multiarch.runtime import containers
+from pytest_multiarch.runtime.containers import UNAME_ATTEMPTS, RunResult, probe_uname
 
 ARM64 = lookup("arm64")
 LABELS = Labels("run", "owner", keep=False)

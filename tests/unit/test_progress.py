@@ -6,10 +6,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
-from harness.platforms import Platform, lookup
-from harness.run.model import BuildRecord
-from harness.run.progress import (
+from pytest_multiarch.core.platforms import Platform, lookup
+from pytest_multiarch.model.progress import (
     BuildLogParser,
     ProgressBoard,
     ProgressDisplay,
@@ -18,6 +16,7 @@ from harness.run.progress import (
     ci_logs,
     status_line,
 )
+from pytest_multiarch.model.records import BuildRecord
 
 # What `docker buildx build --progress=plain` printed for a three-step build (trimmed).
 PLAIN_LOG = """\

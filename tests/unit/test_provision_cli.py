@@ -4,8 +4,7 @@ and the refusals that need no root and start nothing."""
 from __future__ import annotations
 
 import pytest
-
-from harness.cli import build_parser, main
+from pytest_multiarch.cli import build_parser, main
 
 
 def test_parse_host_up_dry_run() -> None:

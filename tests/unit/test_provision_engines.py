@@ -6,9 +6,8 @@ import ipaddress
 import tomllib
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.provision.engines import (
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.provision.engines import (
     SUBNET_POOL,
     EngineNameError,
     containerd_config,

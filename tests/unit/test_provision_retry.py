@@ -1,14 +1,13 @@
-"""harness.retry.retrying, as bases.py and aptsource.py use it (no real pauses)."""
+"""pytest_multiarch.core.retry.retrying, as bases.py and aptsource.py use it (no real pauses)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-
-from harness.errors import CommandError, MultiarchError
-from harness.provision.bases import logged_retry
-from harness.retry import linear_pause, retrying
+from pytest_multiarch.core.errors import CommandError, MultiarchError
+from pytest_multiarch.core.retry import linear_pause, retrying
+from pytest_multiarch.provision.bases import logged_retry
 
 
 def failing(times: int, error: BaseException | None = None) -> tuple[list[int], Callable[[], str]]:

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.platforms import parse_platforms
-from harness.provision import host
-from harness.provision.steps import Applied, Fact, Step, StepReport, StepState, run_steps
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.core.platforms import parse_platforms
+from pytest_multiarch.provision import host
+from pytest_multiarch.provision.steps import Applied, Fact, Step, StepReport, StepState, run_steps
 
 
 class FakeStep(Step):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.images import _KNOWN_KEYS
-from harness.run.options import OPTIONS
+from pytest_multiarch.core.images import _KNOWN_KEYS
+from pytest_multiarch.run.options import OPTIONS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

@@ -6,8 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-from harness.run.model import (
+from pytest_multiarch.model.records import (
     OUTCOMES,
     SCHEMA_VERSION,
     BuildRecord,
@@ -17,13 +16,13 @@ from harness.run.model import (
     RunReport,
     case_id,
 )
-from harness.run.report import format_lines, markdown
+from pytest_multiarch.reports.summary import format_lines, markdown
 
 Phase = tuple[str, str, float, bool]  # when, outcome, seconds, wasxfail
 
 
 def facts(*shorts: str) -> list[PlatformFacts]:
-    from harness.platforms import lookup
+    from pytest_multiarch.core.platforms import lookup
 
     return [
         PlatformFacts(lookup(s).name, s, s == "amd64", "native" if s == "amd64" else "qemu")

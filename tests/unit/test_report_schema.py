@@ -9,9 +9,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-
-from harness.run.codec import ReportFormatError
-from harness.run.model import (
+from pytest_multiarch.model.codec import ReportFormatError
+from pytest_multiarch.model.records import (
     BuildRecord,
     EngineFacts,
     PlatformFacts,
@@ -20,7 +19,13 @@ from harness.run.model import (
     report_schema,
 )
 
-SHIPPED = Path(__file__).resolve().parents[2] / "harness" / "run" / "report.schema.json"
+SHIPPED = (
+    Path(__file__).resolve().parents[2]
+    / "harness"
+    / "pytest_multiarch"
+    / "model"
+    / "report.schema.json"
+)
 
 
 def full_report() -> RunReport:
@@ -42,8 +47,10 @@ def full_report() -> RunReport:
 
 
 def test_shipped_schema_is_the_generated_one() -> None:
-    # Regenerate with: python -c "import json; from harness.run.model import report_schema;
-    #   print(json.dumps(report_schema(), indent=2))" > harness/run/report.schema.json
+    # Regenerate with:
+    #   python -c "import json; from pytest_multiarch.model.records import report_schema;
+    #   print(json.dumps(report_schema(), indent=2))" \
+    #   > harness/pytest_multiarch/model/report.schema.json
     assert json.loads(SHIPPED.read_text()) == report_schema()
 
 

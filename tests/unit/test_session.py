@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.platforms import lookup, parse_platforms, with_host
-from harness.run.settings import Settings
-from harness.runtime.session import run_state_dir
+from pytest_multiarch.core.platforms import lookup, parse_platforms, with_host
+from pytest_multiarch.runtime.session import run_state_dir
+from pytest_multiarch.runtime.settings import Settings
 
 
 def settings(**changes: Any) -> Settings:

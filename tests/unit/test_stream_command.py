@@ -6,9 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
-from harness.commands import stream_command
-from harness.errors import CommandError, CommandTimeout
+from pytest_multiarch.core.commands import stream_command
+from pytest_multiarch.core.errors import CommandError, CommandTimeout
 
 
 def test_lines_of_both_streams_arrive_in_order_of_writing() -> None:

@@ -9,11 +9,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from harness.images import ImageSpec
-from harness.structure.access import ExportedFilesystem
-from harness.structure.checks import go_mode_string
-from harness.structure.items import check_lines, structure_sources
+from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.run.structure_items import check_lines, structure_sources
+from pytest_multiarch.structure.access import ExportedFilesystem
+from pytest_multiarch.structure.checks import go_mode_string
 
 BUSYBOX = b"\x7fELF busybox"
 
@@ -127,7 +126,7 @@ def test_list_dir(filesystem: ExportedFilesystem) -> None:
 
 
 def test_a_broken_export_is_a_clear_error(tmp_path: Path) -> None:
-    from harness.structure.checks import ImageAccessError
+    from pytest_multiarch.structure.checks import ImageAccessError
 
     path = tmp_path / "broken.tar"
     path.write_bytes(b"not a tar at all" * 100)

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from harness.platforms import lookup
-from harness.structure.checks import (
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.structure.checks import (
     CheckOutcome,
     ExecResult,
     FileInfo,
@@ -23,7 +22,7 @@ from harness.structure.checks import (
     go_mode_string,
     platform_applies,
 )
-from harness.structure.config import Check, RunOptions, StructureFile, parse_structure_file
+from pytest_multiarch.structure.config import Check, RunOptions, StructureFile, parse_structure_file
 
 Runner = Callable[[Sequence[str], Mapping[str, str]], ExecResult]
 

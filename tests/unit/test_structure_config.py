@@ -6,9 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from harness.errors import MultiarchError
-from harness.structure.config import (
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.structure.config import (
     CommandCheck,
     FileContentCheck,
     FileExistenceCheck,
@@ -21,7 +20,7 @@ from harness.structure.config import (
     parse_structure_file,
     valid_mode_string,
 )
-from harness.structure.re2 import RegexSyntaxError, compile_re2, translate_re2
+from pytest_multiarch.structure.re2 import RegexSyntaxError, compile_re2, translate_re2
 
 SOURCE = "images/cli/structure-tests.yaml"
 

@@ -7,9 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
-from harness.runtime.containers import RunResult
-from harness.runtime.transfer import (
+from pytest_multiarch.runtime.containers import RunResult
+from pytest_multiarch.runtime.transfer import (
     FileNotCollected,
     FileTransferError,
     file_archive,

@@ -11,9 +11,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-
-from harness.runtime.elf import ForeignBinary
-from harness.runtime.verify_cache import (
+from pytest_multiarch.runtime.elf import ForeignBinary
+from pytest_multiarch.runtime.verify_cache import (
     Verification,
     VerificationCacheWarning,
     VerificationKey,

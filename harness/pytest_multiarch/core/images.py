@@ -1,0 +1,274 @@
+"""Images under ``images/``: discovery and ``image.toml`` validation."""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pytest_multiarch.core.errors import ConfigError, PlatformError
+from pytest_multiarch.core.platforms import Platform, lookup
+from pytest_multiarch.core.secrets import BuildSecret
+
+IMAGE_TOML = "image.toml"
+# An image's container-structure-test file, next to its Dockerfile (image.toml may list more).
+STRUCTURE_TESTS_FILE = "structure-tests.yaml"
+# Docker's grammar for one path component of an image name (also checked when publishing).
+NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+WaitKind = Literal["log", "http", "port", "none"]
+
+
+@dataclass(frozen=True)
+class WaitSpec:
+    """How to tell that a started container is ready. ``timeout`` is in native seconds."""
+
+    log: str = ""
+    http: str = ""
+    port: int = 0
+    timeout: float = 30.0
+
+    @property
+    def kind(self) -> WaitKind:
+        if self.log:
+            return "log"
+        if self.http:
+            return "http"
+        if self.port:
+            return "port"
+        return "none"
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image to build (or, with ``ref``, to take as it is) and test."""
+
+    name: str
+    directory: Path
+    platforms: tuple[Platform, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str = ""
+    command: tuple[str, ...] = ()
+    ports: tuple[int, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    wait: WaitSpec = WaitSpec()
+    ref: str = ""
+    repository: str = ""
+    secrets: tuple[BuildSecret, ...] = ()
+    # Globs of paths allowed to hold binaries of another architecture (cross toolchains).
+    foreign_binaries: tuple[str, ...] = ()
+    structure_tests: tuple[Path, ...] = ()
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.directory / "Dockerfile"
+
+    def allows(self, platform: Platform) -> bool:
+        return not self.platforms or any(p.name == platform.name for p in self.platforms)
+
+    def structure_test_files(self) -> tuple[Path, ...]:
+        """Its container-structure-test files: ``structure-tests.yaml`` next to the Dockerfile
+        when present, then those image.toml lists (whether or not they exist)."""
+        default = self.directory / STRUCTURE_TESTS_FILE
+        return (default, *self.structure_tests) if default.is_file() else self.structure_tests
+
+
+_KNOWN_KEYS = {
+    "platforms",
+    "build-args",
+    "target",
+    "command",
+    "ports",
+    "env",
+    "wait",
+    "ref",
+    "repository",
+    "secrets",
+    "foreign-binaries",
+    "structure-tests",
+}
+_SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WAIT_KEYS = {"log", "http", "port", "timeout"}
+
+
+def _fail(path: Path, key: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: key {key!r}: {message}")
+
+
+def _str_list(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, key, f"expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _str_table(path: Path, key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise _fail(path, key, f"expected a table of strings, got {value!r}")
+    out: dict[str, str] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise _fail(path, f"{key}.{k}", f"expected a string, got {v!r}")
+        out[str(k)] = str(v)
+    return out
+
+
+def _port(path: Path, key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise _fail(path, key, f"expected a port number 1-65535, got {value!r}")
+    return value
+
+
+def _secrets(path: Path, value: Any) -> tuple[BuildSecret, ...]:
+    if not isinstance(value, dict):
+        raise _fail(
+            path,
+            "secrets",
+            f'expected a table like {{ token = {{ env = "TOKEN" }} }}, got {value!r}',
+        )
+    found = []
+    for secret_id, source in value.items():
+        key = f"secrets.{secret_id}"
+        if not _SECRET_ID.match(secret_id):
+            raise _fail(path, key, "a secret id uses letters, digits, '_', '.' and '-' only")
+        if not isinstance(source, dict) or set(source) != {"env"}:
+            raise _fail(path, key, f'expected {{ env = "VARIABLE" }}, got {source!r}')
+        env = source["env"]
+        if not isinstance(env, str) or not _ENV_NAME.match(env):
+            raise _fail(path, f"{key}.env", f"expected an environment variable name, got {env!r}")
+        found.append(BuildSecret(secret_id, env))
+    return tuple(found)
+
+
+def _globs(path: Path, value: Any) -> tuple[str, ...]:
+    globs = _str_list(path, "foreign-binaries", value)
+    for glob in globs:
+        if not glob.startswith("/"):
+            raise _fail(path, "foreign-binaries", f"expected absolute path globs, got {glob!r}")
+    return globs
+
+
+def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: Path) -> ImageSpec:
+    unknown = sorted(set(data) - _KNOWN_KEYS)
+    if unknown:
+        raise _fail(
+            path, unknown[0], f"unknown key; known keys are {', '.join(sorted(_KNOWN_KEYS))}"
+        )
+    platforms: list[Platform] = []
+    for raw in _str_list(path, "platforms", data.get("platforms", [])):
+        try:
+            platforms.append(lookup(raw))
+        except PlatformError:
+            raise _fail(path, "platforms", f"unknown platform {raw!r}") from None
+    ports = data.get("ports", [])
+    if not isinstance(ports, list):
+        raise _fail(path, "ports", f"expected a list of port numbers, got {ports!r}")
+    command = data.get("command", [])
+    if isinstance(command, str):
+        raise _fail(path, "command", "expected a list of strings (exec form), got a string")
+    wait_data = data.get("wait", {})
+    if not isinstance(wait_data, dict):
+        raise _fail(path, "wait", f"expected a table, got {wait_data!r}")
+    wait_unknown = sorted(set(wait_data) - _WAIT_KEYS)
+    if wait_unknown:
+        raise _fail(
+            path,
+            f"wait.{wait_unknown[0]}",
+            f"unknown key; known are {', '.join(sorted(_WAIT_KEYS))}",
+        )
+    wait_log = wait_data.get("log", "")
+    wait_http = wait_data.get("http", "")
+    for key, value in (("wait.log", wait_log), ("wait.http", wait_http)):
+        if not isinstance(value, str):
+            raise _fail(path, key, f"expected a string, got {value!r}")
+    if wait_log:
+        try:
+            re.compile(wait_log)
+        except re.error as exc:
+            raise _fail(
+                path, "wait.log", f"invalid regular expression {wait_log!r}: {exc}"
+            ) from None
+    if wait_http and not wait_http.startswith("/"):
+        raise _fail(path, "wait.http", f"expected a path starting with '/', got {wait_http!r}")
+    if wait_log and wait_http:
+        raise _fail(path, "wait", "set one of 'log' or 'http' (with 'port'), not both")
+    wait_port = _port(path, "wait.port", wait_data["port"]) if "port" in wait_data else 0
+    if wait_http and not wait_port:
+        raise _fail(path, "wait.http", "needs 'port' (the container port to ask)")
+    timeout = wait_data.get("timeout", 30)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise _fail(path, "wait.timeout", f"expected a positive number of seconds, got {timeout!r}")
+    port_list = tuple(_port(path, "ports", p) for p in ports)
+    if wait_port and wait_port not in port_list:
+        port_list = (*port_list, wait_port)
+    ref = data.get("ref", "")
+    target = data.get("target", "")
+    repository = data.get("repository", "")
+    for key, value in (("ref", ref), ("target", target), ("repository", repository)):
+        if not isinstance(value, str):
+            raise _fail(path, key, f"expected a string, got {value!r}")
+    return ImageSpec(
+        secrets=_secrets(path, data.get("secrets", {})),
+        foreign_binaries=_globs(path, data.get("foreign-binaries", [])),
+        structure_tests=tuple(
+            directory / rel
+            for rel in _str_list(path, "structure-tests", data.get("structure-tests", []))
+        ),
+        name=name,
+        directory=directory,
+        platforms=tuple(platforms),
+        build_args=_str_table(path, "build-args", data.get("build-args", {})),
+        target=target,
+        command=_str_list(path, "command", command),
+        ports=port_list,
+        env=_str_table(path, "env", data.get("env", {})),
+        wait=WaitSpec(wait_log, wait_http, wait_port, float(timeout)),
+        ref=ref,
+        repository=repository,
+    )
+
+
+def load_image(directory: Path) -> ImageSpec:
+    name = directory.name
+    if not NAME_COMPONENT.match(name):
+        raise ConfigError(
+            f"{directory}: image directory name {name!r} is not valid in an image name: use "
+            "lowercase letters and digits, joined by single '.', single or double '_', or '-'"
+        )
+    path = directory / IMAGE_TOML
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    spec = parse_image_toml(name, directory, data, path)
+    if not spec.ref and not spec.dockerfile.exists():
+        raise ConfigError(
+            f"{directory}: no Dockerfile (and no 'ref' in {IMAGE_TOML}); add one or remove the "
+            "directory"
+        )
+    return spec
+
+
+def discover_images(root: Path) -> dict[str, ImageSpec]:
+    """Every image directory under ``root``: one holding a Dockerfile or an image.toml."""
+    if not root.is_dir():
+        return {}
+    found: dict[str, ImageSpec] = {}
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and ((child / "Dockerfile").exists() or (child / IMAGE_TOML).exists()):
+            found[child.name] = load_image(child)
+    return found

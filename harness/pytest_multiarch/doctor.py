@@ -1,0 +1,440 @@
+"""``multiarch doctor``: can each requested platform be built and run here, and if not, why."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+from pytest_multiarch.core.commands import run_command
+from pytest_multiarch.core.emulation import check_emulator
+from pytest_multiarch.core.errors import CommandError, ConfigError, EngineUnavailable
+from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.engine.docker import EngineInfo, buildx_info, docker, engine_info
+from pytest_multiarch.engine.endpoints import EngineRef, endpoint_hostname
+from pytest_multiarch.engine.resolve import resolve_engine
+from pytest_multiarch.publish.registry import listed_platforms
+
+if TYPE_CHECKING:
+    from pytest_multiarch.runtime.builders import BuilderRef
+
+CheckStatus = Literal["ok", "fail", "warn"]
+PROBE_IMAGE = os.environ.get("MULTIARCH_PROBE_IMAGE", "busybox:latest")
+BASE_REFERENCES = ("debian:bookworm-slim", "busybox:latest")
+PROBE_LABEL = "pytest-multiarch.probe"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    platform: str  # "" for host-wide checks
+    status: CheckStatus
+    detail: str
+    remedy: str = ""
+
+
+def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
+    try:
+        info = engine_info(timeout=10)
+    except EngineUnavailable as exc:
+        return [Check("engine", "", "fail", str(exc), "multiarch host up")], None
+    checks = [
+        Check(
+            "engine",
+            "",
+            "ok",
+            f"Docker {info.version} (API {info.api_version}), {info.image_store} image store"
+            + (f", mirrors {', '.join(info.registry_mirrors)}" if info.registry_mirrors else ""),
+        )
+    ]
+    try:
+        bx = buildx_info(timeout=20)
+        checks.append(
+            Check("buildx", "", "ok", f"buildx {bx.version}, builder {bx.builder} ({bx.driver})")
+        )
+    except CommandError as exc:
+        checks.append(
+            Check(
+                "buildx",
+                "",
+                "fail",
+                f"docker buildx unusable (exit {exc.returncode})",
+                "multiarch host up (installs Debian's docker-buildx)",
+            )
+        )
+    return checks, info
+
+
+def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
+    """For each base reference: where it comes from and which platforms it has."""
+    available: dict[str, tuple[str, set[str]]] = {}
+    for reference in BASE_REFERENCES:
+        public = listed_platforms(reference, timeout=30)
+        if public is not None:
+            available[reference] = ("registry", public)
+            continue
+        for mirror in info.registry_mirrors:
+            host = mirror.split("://", 1)[-1].rstrip("/")
+            name, _, tag = reference.partition(":")
+            mirrored = listed_platforms(f"{host}/library/{name}:{tag}", timeout=30)
+            if mirrored is not None:
+                available[reference] = (f"mirror {host}", mirrored)
+                break
+    return available
+
+
+def _probe(platform: Platform, engine: EngineRef | None = None) -> Check:
+    command = docker(
+        "run",
+        "--rm",
+        "--platform",
+        platform.name,
+        "--label",
+        f"{PROBE_LABEL}=1",
+        PROBE_IMAGE,
+        "uname",
+        "-m",
+        engine=engine,
+    )
+    try:
+        result = run_command(command, timeout=90, check=False)
+    except CommandError as exc:
+        return Check("probe", platform.short, "fail", str(exc).splitlines()[0], "multiarch host up")
+    answer = result.stdout.strip()
+    problem = platform.machine_problem(answer, f"{PROBE_IMAGE} for {platform.name}")
+    if result.ok and not problem:
+        return Check("probe", platform.short, "ok", f"{PROBE_IMAGE} answered uname -m = {answer}")
+    if result.ok:
+        return Check(
+            "probe",
+            platform.short,
+            "fail",
+            problem,
+            f"check that {PROBE_IMAGE} has a {platform.name} variant",
+        )
+    error = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    return Check(
+        "probe",
+        platform.short,
+        "fail",
+        f"`docker run --platform {platform.name} {PROBE_IMAGE} uname -m` failed: "
+        f"{error[-1] if error else result.returncode}",
+        f"multiarch host up --platforms {platform.short}",
+    )
+
+
+def _reaper_check() -> Check:
+    try:
+        from testcontainers.core.config import testcontainers_config
+    except ImportError:
+        return Check("reaper", "", "warn", "testcontainers is not installed")
+    image = str(testcontainers_config.ryuk_image)
+    present = run_command(docker("image", "inspect", image), timeout=20, check=False).ok
+    if present:
+        return Check("reaper", "", "ok", f"{image} is available locally")
+    return Check(
+        "reaper",
+        "",
+        "warn",
+        f"{image} is not available (it cannot be pulled offline); the plugin runs without Ryuk "
+        "and removes its containers by label itself",
+    )
+
+
+def run_doctor(
+    platforms: Sequence[Platform],
+    *,
+    probe: bool = True,
+    engines: Mapping[str, EngineRef] | None = None,
+    builders: Mapping[str, BuilderRef] | None = None,
+) -> list[Check]:
+    """The checks of the default engine and of ``platforms`` on it, then of every engine that
+    ``engines`` (platform name -> engine) maps a platform to, and of those platforms there,
+    then of the buildx builder that ``builders`` (platform name -> builder) names for each."""
+    mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
+    checks, info = _engine_checks()
+    bases = _base_sources(info) if info is not None else {}
+    for plat in [p for p in platforms if p.name not in mapped]:
+        status = check_emulator(plat)
+        if status.native:
+            checks.append(Check("emulator", plat.short, "ok", "native"))
+        elif status.usable:
+            checks.append(Check("emulator", plat.short, "ok", status.summary))
+        else:
+            checks.append(Check("emulator", plat.short, "fail", status.problem, status.remedy))
+        if info is None:
+            checks.append(
+                Check(
+                    "probe",
+                    plat.short,
+                    "fail",
+                    "skipped: the engine is not reachable",
+                    "multiarch host up",
+                )
+            )
+        elif probe and status.usable:
+            checks.append(_probe(plat))
+        for reference in BASE_REFERENCES:
+            if info is None:
+                continue
+            source = bases.get(reference)
+            if source is None:
+                checks.append(
+                    Check(
+                        "base",
+                        plat.short,
+                        "warn",
+                        f"{reference} cannot be pulled",
+                        "offline: multiarch host up (seeds the local mirror)",
+                    )
+                )
+            elif source[1] and plat.name not in source[1]:
+                checks.append(
+                    Check(
+                        "base",
+                        plat.short,
+                        "warn",
+                        f"{reference} from {source[0]} has no {plat.name} variant",
+                        f"multiarch host up --platforms {plat.short}",
+                    )
+                )
+            else:
+                checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
+    checks += _mapped_engine_checks([p for p in platforms if p.name in mapped], mapped, probe)
+    named = {name: ref for name, ref in (builders or {}).items() if ref.name}
+    for plat in [p for p in platforms if p.name in named]:
+        there = replace(plat, engine=mapped[plat.name].spec) if plat.name in mapped else plat
+        checks += _builder_checks(there, named[plat.name])
+    if info is not None:
+        checks.append(_reaper_check())
+    return checks
+
+
+def _mapped_engine_checks(
+    platforms: Sequence[Platform], engines: Mapping[str, EngineRef], probe: bool
+) -> list[Check]:
+    """Each mapped engine once (reachable, version, image store, architecture, buildx), then its
+    platforms on it: native or emulated there, and a probe container there. Of a remote
+    machine, only what its engine tells can be checked from here: its binfmt_misc handlers and
+    registry settings cannot be read, so the probe is what shows that a platform runs there."""
+    checks: list[Check] = []
+    by_engine: dict[str, list[Platform]] = {}
+    for plat in platforms:
+        by_engine.setdefault(engines[plat.name].spec, []).append(plat)
+    for spec, plats in by_engine.items():
+        ref = EngineRef(spec)
+        names = ",".join(p.short for p in plats)
+        try:
+            found = resolve_engine(ref, "the engine map", os.environ, timeout=10)
+        except ConfigError as exc:
+            remedy = f"docker context create {spec} --docker host=ssh://USER@MACHINE"
+            checks.append(Check("engine", names, "fail", str(exc), remedy))
+            continue
+        if found.problem:
+            remedy = (
+                f"start the engine on that machine, or fix the mapping; check with "
+                f"`docker {' '.join(ref.cli_flags())} info`"
+            )
+            checks.append(
+                Check("engine", names, "fail", f"{found.describe()}: {found.problem}", remedy)
+            )
+            continue
+        machine = "this machine" if found.is_local else endpoint_hostname(found.host)
+        checks.append(
+            Check(
+                "engine",
+                names,
+                "ok",
+                f"{found.describe()}: Docker {found.version}, {found.image_store} image store, "
+                f"{found.architecture} on {machine}",
+            )
+        )
+        try:
+            bx = buildx_info(timeout=20, engine=ref)
+            checks.append(
+                Check(
+                    "buildx",
+                    names,
+                    "ok",
+                    f"buildx {bx.version}, builder {bx.builder} ({bx.driver})",
+                )
+            )
+        except CommandError as exc:
+            checks.append(
+                Check(
+                    "buildx",
+                    names,
+                    "fail",
+                    f"docker buildx unusable for engine {spec} (exit {exc.returncode})",
+                    "install the buildx plugin here (Debian package docker-buildx)",
+                )
+            )
+        for plat in plats:
+            there = replace(plat, engine=spec, emulated=found.architecture != plat.uname)
+            checks.append(_mapped_emulator_check(there, found.architecture, found.is_local, ref))
+            if probe:
+                checks.append(_probe(there, ref))
+    return checks
+
+
+def _mapped_emulator_check(plat: Platform, architecture: str, local: bool, ref: EngineRef) -> Check:
+    if not plat.emulated:
+        return Check("emulator", plat.short, "ok", f"native on {ref.label} ({architecture})")
+    if local:  # an engine on this machine runs this machine's emulators
+        status = check_emulator(plat)
+        if status.usable:
+            return Check("emulator", plat.short, "ok", f"{status.summary} (engine {ref.label})")
+        return Check("emulator", plat.short, "fail", status.problem, status.remedy)
+    return Check(
+        "emulator",
+        plat.short,
+        "warn",
+        f"emulated on {ref.label} ({architecture}): that machine's binfmt_misc cannot be read "
+        "from here; the probe shows whether the platform runs there",
+        f"on that machine: `multiarch host up --platforms {plat.short}` (or install "
+        "qemu-user-static and binfmt-support)",
+    )
+
+
+def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
+    """The builder named for ``plat``: it exists, its driver can get the images into the engine
+    that runs ``plat`` (or they travel through a registry that answers), and whether ``plat``
+    is among the platforms its nodes list (natively or emulated)."""
+    from pytest_multiarch.engine.endpoints import engine_of
+    from pytest_multiarch.runtime.builders import inspect_builder, plan_builder
+
+    where = "the builder map"
+    try:
+        info = inspect_builder(ref.name, engine_of(plat))
+    except CommandError as exc:
+        lines = (exc.stderr.strip() or exc.stdout.strip() or str(exc)).splitlines()
+        return [
+            Check(
+                "builder",
+                plat.short,
+                "fail",
+                f"no buildx builder {ref.name!r}: {lines[-1] if lines else exc}",
+                f"`docker buildx ls` lists the builders; a Docker context is one (`docker "
+                f"context create {ref.name} --docker host=...`), others come from `docker "
+                f"buildx create --name {ref.name} ...`",
+            )
+        ]
+
+    start_it = f"start the builder's engine (`docker --context {ref.name} info`)"
+    if info.error:
+        return [Check("builder", plat.short, "fail", f"{ref.name}: {info.error}", start_it)]
+
+    def running_engine_id() -> str:
+        try:
+            return engine_info(timeout=10, engine=engine_of(plat)).id
+        except EngineUnavailable:
+            return ""
+
+    try:
+        facts = plan_builder(ref, info, plat, where, running_engine_id=running_engine_id)
+    except ConfigError as exc:
+        remedy = (
+            f'give the builder a registry: {plat.short} = {{ builder = "{ref.name}", registry '
+            '= "127.0.0.1:5000/multiarch-transfer" }'
+            if info.driver != "docker"
+            else start_it
+        )
+        return [Check("builder", plat.short, "fail", str(exc), remedy)]
+    if facts.problem:
+        return [Check("builder", plat.short, "fail", facts.problem, start_it)]
+    checks = [Check("builder", plat.short, "ok", facts.describe())]
+    if facts.delivery == "registry":
+        checks.append(_registry_check(plat, facts.registry))
+    if not info.platforms:
+        status = ", ".join(f"{node.name} {node.status}" for node in info.nodes) or "no nodes"
+        checks.append(
+            Check(
+                "builder-platform",
+                plat.short,
+                "warn",
+                f"builder {ref.name!r} lists no platforms yet ({status}): it has not been started",
+                f"`docker buildx inspect --bootstrap {ref.name}` starts it and lists them",
+            )
+        )
+    else:
+        checks.append(_builder_platform_check(plat, info.platforms, facts.context))
+    return checks
+
+
+def _registry_check(plat: Platform, registry: str) -> Check:
+    """The registry a builder's images travel through answers its API (``/v2/``)."""
+    import urllib.error
+    import urllib.request
+
+    from pytest_multiarch.runtime.builders import is_loopback
+
+    host = registry.split("/", 1)[0]
+    url = f"{'http' if is_loopback(registry) else 'https'}://{host}/v2/"
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a registry's own URL
+            pass
+    except urllib.error.HTTPError as exc:
+        if exc.code != 401:  # 401: it answers, and wants a login (docker login {host})
+            return Check(
+                "registry",
+                plat.short,
+                "fail",
+                f"{url} answered {exc.code}",
+                f"check the registry address {registry}",
+            )
+    except (urllib.error.URLError, OSError) as exc:
+        return Check(
+            "registry",
+            plat.short,
+            "fail",
+            f"{url} did not answer: {exc}",
+            f"start the registry at {host}, or name another in [tool.multiarch.builders]",
+        )
+    return Check("registry", plat.short, "ok", f"{registry} answers ({url})")
+
+
+def _builder_platform_check(plat: Platform, listed: Sequence[str], context: str) -> Check:
+    if plat.name not in listed:
+        return Check(
+            "builder-platform",
+            plat.short,
+            "warn",
+            f"{plat.name} is not among the builder's platforms ({', '.join(listed) or 'none'}): "
+            "its RUN steps need an emulator on the builder's machine",
+            f"on the builder's machine: `multiarch host up --platforms {plat.short}` (QEMU), or "
+            "add a node of that platform (`docker buildx create --append ...`)",
+        )
+    how = "listed"
+    if context:  # a docker-driver builder: its engine tells its machine
+        try:
+            machine = engine_info(timeout=10, engine=EngineRef(context)).architecture
+            how = "native" if machine == plat.uname else f"emulated on {machine}"
+        except EngineUnavailable:
+            pass
+    return Check("builder-platform", plat.short, "ok", f"{plat.name} {how}")
+
+
+def doctor_ok(checks: Sequence[Check]) -> bool:
+    return all(check.status != "fail" for check in checks)
+
+
+def format_table(checks: Sequence[Check]) -> str:
+    rows = [("CHECK", "PLATFORM", "STATUS", "DETAIL")]
+    rows += [(c.name, c.platform or "-", c.status.upper(), c.detail) for c in checks]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for row, check in zip(rows, [None, *checks], strict=True):
+        lines.append(
+            "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+        )
+        if check is not None and check.remedy and check.status != "ok":
+            lines.append(" " * (sum(widths) + 6) + f"remedy: {check.remedy}")
+    return "\n".join(lines)
+
+
+def to_json(checks: Sequence[Check]) -> str:
+    return json.dumps(
+        {"ok": doctor_ok(checks), "checks": [asdict(check) for check in checks]}, indent=2
+    )

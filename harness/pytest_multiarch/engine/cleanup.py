@@ -1,0 +1,82 @@
+"""Removing what a run left behind: its own containers at the end, and those of runs whose owning
+process is provably dead at the start of the next run. A run that is still alive is never swept.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pytest_multiarch.core.commands import run_command
+from pytest_multiarch.core.processes import start_ticks
+from pytest_multiarch.engine.docker import docker
+from pytest_multiarch.engine.labels import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
+
+if TYPE_CHECKING:
+    from pytest_multiarch.engine.endpoints import EngineRef
+
+
+def owner_id(pid: int | None = None) -> str:
+    """``host:pid:starttime`` of the process that owns a run; the start time guards against a
+    recycled pid being taken for the owner."""
+    pid = pid or os.getpid()
+    return f"{socket.gethostname()}:{pid}:{start_ticks(pid) or '?'}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """True/False when provable on this host, None when the owner lives elsewhere (or the label
+    is malformed): then it is not ours to judge."""
+    host, _, rest = owner.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not (pid_text.isascii() and pid_text.isdigit()):
+        return None
+    if not ticks:
+        return None
+    current = start_ticks(int(pid_text))
+    if current is None:
+        return False
+    return ticks in ("?", current)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    removed: int
+    runs: tuple[str, ...]
+
+
+def _labelled(label: str, engine: EngineRef | None) -> list[tuple[str, str, str, bool]]:
+    """(id, run, owner, kept) of every container carrying ``label``."""
+    fmt = (
+        f'{{{{.ID}}}}\t{{{{.Label "{RUN_LABEL}"}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'
+        f'\t{{{{.Label "{KEEP_LABEL}"}}}}'
+    )
+    listed = run_command(
+        docker("ps", "-a", "--filter", f"label={label}", "--format", fmt, engine=engine),
+        timeout=60,
+    )
+    rows = []
+    for line in listed.stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 4:
+            rows.append((parts[0], parts[1], parts[2], bool(parts[3])))
+    return rows
+
+
+def sweep(run_id: str | None = None, engine: EngineRef | None = None) -> SweepResult:
+    """With ``run_id``: remove that run's containers. Without: remove those of every run whose
+    owner is provably dead. Kept containers (``--keep-containers``) stay. On ``engine`` (a
+    platform's mapped engine), else on the default engine. Raises CommandError when the engine
+    cannot list or remove them (the caller says so; nothing is hidden)."""
+    label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
+    doomed = []
+    runs = set()
+    for ident, run, owner, kept in _labelled(label, engine):
+        if kept or (run_id is None and owner_alive(owner) is not False):
+            continue
+        doomed.append(ident)
+        runs.add(run)
+    if doomed:
+        run_command(docker("rm", "-f", "-v", *doomed, engine=engine), timeout=180)
+    return SweepResult(len(doomed), tuple(sorted(runs)))

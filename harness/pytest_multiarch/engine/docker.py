@@ -1,0 +1,138 @@
+"""Facts about the Docker engine and buildx, asked through the docker CLI with time limits."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pytest_multiarch.core.commands import run_command
+from pytest_multiarch.core.errors import CommandError, EngineUnavailable
+from pytest_multiarch.model.records import EngineFacts
+
+if TYPE_CHECKING:
+    from pytest_multiarch.engine.endpoints import EngineRef
+
+DOCKER = os.environ.get("MULTIARCH_DOCKER", "docker")
+START_HINT = "start it with `multiarch host up` (or as root: `containerd &` then `dockerd &`)"
+
+
+def docker(*args: str, engine: EngineRef | None = None) -> list[str]:
+    """A docker CLI command line; with ``engine``, for that engine (``--context NAME`` or
+    ``--host URL``, which buildx honours too); without, for the default engine."""
+    return [DOCKER, *(engine.cli_flags() if engine is not None else []), *args]
+
+
+ImageStore = Literal["containerd", "classic"]
+
+
+def endpoint() -> str:
+    """Where the docker CLI talks to: DOCKER_HOST, else the default socket."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    id: str
+    endpoint: str
+    version: str
+    api_version: str
+    image_store: ImageStore
+    storage_driver: str
+    registry_mirrors: tuple[str, ...]
+    os: str
+    architecture: str
+
+    def facts(self) -> EngineFacts:
+        """What the run report records of the engine."""
+        return EngineFacts(
+            self.endpoint,
+            self.version,
+            self.api_version,
+            self.image_store,
+            self.os,
+            self.architecture,
+        )
+
+
+def engine_info(timeout: float = 15, engine: EngineRef | None = None) -> EngineInfo:
+    """Ask the engine (``engine``, else the default one) what it is. Raises EngineUnavailable,
+    quickly, when it does not answer."""
+    mapped = engine is not None and not engine.is_default
+    try:
+        version = run_command(
+            docker("version", "--format", "{{json .}}", engine=engine), timeout=timeout
+        )
+        info = run_command(docker("info", "--format", "{{json .}}", engine=engine), timeout=timeout)
+    except CommandError as exc:
+        detail = (exc.stderr.strip() or exc.stdout.strip()).splitlines()
+        reason = detail[-1] if detail else str(exc).splitlines()[0]
+        if engine is not None and mapped:
+            raise EngineUnavailable(
+                f"Docker engine {engine.spec} not reachable: {reason}; start it, or check the "
+                f"mapping (`docker {' '.join(engine.cli_flags())} info`)"
+            ) from None
+        raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
+    version_data: dict[str, Any] = json.loads(version.stdout)
+    where = engine.spec if engine is not None and mapped else endpoint()
+    return engine_facts_of(version_data.get("Server") or {}, json.loads(info.stdout), where)
+
+
+def engine_facts_of(
+    server: Mapping[str, Any], info_data: Mapping[str, Any], where: str
+) -> EngineInfo:
+    """EngineInfo from the engine's answers to ``/version`` (``server``) and ``/info``: the
+    same documents over the API as in ``docker version`` (its Server part) and ``docker info``."""
+    driver_status = info_data.get("DriverStatus") or []
+    containerd_store = any(
+        "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
+    )
+    mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
+    return EngineInfo(
+        id=str(info_data.get("ID", "")) or where,
+        endpoint=where,
+        os=str(info_data.get("OSType", "linux")),
+        version=str(server.get("Version", "?")),
+        api_version=str(server.get("ApiVersion", "?")),
+        image_store="containerd" if containerd_store else "classic",
+        storage_driver=str(info_data.get("Driver", "?")),
+        registry_mirrors=mirrors,
+        architecture=str(info_data.get("Architecture", "?")),
+    )
+
+
+@dataclass(frozen=True)
+class BuildxInfo:
+    version: str
+    builder: str
+    driver: str
+    platforms: tuple[str, ...]
+
+
+def buildx_info(timeout: float = 20, engine: EngineRef | None = None) -> BuildxInfo:
+    """The buildx plugin's version and the builder it uses for ``engine`` (else the current
+    builder). Raises CommandError when absent."""
+    hint = "install the buildx plugin: `multiarch host up` (Debian package docker-buildx)"
+    version = run_command(docker("buildx", "version", engine=engine), timeout=timeout, hint=hint)
+    inspect = run_command(docker("buildx", "inspect", engine=engine), timeout=timeout, hint=hint)
+    builder = driver = ""
+    platforms: tuple[str, ...] = ()
+    for line in inspect.stdout.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        value = value.strip()
+        if key == "Name" and not builder:
+            builder = value
+        elif key == "Driver" and not driver:
+            driver = value
+        elif key == "Platforms" and not platforms:
+            platforms = tuple(p.strip() for p in value.split(",") if p.strip())
+    parts = version.stdout.split()
+    return BuildxInfo(
+        version=parts[1] if len(parts) > 1 else version.stdout.strip(),
+        builder=builder,
+        driver=driver,
+        platforms=platforms,
+    )

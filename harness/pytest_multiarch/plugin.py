@@ -1,0 +1,874 @@
+"""pytest wiring for pytest-multiarch: options, markers, parametrization, fixtures, reports.
+
+The work lives in the modules named for what they own; this module only connects them to
+pytest. Loaded through the ``pytest11`` entry point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+from collections.abc import Generator
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+
+from pytest_multiarch.core.errors import ConfigError, MultiarchError, PlatformError
+from pytest_multiarch.core.images import ImageSpec, discover_images
+from pytest_multiarch.core.platforms import Platform, lookup
+from pytest_multiarch.core.secrets import (
+    SecretLikeBuildArg,
+    present_secret_values,
+    redact_values,
+    secret_like_build_args,
+)
+from pytest_multiarch.engine.resolve import platform_facts
+from pytest_multiarch.model.codec import dump, load
+from pytest_multiarch.model.progress import ProgressBoard, ProgressPlugin
+from pytest_multiarch.model.records import (
+    PlatformFacts,
+    RunReport,
+)
+from pytest_multiarch.run.items import (
+    ITEM_KEY,
+    ItemState,
+    built_image,
+    harness_of,
+    image_spec,
+    item_platform,
+    item_state,
+    parametrizes_platform,
+)
+from pytest_multiarch.run.options import add_options
+from pytest_multiarch.run.state import (
+    HARNESS_KEY,
+    IMAGES_KEY,
+    REPORT_ATTRIBUTE,
+    REPORT_KEY,
+    RETRIED,
+    SETTINGS_KEY,
+    ItemFacts,
+)
+from pytest_multiarch.run.timeouts import (
+    configured_pytest_timeout,
+    platform_timeout,
+    scale_timeout,
+    set_timeout,
+)
+
+if TYPE_CHECKING:  # the Docker side is imported only when used
+    from pathlib import Path
+    from types import FrameType
+
+    from testcontainers.core.container import DockerContainer
+
+    from pytest_multiarch.runtime.compare import PlatformImages
+    from pytest_multiarch.runtime.faults import RecordedRun
+    from pytest_multiarch.runtime.session import BuiltImage, Harness, Runner
+    from pytest_multiarch.runtime.settings import Settings
+
+# Values of the build secrets declared in image.toml files: redacted from test reports.
+SECRETS_KEY = pytest.StashKey[list[str]]()
+# The SIGTERM handler that was there before ours (restored at unconfigure).
+SIGTERM_KEY = pytest.StashKey[Any]()
+# Fixtures that talk to the engine: tests using them are guarded (pytest_multiarch.engine.health).
+ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run"})
+# The platform of an item that is not a parametrized function (a structure-test check).
+PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
+# The matrix column of tests that compare every platform in one (the images fixture).
+CROSS_PLATFORM = "all"
+# Of a failed test, kept for the run report: its last commands.
+COMMANDS_KEPT = 10
+# The platform facts the controller read at the start, on every process (workers get them).
+PLATFORM_FACTS_KEY = pytest.StashKey[dict[str, PlatformFacts]]()
+# The test a worker runs after this one (pytest's nextitem): its container is started ahead.
+NEXT_ITEM_KEY = pytest.StashKey["pytest.Item | None"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "image(name): the image under images/<name>/ that this test exercises"
+    )
+    config.addinivalue_line(
+        "markers", "platforms(*names): run this test only on these platforms (others skip)"
+    )
+    config.addinivalue_line(
+        "markers", "skip_platforms(*names, reason=...): skip this test on these platforms"
+    )
+    config.addinivalue_line(
+        "markers",
+        "platform_timeout(arm64=SECONDS, s390x=..., arm_v7=...): pytest-timeout's limit of this "
+        "test on those platforms, as given (others keep the emulation-scaled limit)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "xfail_platforms(*names, reason=..., strict=...): expect this test to fail on these "
+        "platforms (strict defaults to the xfail_strict ini option, as for pytest.mark.xfail)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "requires_native(reason=...): run this test only where its platform runs natively on "
+        "its engine (not under QEMU); elsewhere it is skipped with the reason",
+    )
+    from pytest_multiarch.run.settings import resolve_settings
+    from pytest_multiarch.runtime.settings import Settings
+
+    if _is_worker(config):
+        workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
+        settings = Settings.from_workerinput(workerinput["multiarch"])
+        facts = [
+            load(PlatformFacts, item, "workerinput['multiarch_platforms']")
+            for item in workerinput["multiarch_platforms"]
+        ]
+    else:
+        settings = resolve_settings(config)
+        # Emulator faults come and go with QEMU releases: every report names the version.
+        facts = platform_facts(settings.platforms, settings.endpoints, settings.builders)
+        config.stash[REPORT_KEY] = RunReport(run_id=settings.run_id, platforms=facts)
+        config.pluginmanager.register(XdistHooks(settings, facts), "multiarch-xdist")
+        from pytest_multiarch.run.collector import ReportCollector, publisher_for
+
+        config.pluginmanager.register(
+            ReportCollector(config.stash[REPORT_KEY], publisher_for(config)),
+            "multiarch-report",
+        )
+        config.pluginmanager.register(
+            ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
+        )
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
+    try:
+        config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    images = config.stash[IMAGES_KEY]
+    config.stash[SECRETS_KEY] = present_secret_values(
+        secret for spec in images.values() for secret in spec.secrets
+    )
+    if not _is_worker(config) and images:
+        _check_state_dir()
+        _warn_secret_like_build_args(config, images)
+    _handle_sigterm_like_ctrl_c(config)
+
+
+def _start_shown(
+    image: BuiltImage,
+    platform: Platform,
+    harness: Harness,
+    ahead: Future[DockerContainer] | None = None,
+) -> DockerContainer:
+    """A started, verified container; shown in the live progress while it takes long (an
+    emulated service can take a while to become ready). ``ahead``: the start begun for this test
+    while the one before ran, if there is one (pytest_multiarch.runtime.prestart)."""
+    from pytest_multiarch.runtime.session import start_verified
+
+    wait = image.spec.wait
+    ready = {
+        "log": f"for log line {wait.log!r}",
+        "http": f"for HTTP {wait.http} on port {wait.port}",
+        "port": f"for port {wait.port}",
+    }.get(wait.kind, "")
+    with _progress_board(harness.settings.run_id).waiting(
+        image.name, platform, f"container start {ready}".rstrip()
+    ):
+        return ahead.result() if ahead is not None else start_verified(image, platform, harness)
+
+
+def _progress_board(run_id: str) -> ProgressBoard:
+    from pytest_multiarch.runtime.session import progress_board
+
+    return progress_board(run_id)
+
+
+def _check_state_dir() -> None:
+    """A state directory another user could write to is refused before anything runs."""
+    from pytest_multiarch.core.paths import run_state_root
+
+    try:
+        run_state_root()
+    except MultiarchError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    except OSError as exc:
+        raise pytest.UsageError(
+            f"cannot create this user's state directory for pytest-multiarch ({exc}); set "
+            "XDG_STATE_HOME or MULTIARCH_RUN_STATE_DIR to a directory of your own"
+        ) from None
+
+
+def _warn_secret_like_build_args(config: pytest.Config, images: dict[str, ImageSpec]) -> None:
+    for spec in images.values():
+        for name in secret_like_build_args(spec.build_args):
+            config.issue_config_time_warning(
+                SecretLikeBuildArg(
+                    f"{spec.directory / 'image.toml'}: build arg {name} looks like a secret; "
+                    "build-arg values end up in `docker history` of the image and in build "
+                    f"logs. Declare it as a build secret instead: secrets = {{ "
+                    f'{name.lower()} = {{ env = "{name}" }} }} and read it in the Dockerfile '
+                    f"with RUN --mount=type=secret,id={name.lower()}"
+                ),
+                stacklevel=2,
+            )
+
+
+def _handle_sigterm_like_ctrl_c(config: pytest.Config) -> None:
+    """CI systems and tox cancel with SIGTERM: let it unwind like Ctrl-C (fixture teardown, the
+    run's sweep), in the controller and in every xdist worker. Only when nobody else handles it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    config.stash[SIGTERM_KEY] = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
+def _interrupt_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"terminated by signal {signal.Signals(signum).name}")
+
+
+class XdistHooks:
+    """Controller-side: hand the resolved settings to each worker."""
+
+    def __init__(self, settings: Settings, facts: list[PlatformFacts]) -> None:
+        self.settings = settings
+        self.facts = facts
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["multiarch"] = self.settings.to_workerinput()
+        node.workerinput["multiarch_platforms"] = dump(self.facts)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """With platforms on engines of their own, ``-n`` shares the workers between engines
+        (pytest_multiarch.run.scheduling): a native engine's tests never wait behind emulated
+        ones."""
+        if not self.settings.engines or config.getvalue("dist") != "load":
+            return None
+        from pytest_multiarch.run.scheduling import engine_grouper, make_engine_scheduler
+
+        engines = {p.short: p.engine for p in self.settings.platforms}
+        return make_engine_scheduler(config, log, engine_grouper(engines))
+
+
+# ---- collection: one item per platform, platform markers ------------------------------------
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Images' container-structure-test files: one item per (check, platform)."""
+    images = parent.config.stash.get(IMAGES_KEY, {})
+    if not any(spec.structure_test_files() for spec in images.values()):
+        return None  # the structure-test machinery (YAML and all) is not even imported
+    from pytest_multiarch.run.structure_items import collect_file
+
+    return collect_file(file_path, parent)
+
+
+def _marker_platforms(marker: pytest.Mark, where: str) -> set[str]:
+    found = set()
+    for name in marker.args:
+        try:
+            found.add(lookup(str(name)).name)
+        except PlatformError:
+            raise pytest.UsageError(
+                f"{where}: unknown platform {name!r} in @pytest.mark.{marker.name}"
+            ) from None
+    return found
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "platform" not in metafunc.fixturenames or parametrizes_platform(metafunc.definition):
+        return
+    settings = metafunc.config.stash[SETTINGS_KEY]
+    # A module-scoped fixture may only depend on a parameter of module scope (or wider).
+    scope: Literal["module", "function"] = (
+        "module" if "shared_container" in metafunc.fixturenames else "function"
+    )
+    metafunc.parametrize(
+        "platform",
+        [pytest.param(_with_factor(settings, p), id=p.short) for p in settings.platforms],
+        scope=scope,
+    )
+
+
+def _with_factor(settings: Settings, plat: Platform) -> Platform:
+    """``plat`` carrying this run's timeout factor (not part of its identity: ids, equality and
+    hashes stay as they are, so every xdist worker collects the same items)."""
+    return replace(plat, timeout_factor=settings.factor(plat))
+
+
+def _engine_label(plat: Platform) -> str:
+    """``engine arm-box``, or ``the default engine``."""
+    from pytest_multiarch.engine.endpoints import EngineRef
+
+    return f"engine {EngineRef(plat.engine).label}" if plat.engine else "the default engine"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Platform markers, read from the item, so that marks on a parameter set, a class or a
+    module count exactly like marks on the function (as pytest's own markers do)."""
+    settings = config.stash[SETTINGS_KEY]
+    timeouts = configured_pytest_timeout(config)
+    for item in items:
+        plat = item_platform(item)
+        if plat is None:
+            if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
+                # A test that reaches every platform is as slow as the slowest of them.
+                scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
+            continue
+        # The image name is a keyword of its items: `-k service` selects that image's tests.
+        image_marker = item.get_closest_marker("image")
+        if image_marker is not None and image_marker.args:
+            item.extra_keyword_matches.add(str(image_marker.args[0]))
+        _apply_platform_markers(config, item, plat)
+        own_limit = platform_timeout(item, plat)
+        if own_limit is not None and timeouts is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: @pytest.mark.platform_timeout sets pytest-timeout's limit, and "
+                "pytest-timeout is not installed (pip install pytest-timeout)"
+            )
+        if own_limit is not None:
+            set_timeout(item, own_limit)
+        elif timeouts is not None:
+            scale_timeout(item, settings.factor(plat), timeouts)
+
+
+def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Platform) -> None:
+    settings = config.stash[SETTINGS_KEY]
+    where = item.nodeid
+    reason = ""
+    for marker in item.iter_markers("platforms"):
+        only = _marker_platforms(marker, where)
+        if plat.name not in only:
+            shorts = ", ".join(sorted(lookup(n).short for n in only))
+            reason = f"test runs only on {shorts} (@pytest.mark.platforms)"
+    spec = item.get_closest_marker("image")
+    image = config.stash[IMAGES_KEY].get(str(spec.args[0])) if spec and spec.args else None
+    if not reason and image is not None and not image.allows(plat):
+        reason = (
+            f"image {image.name!r} is restricted to "
+            f"{', '.join(p.short for p in image.platforms)} by {image.directory / 'image.toml'}"
+        )
+    if not reason and plat.name in settings.unusable:
+        reason = f"{plat.name} cannot run here: {settings.unusable[plat.name]}"
+    if not reason and plat.emulated:
+        native = item.get_closest_marker("requires_native")
+        if native is not None:
+            why = str(native.kwargs.get("reason") or (native.args[0] if native.args else ""))
+            where = _engine_label(plat)
+            reason = (
+                f"{why or 'needs a native machine'} (@pytest.mark.requires_native): "
+                f"{plat.short} runs under QEMU on {where} in this run"
+            )
+    if not reason:
+        for marker in item.iter_markers("skip_platforms"):
+            if plat.name in _marker_platforms(marker, where):
+                reason = str(marker.kwargs.get("reason") or f"skipped on {plat.short}")
+                break
+    if reason:
+        item.add_marker(pytest.mark.skip(reason=reason))
+        return
+    for marker in item.iter_markers("xfail_platforms"):
+        if plat.name in _marker_platforms(marker, where):
+            strict = marker.kwargs.get("strict", config.getini("xfail_strict"))
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason=str(marker.kwargs.get("reason") or f"expected to fail on {plat.short}"),
+                    strict=bool(strict),
+                    raises=marker.kwargs.get("raises"),
+                )
+            )
+            break
+
+
+# ---- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def platform(request: pytest.FixtureRequest) -> Platform:
+    """The platform of this test case (parametrized by --platforms)."""
+    param = getattr(request, "param", None)
+    if not isinstance(param, Platform):
+        pytest.fail(
+            "the 'platform' fixture is parametrized by pytest-multiarch only", pytrace=False
+        )
+    return param
+
+
+@pytest.fixture
+def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
+    """The image of ``@pytest.mark.image(name)`` built for this platform (BuiltImage)."""
+    spec = image_spec(request.node, request.config)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses an image fixture but has no @pytest.mark.image(name)",
+            pytrace=False,
+        )
+    found = built_image(request.node, request.config, spec, platform)
+    if isinstance(found, str):
+        pytest.fail(found, pytrace=False)
+    item_state(request.node).image_id = found.id
+    return found
+
+
+def _started_container(
+    request: pytest.FixtureRequest,
+    image: BuiltImage,
+    platform: Platform,
+    *,
+    prestarted: bool = False,
+) -> Generator[DockerContainer]:
+    """A started, ready container of ``image`` for the requesting node, removed afterwards
+    (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it).
+    ``prestarted``: the node is a test whose container may have been started ahead, and whose
+    next test's container is started while this one starts and runs."""
+    from pytest_multiarch.runtime.containers import stop_container
+    from pytest_multiarch.runtime.prestart import PrestartKey
+
+    harness = harness_of(request.config)
+    ahead = None
+    if prestarted:
+        ahead = harness.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        # Begun before this test's own container is ready, not after: consecutive service tests
+        # then overlap their starts, instead of each waiting for its own in its setup.
+        if isinstance(request.node, pytest.Item):
+            _prestart_next(request.node)
+    try:
+        started = _start_shown(image, platform, harness, ahead)
+    except MultiarchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    item_state(request.node).containers.append((platform.short, started))
+    yield started
+    if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
+        stop_container(started)
+
+
+@pytest.fixture
+def container(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Generator[DockerContainer]:
+    """A started testcontainers container of the image, ready per image.toml [wait]."""
+    yield from _started_container(request, image, platform, prestarted=True)
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
+    """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
+    return _recording_runner(request, image, platform)
+
+
+def _recording_runner(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Runner:
+    """A Runner that keeps what it ran on the test's state: for its report, and to tell an
+    emulator fault from a failure (pytest_multiarch.runtime.faults)."""
+    from pytest_multiarch.runtime.recording import RecordingRunner
+
+    secrets: list[str] = request.config.stash.get(SECRETS_KEY, [])
+    return RecordingRunner(
+        harness_of(request.config), image, platform, item_state(request.node).runs, secrets
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Every process (each xdist worker too) finishes removing its containers in the
+    background before the controller sweeps the run: the two must not race."""
+    harness = session.config.stash.get(HARNESS_KEY, None)
+    if harness is not None:
+        harness.close()
+
+
+@pytest.fixture
+def images(request: pytest.FixtureRequest) -> PlatformImages:
+    """Every selected platform's image of ``@pytest.mark.image(name)``, built once per run and
+    verified like ``image``: ``images["s390x"].run([...])``,
+    ``images.assert_same_on_every_platform([...])``. Without ``platform``, the test runs once."""
+    from pytest_multiarch.runtime.compare import PlatformImages
+
+    spec = image_spec(request.node, request.config)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid} uses the images fixture but has no @pytest.mark.image(name)",
+            pytrace=False,
+        )
+    settings = request.config.stash[SETTINGS_KEY]
+    runners: dict[str, Runner] = {}
+    problems: list[str] = []
+    for plat in settings.platforms:
+        if not spec.allows(plat) or plat.name in settings.unusable:
+            continue  # left out, as the per-platform tests are skipped there
+        scaled = _with_factor(settings, plat)
+        found = built_image(request.node, request.config, spec, scaled)
+        if isinstance(found, str):
+            problems.append(f"{plat.short}: {found}")
+        else:
+            runners[plat.short] = _recording_runner(request, found, scaled)
+    if problems:
+        pytest.fail(
+            f"image {spec.name!r} is not usable on every platform:\n" + "\n".join(problems),
+            pytrace=False,
+        )
+    return PlatformImages(spec.name, runners)
+
+
+@pytest.fixture(scope="module")
+def shared_container(
+    request: pytest.FixtureRequest, platform: Platform
+) -> Generator[DockerContainer]:
+    """One started container per test module and platform, shared by the module's tests that
+    ask for it; labelled like every container of the run, and removed after the module's last
+    test on that platform. Its image is the module's ``pytestmark = pytest.mark.image(name)``."""
+
+    spec = image_spec(request.node, request.config)
+    if spec is None:
+        pytest.fail(
+            f"{request.node.nodeid}: shared_container is shared by a module's tests, so its "
+            "image comes from the module: add `pytestmark = pytest.mark.image(name)`",
+            pytrace=False,
+        )
+    found = built_image(request.node, request.config, spec, platform)
+    if isinstance(found, str):
+        pytest.fail(found, pytrace=False)
+    yield from _started_container(request, found, platform)
+
+
+# ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------
+
+
+def _guarded(item: pytest.Item) -> Generator[None]:
+    """Setup and call of a test that uses the engine: refused at once when the engine is known
+    to be gone, interrupted when it stops answering, and then failed with that one line."""
+    if not ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return (yield)
+    from pytest_multiarch.engine.health import EngineStoppedAnswering
+
+    harness = harness_of(item.config)
+    plat = item_platform(item)
+    if plat is not None:
+        # Its engine did not answer when the run began, or died since: this platform's tests
+        # fail at once with why; the other platforms' tests run on.
+        down = harness.unreachable(plat)
+        if down:
+            pytest.fail(down, pytrace=False)
+    # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
+    # that reaches every platform (the images fixture) by each of theirs.
+    reached = [plat] if plat is not None else list(item.config.stash[SETTINGS_KEY].platforms)
+    watches = list({id(w): w for w in (harness.watch_for(p) for p in reached)}.values())
+    try:
+        with contextlib.ExitStack() as guards:
+            for watch in watches:
+                guards.enter_context(watch.guard(translating=(pytest.fail.Exception,)))
+            return (yield)
+    except EngineStoppedAnswering as exc:
+        failure = str(exc)
+    pytest.fail(failure, pytrace=False)  # out of the except: one line, no chained context
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
+    # A test with a container of its own begins the next one's start once it has taken its own
+    # (the container fixture); any other test begins it at once.
+    if not _uses_plugin_container(item):
+        _prestart_next(item)
+    return (yield from _guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    return (yield from _guarded(item))
+
+
+def _prestart_next(item: pytest.Item) -> None:
+    """While ``item`` is set up and runs, start the container of the next test when it uses
+    ``container`` (pytest_multiarch.runtime.prestart), unless ``--no-prestart``. Only for an
+    image that is built and checked already: work done ahead never builds, verifies, waits or
+    fails the current test."""
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    nextitem = item.stash.get(NEXT_ITEM_KEY, None)
+    if settings is None or settings.no_prestart or nextitem is None:
+        return
+    if not _uses_plugin_container(nextitem) or nextitem.get_closest_marker("skip"):
+        return
+    plat = item_platform(nextitem)
+    spec = image_spec(nextitem, item.config)
+    if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
+        return
+    from pytest_multiarch.runtime.prestart import PrestartKey
+    from pytest_multiarch.runtime.session import start_verified
+
+    harness = harness_of(item.config)
+    with contextlib.suppress(MultiarchError, OSError):
+        if not harness.resolvable_at_once(spec, plat):
+            return
+        # Resolved for the next test, on its own state: a build record it produces is its.
+        image = built_image(nextitem, item.config, spec, plat)
+        if not isinstance(image, str):
+            harness.prestarter.begin(
+                PrestartKey(image.reference, image.id, plat.name),
+                lambda cancelled: start_verified(image, plat, harness, cancelled),
+            )
+
+
+def _uses_plugin_container(item: pytest.Item) -> bool:
+    """Whether ``item`` gets its ``container`` from this plugin (not from a fixture of the
+    project's that has the same name)."""
+    info = getattr(item, "_fixtureinfo", None)
+    definitions = info.name2fixturedefs.get("container", ()) if info is not None else ()
+    if not definitions:
+        return False
+    function = definitions[-1].func
+    return bool(function.__module__ == __name__ and function.__name__ == "container")
+
+
+# ---- emulator faults: told apart, and run again on request ----------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """``--emulator-fault-retries N``: a test on an emulated platform whose failure was the
+    emulator's (pytest_multiarch.runtime.faults) runs again, up to N times; only its last run
+    counts, the ones before are reported as ``rerun``. Failures of the test itself never run
+    again."""
+    item.stash[NEXT_ITEM_KEY] = nextitem
+    plat = item_platform(item)
+    settings = item.config.stash.get(SETTINGS_KEY, None)
+    retries = settings.emulator_fault_retries if settings is not None else 0
+    if plat is None or not plat.emulated or retries <= 0:
+        return None
+    # pytest's own protocol without logging, so that a faulted run can be relabelled before it
+    # is reported (the way pytest-rerunfailures does it).
+    from _pytest.runner import runtestprotocol
+
+    ihook = item.ihook
+    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    properties = list(item.user_properties)
+    faults: list[str] = []
+    for attempt in range(retries + 1):
+        reports = runtestprotocol(item, log=False, nextitem=nextitem)
+        fault = _fault_of(reports) if attempt < retries else ""
+        for report in reports:
+            if fault and report.when == "teardown":
+                continue  # it runs again: one teardown report, the last run's
+            if fault and report.failed:
+                report.outcome = RETRIED  # type: ignore[assignment]
+            ihook.pytest_runtest_logreport(report=report)
+        if not fault:
+            break
+        faults.append(fault)
+        item.stash[ITEM_KEY] = ItemState()
+        item.user_properties[:] = [*properties, *(("emulator_fault_retried", f) for f in faults)]
+    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+
+
+def _fault_of(reports: list[pytest.TestReport]) -> str:
+    """The emulator fault that failed one run of a test, or "" (also when its teardown failed:
+    a test is only run again from a clean state)."""
+    if any(r.failed and r.when == "teardown" for r in reports):
+        return ""
+    for report in reports:
+        facts = getattr(report, REPORT_ATTRIBUTE, None)
+        if report.failed and isinstance(facts, dict) and facts.get("fault"):
+            return str(facts["fault"])
+    return ""
+
+
+def pytest_report_teststatus(
+    report: pytest.TestReport, config: pytest.Config
+) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+    if report.outcome == RETRIED:
+        return RETRIED, "R", ("RERUN (emulator fault)", {"yellow": True})
+    facts = getattr(report, REPORT_ATTRIBUTE, None)
+    if report.failed and isinstance(facts, dict) and facts.get("fault"):
+        category = "failed" if report.when == "call" else "error"
+        return category, "Q", ("EMULATOR FAULT", {"red": True})
+    return None
+
+
+# ---- reports --------------------------------------------------------------------------------
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    plat = item_platform(item)
+    column = plat.short if plat is not None else _cross_platform_column(item)
+    if column is None:
+        return report
+    marker = item.get_closest_marker("image")
+    state = item_state(item)
+    # A module-scoped fixture (shared_container) keeps its state on the module.
+    shared = [s for node in item.listchain()[:-1] if (s := node.stash.get(ITEM_KEY, None))]
+    facts = ItemFacts(column, str(marker.args[0]) if marker and marker.args else "")
+    facts.every_platform = "images" in getattr(item, "fixturenames", ())
+    if report.when == "setup":
+        facts.builds = list(state.builds)
+        facts.build_wait_seconds = state.build_wait_seconds
+        for module_state in shared:  # set up during this item's setup: charged here, once
+            facts.builds += module_state.builds
+            facts.build_wait_seconds += module_state.build_wait_seconds
+            module_state.builds, module_state.build_wait_seconds = [], 0.0
+        report.duration = max(0.0, report.duration - facts.build_wait_seconds)
+        # On the item, not this report: JUnit XML takes the properties of the teardown report,
+        # which pytest copies from the item.
+        properties = item.user_properties
+        if facts.build_wait_seconds >= 0.05:
+            properties.append(("build_seconds", f"{facts.build_wait_seconds:.1f}"))
+        settings = item.config.stash[SETTINGS_KEY]
+        if plat is not None:
+            properties.extend(
+                [
+                    ("platform", plat.name),
+                    ("emulated", "true" if plat.emulated else "false"),
+                    ("timeout_factor", f"{settings.factor(plat):g}"),
+                ]
+            )
+            emulator, version = _emulator(item.config, plat)
+            properties.append(("emulator", emulator))
+            if version:
+                properties.append(("emulator_version", version))
+        if state.image_id:
+            properties.append(("image_id", state.image_id))
+        from pytest_multiarch.engine.docker import endpoint
+
+        mapped = settings.endpoint(plat) if plat is not None else None
+        properties.append(("engine", mapped.host if mapped is not None else endpoint()))
+        if plat is not None and plat.engine:  # mapped (--engine): the matrix header's name
+            properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
+    harness = item.config.stash.get(HARNESS_KEY, None)
+    if report.failed and harness is not None:
+        from pytest_multiarch.runtime.containers import container_logs
+
+        watch = harness.watch_for(plat) if plat is not None else harness.watch
+        for short, started in [c for s in (state, *shared) for c in s.containers]:
+            if watch.dead() is not None:
+                break  # no logs from an engine that stopped answering
+            logs = container_logs(started, lines=200)
+            if logs:
+                report.sections.append((f"container logs [{short}]", logs))
+    if report.failed and report.when in ("setup", "call"):
+        runs = [run for s in (state, *shared) for run in s.runs]
+        facts.commands = [run.line() for run in runs[-COMMANDS_KEPT:]]
+        if plat is not None and plat.emulated:
+            facts.fault = _emulator_fault(item.config, plat, report, runs)
+        if facts.fault:
+            item.user_properties.append(("emulator_fault", facts.fault))
+            report.sections.append(
+                (
+                    "multiarch: emulator fault",
+                    f"{facts.fault}\nThe emulator failed here, not (necessarily) the test; "
+                    "--emulator-fault-retries N runs such tests again.",
+                )
+            )
+    secrets = item.config.stash.get(SECRETS_KEY, [])
+    _redact_report(report, secrets)
+    facts.commands = [redact_values(command, secrets) for command in facts.commands]
+    setattr(report, REPORT_ATTRIBUTE, dump(facts))
+    return report
+
+
+def _emulator(config: pytest.Config, plat: Platform) -> tuple[str, str]:
+    """(emulator summary, QEMU version) of ``plat`` as the controller read them at the start."""
+    fact = config.stash[PLATFORM_FACTS_KEY].get(plat.name)
+    return (fact.emulator, fact.qemu_version) if fact is not None else ("", "")
+
+
+def _emulator_fault(
+    config: pytest.Config, plat: Platform, report: pytest.TestReport, runs: list[RecordedRun]
+) -> str:
+    """The emulator's fault in a failed phase of a test on emulated ``plat`` (its failure, its
+    containers' logs, its ``run`` calls' stderr), with the emulator's version; or ""."""
+    from pytest_multiarch.core.emulation import check_emulator
+    from pytest_multiarch.runtime.faults import find_fault
+
+    texts = [report.longreprtext]
+    texts += [text for title, text in report.sections if title.startswith("container logs")]
+    texts += [run.stderr for run in runs]
+    found = find_fault(texts, lambda: check_emulator(plat, ask_version=False).problem)
+    if found is None:
+        return ""
+    return f"{found.evidence} [{_emulator(config, plat)[0]}]"
+
+
+def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
+    """Build secrets out of what the terminal, JUnit XML and xdist get: the failure, captured
+    output and container logs (a failed build's log is redacted where it is made)."""
+    if not secrets:
+        return
+    report.sections = [(title, redact_values(text, secrets)) for title, text in report.sections]
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if any(value in text for value in secrets):
+            report.longrepr = redact_values(text, secrets)
+
+
+def _cross_platform_column(item: pytest.Item) -> str | None:
+    """The matrix column of a test that reaches every platform through ``images`` (and is not
+    itself one per platform), or None for a test that uses no image at all."""
+    return CROSS_PLATFORM if "images" in getattr(item, "fixturenames", ()) else None
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report = config.stash.get(REPORT_KEY, None)
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if report is None or settings is None:
+        return  # an xdist worker, or a run the plugin took no part in
+    from pytest_multiarch.reports.summary import format_lines, format_publications
+    from pytest_multiarch.run.collector import ReportCollector
+
+    lines = format_lines(report)
+    if lines:
+        terminalreporter.write_sep("=", "multiarch: results per platform")
+        for line in lines:
+            terminalreporter.write_line(line)
+    if settings.keep_containers and report.tests:
+        terminalreporter.write_line(
+            f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
+            f"--filter label=pytest-multiarch.run={settings.run_id})"
+        )
+        for spec in sorted({p.engine for p in settings.platforms if p.engine}):
+            from pytest_multiarch.engine.endpoints import EngineRef
+
+            cli = " ".join(["docker", *EngineRef(spec).cli_flags()])
+            terminalreporter.write_line(
+                f"  and on engine {spec}: {cli} rm -f $({cli} ps -aq "
+                f"--filter label=pytest-multiarch.run={settings.run_id})"
+            )
+    collector = config.pluginmanager.get_plugin("multiarch-report")
+    if isinstance(collector, ReportCollector) and collector.cleanup_problem:
+        terminalreporter.write_line(f"multiarch: WARNING: {collector.cleanup_problem}", red=True)
+    if report.publish:
+        terminalreporter.write_sep("=", "multiarch: publish")
+        for line in format_publications(report.publish):
+            terminalreporter.write_line(line)
+    if settings.json_path is not None:
+        terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
+    if isinstance(collector, ReportCollector):
+        for line in collector.written:
+            terminalreporter.write_line(line, red="WARNING" in line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(SIGTERM_KEY, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None or _is_worker(config):
+        return
+    from pytest_multiarch.runtime.session import run_state_dir
+
+    with contextlib.suppress(MultiarchError):
+        shutil.rmtree(run_state_dir(settings.run_id), ignore_errors=True)

@@ -1,0 +1,408 @@
+"""Publishing exactly what was tested: each per-platform image pushed by the id that the tests
+ran, one manifest list over their digests, then verified from the registry and by pulling and
+running every platform.
+
+Path taken on both image stores: per-platform push plus ``buildx imagetools create``; no image
+is rebuilt between test and push.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_multiarch.core.commands import Log, run_command
+from pytest_multiarch.core.errors import CommandError, MultiarchError
+from pytest_multiarch.core.images import NAME_COMPONENT
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.engine.docker import docker
+from pytest_multiarch.engine.endpoints import EngineRef
+from pytest_multiarch.model.records import Publication, RunReport
+from pytest_multiarch.publish.registry import RegistryReadError, fetch_manifest, platform_digests
+
+_HOST = re.compile(
+    r"^(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*)"
+    r"(?::[0-9]{1,5})?$"
+)
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+PUBLISH_TIMEOUT = 600.0
+PLATFORM_TAG_SEPARATOR = "-"
+PUBLISH_PATH = "per-platform push of the tested image ids + buildx imagetools create"
+
+
+class PublishError(MultiarchError):
+    """Publishing was refused or failed; nothing new is referenced by the tag."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    registry: str
+    namespace: str
+    tag: str
+
+    def repository(self, image: str, override: str = "") -> str:
+        if override:
+            return override
+        parts = [self.registry, self.namespace, image] if self.namespace else [self.registry, image]
+        return "/".join(parts)
+
+
+def registry_scheme(registry: str) -> str:
+    """Docker talks plain HTTP to loopback registries and HTTPS to every other one."""
+    host = registry.rsplit(":", 1)[0] if ":" in registry else registry
+    return "http" if host in ("localhost", "::1") or host.startswith("127.") else "https"
+
+
+def parse_destination(target: str, tag: str, *, source: str = "--publish") -> Destination:
+    """``REGISTRY[/NAMESPACE]`` and a tag, validated with errors naming the bad part."""
+    registry, _, namespace = target.strip().partition("/")
+    if (
+        not registry
+        or not _HOST.match(registry)
+        or ("." not in registry and ":" not in registry and registry != "localhost")
+    ):
+        raise PublishError(
+            f"Invalid registry {registry!r} in {target!r} from {source}: expected a host name "
+            "with a dot or a port, or localhost (e.g. 127.0.0.1:5000 or registry.example/team)"
+        )
+    for component in namespace.split("/") if namespace else []:
+        if not NAME_COMPONENT.match(component):
+            raise PublishError(
+                f"Invalid namespace component {component!r} in {target!r} from {source}: use "
+                "lowercase letters and digits joined by '.', '_', '__' or '-'"
+            )
+    if not _TAG.match(tag):
+        raise PublishError(
+            f"Invalid tag {tag!r} from --publish-tag: up to 128 letters, digits, '_', '.', '-', "
+            "not starting with '.' or '-'"
+        )
+    return Destination(registry, namespace, tag)
+
+
+def validate_repository(value: str, where: str) -> None:
+    host, _, path = value.partition("/")
+    if (
+        not path
+        or not _HOST.match(host)
+        or not all(NAME_COMPONENT.match(c) for c in path.split("/"))
+    ):
+        raise PublishError(
+            f"Invalid repository {value!r} in {where}: expected REGISTRY/PATH, e.g. "
+            "127.0.0.1:5000/team/web"
+        )
+
+
+# ---- what may be published -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One image of a finished session, with the tested image of each platform."""
+
+    image: str
+    repository: str
+    tested: Mapping[str, str]  # platform name -> tested image id
+    refused: str = ""
+    # Platform name -> the engine that holds its tested image ("" or absent: the default one).
+    engines: Mapping[str, str] = field(default_factory=dict)
+
+
+def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
+    """From a finished run: the images whose every selected test passed on every platform, and
+    why each other one is refused."""
+    builds = {(b.image, b.platform): b for b in report.builds}
+    found: list[Candidate] = []
+    for name in sorted(report.images):
+        target = report.images[name]
+        repository = destination.repository(name, target.repository)
+        tests = [t for t in report.tests if t.image == name]
+        bad = [t for t in tests if t.outcome in ("failed", "error", "xpassed")]
+        reasons = []
+        if not tests:
+            reasons.append("no test ran against it")
+        if bad:
+            listed = ", ".join(f"{t.nodeid} ({t.outcome})" for t in bad[:5])
+            reasons.append(f"{len(bad)} test(s) did not pass: {listed}")
+        tested: dict[str, str] = {}
+        for plat in (lookup(p) for p in target.platforms):
+            passed = [t for t in tests if t.platform == plat.short and t.outcome == "passed"]
+            build = builds.get((name, plat.name))
+            if not passed:
+                reasons.append(f"no test passed on {plat.short}")
+            elif build is None or build.error or not build.image_id:
+                reasons.append(f"no tested image of {plat.name} is recorded")
+            else:
+                tested[plat.name] = build.image_id
+        engines = {p.name: p.engine for p in report.platforms if p.engine}
+        found.append(Candidate(name, repository, tested, "; ".join(reasons), engines))
+    return found
+
+
+# ---- registry access ---------------------------------------------------------------------------
+
+
+def _raw_manifest(reference: str) -> tuple[str, dict[str, Any]] | None:
+    """(digest, manifest) of ``reference`` in its registry, None when it does not exist."""
+    try:
+        return fetch_manifest(reference, timeout=120)
+    except RegistryReadError as exc:
+        raise PublishError(str(exc)) from None
+
+
+def check_reachable(destination: Destination) -> None:
+    url = f"{registry_scheme(destination.registry)}://{destination.registry}/v2/"
+    try:
+        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - a registry URL we built
+            return
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return  # needs credentials: docker push uses those of `docker login`
+        raise PublishError(
+            f"registry {destination.registry} answered {exc.code} at {url}"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PublishError(
+            f"registry {destination.registry} is not reachable at {url}: {reason}; "
+            "nothing was pushed"
+        ) from None
+
+
+# ---- publishing one image ------------------------------------------------------------------------
+
+
+def _push_platform(
+    repository: str, tag: str, platform_name: str, image_id: str, log: Log, engine: str = ""
+) -> str:
+    """Push the tested image ``image_id`` as ``repository:tag-<short>``, from ``engine`` (the
+    engine that built and tested it; "" for the default one); its manifest digest."""
+    short = lookup(platform_name).short
+    reference = f"{repository}:{tag}{PLATFORM_TAG_SEPARATOR}{short}"
+    on = _engine(engine)
+    log(f"  pushing {platform_name} image {image_id[:19]} as {reference}")
+    run_command(docker("tag", image_id, reference, engine=on), timeout=60)
+    try:
+        run_command(docker("push", "--quiet", reference, engine=on), timeout=PUBLISH_TIMEOUT)
+    finally:
+        run_command(docker("image", "rm", reference, engine=on), timeout=60, check=False)
+    found = _raw_manifest(reference)
+    if found is None:
+        raise PublishError(f"{reference} is not in the registry after docker push")
+    digest, manifest = found
+    entries = platform_digests(manifest)
+    if entries:  # the engine pushed an index: take this platform's manifest from it
+        if platform_name not in entries:
+            raise PublishError(f"{reference} holds no {platform_name} manifest")
+        digest = entries[platform_name]
+        found_manifest = _raw_manifest(f"{repository}@{digest}")
+        manifest = found_manifest[1] if found_manifest else {}
+    config_digest = str((manifest.get("config") or {}).get("digest", ""))
+    if image_id not in (digest, config_digest):
+        raise PublishError(
+            f"pushed {reference} is {digest} (config {config_digest}), which is not the tested "
+            f"image {image_id}"
+        )
+    return digest
+
+
+def _holds_tested(repository: str, index: Mapping[str, Any], tested: Mapping[str, str]) -> bool:
+    """Whether ``index`` lists exactly the tested platforms, each entry being the tested image
+    (its manifest digest on the containerd store, its config digest on the classic store)."""
+    entries = platform_digests(index)
+    if set(entries) != set(tested):
+        return False
+    for platform_name, digest in entries.items():
+        if digest == tested[platform_name]:
+            continue
+        found = _raw_manifest(f"{repository}@{digest}")
+        config = str(((found[1] if found else {}).get("config") or {}).get("digest", ""))
+        if config != tested[platform_name]:
+            return False
+    return True
+
+
+def _verify_index(reference: str, expected: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    found = _raw_manifest(reference)
+    if found is None:
+        raise PublishError(f"{reference} is missing right after it was created")
+    digest, manifest = found
+    entries = platform_digests(manifest)
+    if entries != dict(expected):
+        raise PublishError(
+            f"{reference} lists {entries}, expected exactly the tested {dict(expected)}"
+        )
+    return digest, entries
+
+
+def _run_each_platform(
+    reference: str, platforms: Sequence[str], engines: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Pull ``reference`` for each platform and run it, on the engine that tested that platform
+    (``engines``: platform name -> engine), so a native machine checks its own platform."""
+    seen: dict[str, str] = {}
+    used: set[str] = set()
+    for name in platforms:
+        plat = lookup(name)
+        engine = (engines or {}).get(name, "")
+        used.add(engine)
+        result = run_command(
+            docker(
+                "run",
+                "--rm",
+                "--pull",
+                "always",
+                "--platform",
+                name,
+                "--entrypoint",
+                "uname",
+                reference,
+                "-m",
+                engine=_engine(engine),
+            ),
+            timeout=PUBLISH_TIMEOUT,
+            check=False,
+        )
+        if result.ok:
+            problem = plat.machine_problem(result.stdout, f"{reference} pulled for {name}")
+            if problem:
+                raise PublishError(problem)
+            seen[name] = result.stdout.strip()
+            continue
+        # No uname in the image: check what the pull brought instead.
+        arch = run_command(
+            docker(
+                "image",
+                "inspect",
+                "--format",
+                "{{.Os}}/{{.Architecture}}",
+                reference,
+                engine=_engine(engine),
+            ),
+            timeout=60,
+            check=False,
+        ).stdout.strip()
+        if arch != f"{plat.os}/{plat.arch}":
+            raise PublishError(
+                f"pulling {reference} for {name} gave {arch or 'nothing'}: "
+                f"{result.stderr.strip()[-300:]}"
+            )
+        seen[name] = f"{arch} (no uname in the image)"
+    # The pulls were for checking only; leave the engines' image lists as they were.
+    for engine in sorted(used):
+        run_command(
+            docker("image", "rm", reference, engine=_engine(engine)), timeout=60, check=False
+        )
+    return seen
+
+
+def _engine(spec: str) -> EngineRef | None:
+    return EngineRef(spec) if spec else None
+
+
+def _restore(reference: str, previous: str | None, repository: str, log: Log) -> str:
+    """Point ``reference`` back at ``previous`` (or drop the new manifest when there was none)."""
+    if previous is not None:
+        result = run_command(
+            docker("buildx", "imagetools", "create", "-t", reference, f"{repository}@{previous}"),
+            timeout=PUBLISH_TIMEOUT,
+            check=False,
+        )
+        return (
+            "restored the previous index" if result.ok else "could NOT restore the previous index"
+        )
+    found = _raw_manifest(reference)
+    if found is None:
+        return "the tag was not created"
+    registry, _, path = repository.partition("/")
+    request = urllib.request.Request(  # noqa: S310 - a registry URL we built
+        f"{registry_scheme(registry)}://{registry}/v2/{path}/manifests/{found[0]}", method="DELETE"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):  # noqa: S310
+            log(f"  deleted {reference} ({found[0]})")
+            return "deleted the new index"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"could NOT delete the new index {found[0]}: {exc}"
+
+
+def publish_candidate(
+    candidate: Candidate, destination: Destination, *, overwrite: bool, log: Log
+) -> Publication:
+    reference = f"{candidate.repository}:{destination.tag}"
+    if candidate.refused:
+        return Publication(candidate.image, reference, "refused", detail=candidate.refused)
+    try:
+        validate_repository(candidate.repository, f"image {candidate.image!r}")
+        previous = _raw_manifest(reference)
+        if previous is not None:
+            # Decide before pushing anything, so a refusal changes nothing in the registry.
+            if _holds_tested(candidate.repository, previous[1], candidate.tested):
+                return Publication(
+                    candidate.image,
+                    reference,
+                    "unchanged",
+                    previous[0],
+                    platform_digests(previous[1]),
+                    detail="the tag already points at exactly these tested images",
+                )
+            if not overwrite:
+                return Publication(
+                    candidate.image,
+                    reference,
+                    "refused",
+                    detail=f"{reference} already exists with other content ({previous[0]}); "
+                    "pass --publish-overwrite to replace it",
+                )
+        digests: dict[str, str] = {}
+        for platform_name, image_id in candidate.tested.items():
+            digests[platform_name] = _push_platform(
+                candidate.repository,
+                destination.tag,
+                platform_name,
+                image_id,
+                log,
+                candidate.engines.get(platform_name, ""),
+            )
+    except (PublishError, CommandError) as exc:
+        return Publication(candidate.image, reference, "failed", detail=str(exc))
+    sources = [f"{candidate.repository}@{d}" for d in digests.values()]
+    try:
+        run_command(
+            docker("buildx", "imagetools", "create", "-t", reference, *sources),
+            timeout=PUBLISH_TIMEOUT,
+        )
+    except CommandError as exc:
+        return Publication(candidate.image, reference, "failed", platforms=digests, detail=str(exc))
+    try:
+        digest, entries = _verify_index(reference, digests)
+        verified = _run_each_platform(reference, list(digests), candidate.engines)
+    except (PublishError, CommandError) as exc:
+        undo = _restore(reference, previous[0] if previous else None, candidate.repository, log)
+        return Publication(
+            candidate.image,
+            reference,
+            "failed",
+            platforms=digests,
+            detail=f"verification failed: {exc}; {undo}",
+        )
+    return Publication(
+        candidate.image, reference, "published", digest, entries, verified, path=PUBLISH_PATH
+    )
+
+
+def publish_report(
+    report: RunReport, destination: Destination, *, overwrite: bool, log: Log
+) -> list[Publication]:
+    """Publish every image of a finished run."""
+    found = candidates(report, destination)
+    if any(not c.refused for c in found):
+        check_reachable(destination)
+    started = time.monotonic()
+    results = [publish_candidate(c, destination, overwrite=overwrite, log=log) for c in found]
+    log(f"  publishing took {time.monotonic() - started:.1f}s")
+    return results

@@ -1,0 +1,59 @@
+"""Reading manifests and manifest lists from a registry, through buildx (so the engine's
+credentials and plain-HTTP rules for loopback registries apply)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_multiarch.core.commands import run_command
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.core.platforms import oci_name
+from pytest_multiarch.engine.docker import docker
+
+
+class RegistryReadError(MultiarchError):
+    """The registry could not be asked (other than: it has no such manifest)."""
+
+
+def fetch_manifest(reference: str, *, timeout: float = 60) -> tuple[str, dict[str, Any]] | None:
+    """(digest, manifest) of ``reference``; None when the registry has no such manifest."""
+    result = run_command(
+        docker("buildx", "imagetools", "inspect", "--raw", reference), timeout=timeout, check=False
+    )
+    if not result.ok:
+        text = result.stderr.lower()
+        if "not found" in text or "manifest unknown" in text:
+            return None
+        raise RegistryReadError(
+            f"cannot read {reference} from its registry: {result.stderr.strip()[-400:]}"
+        )
+    raw = result.stdout.encode()  # imagetools prints the manifest's bytes as stored
+    manifest: dict[str, Any] = json.loads(result.stdout)
+    return "sha256:" + hashlib.sha256(raw).hexdigest(), manifest
+
+
+def platform_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``os/arch[/variant]`` -> digest of each entry of a manifest list (attestation entries,
+    platform ``unknown``, left out); empty for a single-platform manifest."""
+    entries = {}
+    for entry in manifest.get("manifests", []):
+        plat = entry.get("platform") or {}
+        if plat.get("os") == "unknown":
+            continue
+        name = oci_name(
+            str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", ""))
+        )
+        entries[name] = str(entry["digest"])
+    return entries
+
+
+def listed_platforms(reference: str, *, timeout: float = 60) -> set[str] | None:
+    """The platforms of the manifest list at ``reference``; None when it cannot be had."""
+    try:
+        found = fetch_manifest(reference, timeout=timeout)
+    except RegistryReadError:
+        return None
+    return None if found is None else set(platform_digests(found[1]))

@@ -1,0 +1,55 @@
+"""The project's platform list (``[tool.multiarch] platforms`` in pyproject.toml) as a CI
+matrix, and the per-job JSON reports merged back into one run."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_multiarch.core.errors import ConfigError, PlatformError
+from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.model.records import RunReport, merge
+
+
+def project_platforms(pyproject: Path) -> list[str]:
+    """The platform names listed in ``[tool.multiarch] platforms``, validated."""
+    try:
+        data = tomllib.loads(pyproject.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{pyproject}: cannot read it: {exc}") from None
+    names = data.get("tool", {}).get("multiarch", {}).get("platforms")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(
+            f"{pyproject}: key 'tool.multiarch.platforms': expected a non-empty list of "
+            f"platform names, got {names!r}"
+        )
+    for name in names:
+        try:
+            lookup(name)
+        except PlatformError:
+            raise ConfigError(
+                f"{pyproject}: key 'tool.multiarch.platforms': unknown platform {name!r}"
+            ) from None
+    return list(names)
+
+
+def matrix_entries(names: Sequence[str]) -> list[dict[str, str]]:
+    """One entry per platform: what a CI job needs to name, emulate and test it."""
+    entries = []
+    for name in names:
+        plat = lookup(name)
+        entries.append(
+            {
+                "name": plat.name,
+                "short": plat.short,
+                "tox_env": plat.short,
+                "qemu": plat.arch if plat.arch != "amd64" else "",
+            }
+        )
+    return entries
+
+
+def merge_reports(paths: Sequence[Path]) -> RunReport:
+    """One report over the ``--multiarch-json`` reports of several jobs."""
+    return merge(RunReport.read(path) for path in paths)

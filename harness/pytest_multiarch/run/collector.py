@@ -1,0 +1,326 @@
+"""The controller's side of a run: every test report lands in one RunReport, and at the end
+of the session the run is published (``--publish``), described, written (JSON, HTML, GitHub's
+step summary) and swept from every engine it used. Registered by the plugin on the controller
+only (never on an xdist worker), and imported only there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.engine.resolve import platform_facts
+from pytest_multiarch.model.codec import ReportFormatError, load
+from pytest_multiarch.model.records import ImageTarget, RunReport, TestRecord
+from pytest_multiarch.run.options import resolve, resolve_path
+from pytest_multiarch.run.state import (
+    HARNESS_KEY,
+    IMAGES_KEY,
+    REPORT_ATTRIBUTE,
+    RETRIED,
+    SETTINGS_KEY,
+    ItemFacts,
+)
+
+if TYPE_CHECKING:
+    from pytest_multiarch.engine.docker import EngineInfo
+    from pytest_multiarch.engine.endpoints import EngineRef
+    from pytest_multiarch.engine.health import EngineWatch
+    from pytest_multiarch.publish.push import Destination
+    from pytest_multiarch.runtime.session import Harness
+    from pytest_multiarch.runtime.settings import Settings
+
+# Of a failed test, kept for the run report: its message and container logs.
+MESSAGE_KEPT = 4000
+LOGS_KEPT = 8000
+
+
+def publisher_for(config: pytest.Config) -> Publisher | None:
+    """The publisher --publish asks for, or None."""
+    target = resolve(config, "publish")
+    if target.value is None:
+        return None
+    from pytest_multiarch.publish.push import PublishError, parse_destination
+
+    try:
+        destination = parse_destination(
+            str(target.value), str(resolve(config, "publish-tag").value), source=target.source
+        )
+    except PublishError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return Publisher(destination, bool(resolve(config, "publish-overwrite").value))
+
+
+class Publisher:
+    """Controller-side: after the last test, publish what passed everywhere."""
+
+    def __init__(self, destination: Destination, overwrite: bool) -> None:
+        self.destination = destination
+        self.overwrite = overwrite
+
+    def publish(self, session: pytest.Session, report: RunReport) -> None:
+        from pytest_multiarch.model.records import Publication
+        from pytest_multiarch.publish.push import PublishError, publish_report
+
+        if session.shouldstop or session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            report.publish.append(
+                Publication("*", "", "refused", detail="the session was interrupted")
+            )
+            return
+        try:
+            publications = publish_report(
+                report, self.destination, overwrite=self.overwrite, log=_quiet
+            )
+        except PublishError as exc:
+            report.publish.append(Publication("*", "", "failed", detail=str(exc)))
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            return
+        report.publish.extend(publications)
+        if any(p.status in ("failed", "refused") for p in publications) and (
+            session.exitstatus == pytest.ExitCode.OK
+        ):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _quiet(_line: str) -> None:
+    """Progress lines of publishing are not printed; the summary section says what happened."""
+
+
+def _describe_images(config: pytest.Config, report: RunReport) -> None:
+    """What the report says of each tested image: where it publishes, which platforms."""
+    settings = config.stash[SETTINGS_KEY]
+    images = config.stash[IMAGES_KEY]
+    for name in sorted({t.image for t in report.tests if t.image}):
+        spec = images.get(name)
+        if spec is not None:
+            report.images[name] = ImageTarget(
+                spec.repository, [p.name for p in settings.platforms if spec.allows(p)]
+            )
+
+
+def _note_failure(test: TestRecord, report: pytest.TestReport, facts: ItemFacts) -> None:
+    """What the report of a failed phase tells: pytest's message, container logs, commands, and
+    whether the emulator caused it. Reports are redacted before they get here."""
+    message = report.longreprtext.strip()
+    if len(message) > MESSAGE_KEPT:
+        message = "...\n" + message[-MESSAGE_KEPT:]
+    test.message = "\n\n".join(part for part in (test.message, message) if part)
+    logs = "\n".join(
+        f"--- {title}\n{text}" for title, text in report.sections if title.startswith("container")
+    )
+    test.logs = "\n".join(part for part in (test.logs, logs[-LOGS_KEPT:]) if part)
+    test.commands += [c for c in facts.commands if c not in test.commands]
+    if facts.fault:
+        test.mark_emulator_fault(facts.fault)
+
+
+def _default_engine_info() -> EngineInfo:
+    """Over the API (two calls, where the CLI is two processes); on the controller, this also
+    imports the docker SDK ahead of the end of the run, whose engine ping needs it."""
+    from pytest_multiarch.engine.api import connect, engine_info_over_api
+    from pytest_multiarch.engine.docker import endpoint
+
+    client = connect()
+    try:
+        return engine_info_over_api(client, endpoint())
+    finally:
+        client.close()
+
+
+def _in_background(work: Callable[[], EngineInfo]) -> Future[EngineInfo]:
+    future: Future[EngineInfo] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except MultiarchError as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="multiarch-engine-facts", daemon=True).start()
+    return future
+
+
+class ReportCollector:
+    """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
+
+    def __init__(self, report: RunReport, publisher: Publisher | None) -> None:
+        self.report = report
+        self.publisher = publisher
+        self.cleanup_problem = ""
+        self.written: list[str] = []  # what the pages written at the end say (terminal lines)
+        # The default engine's facts for the report, asked while the tests run (xdist: the
+        # controller has no engine connection of its own, and is idle meanwhile).
+        self._engine_facts: Future[EngineInfo] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTRIBUTE, None)
+        if data is None:
+            return
+        try:
+            facts = load(ItemFacts, data, f"{report.nodeid} report")
+        except ReportFormatError:
+            return  # a report from another plugin's attribute of the same name
+        if self._engine_facts is None and facts.image:
+            self._engine_facts = _in_background(_default_engine_info)
+        self.report.builds.extend(facts.builds)
+        if report.outcome == RETRIED:  # an emulator fault, run again (--emulator-fault-retries)
+            retried = self.report.test(report.nodeid)
+            if retried is not None:
+                retried.retries += 1
+            return
+        test = self.report.record_phase(
+            report.nodeid,
+            facts.image,
+            facts.platform,
+            report.when or "",
+            report.outcome,
+            float(report.duration),
+            hasattr(report, "wasxfail"),
+            facts.every_platform,
+        )
+        if report.failed:
+            _note_failure(test, report, facts)
+        self.report.record_span(
+            facts.platform,
+            float(getattr(report, "start", 0.0)) + facts.build_wait_seconds,
+            float(getattr(report, "stop", 0.0)),
+        )
+
+    def _engine_info(self, harness: Harness | None) -> EngineInfo:
+        """The default engine's facts: this process's, else those asked during the run."""
+        if harness is not None:
+            return harness.engine
+        if self._engine_facts is None:
+            return _default_engine_info()
+        return self._engine_facts.result()
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
+        config = session.config
+        settings = config.stash[SETTINGS_KEY]
+        _describe_images(config, self.report)
+        if self.publisher is not None:
+            self.publisher.publish(session, self.report)
+        # As they are at the end.
+        self.report.platforms = platform_facts(
+            settings.platforms, settings.endpoints, settings.builders
+        )
+        harness = config.stash.get(HARNESS_KEY, None)
+        watch = _run_engine_watch(settings, harness)
+        try:
+            # A ping first (milliseconds): a dead or frozen engine costs no time limit here.
+            lost = watch.alive() if watch is not None else None
+            if watch is not None and lost is None:
+                with contextlib.suppress(MultiarchError), watch.guard():
+                    self.report.engine = self._engine_info(harness).facts()
+            if settings.json_path is not None:
+                self.report.write(settings.json_path)
+            problems = [_sweep_run(settings, watch)] if watch is not None else []
+            problems += _sweep_mapped_engines(settings, harness)
+            self.cleanup_problem = "; ".join(problem for problem in problems if problem)
+        finally:
+            if watch is not None:
+                watch.close()
+        self.written = _write_pages(config, self.report)
+
+
+def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
+    """The HTML page (--multiarch-html) and, on GitHub Actions, the Markdown matrix appended
+    to the job's step summary. Returns the lines that tell where they went, or what failed."""
+    lines = []
+    html = resolve_path(config, "multiarch-html").value
+    if html is not None:
+        from pytest_multiarch.reports.html import write_html
+
+        try:
+            write_html(report, html)
+            lines.append(f"multiarch: HTML report written to {html}")
+        except OSError as exc:
+            lines.append(f"multiarch: WARNING: could not write the HTML report {html}: {exc}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary and (report.tests or report.builds):
+        from pytest_multiarch.reports.summary import markdown
+
+        try:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(markdown(report) + "\n")
+        except OSError as exc:
+            lines.append(f"multiarch: WARNING: could not append to GITHUB_STEP_SUMMARY: {exc}")
+    return lines
+
+
+def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatch | None:
+    """The run's engine watch on the controller, or None when no process of the run touched
+    the engine (no state directory), or no platform of the run uses the default engine."""
+    if all(plat.engine for plat in settings.platforms):
+        return None
+    if harness is not None:
+        return harness.watch
+    from pytest_multiarch.runtime.session import engine_watch, run_state_dir
+
+    try:
+        if not run_state_dir(settings.run_id).exists():
+            return None
+        return engine_watch(settings.run_id)
+    except MultiarchError:
+        return None
+
+
+def _sweep_run(settings: Settings, watch: EngineWatch, engine: EngineRef | None = None) -> str:
+    """Remove the run's containers (on ``engine``, else the default engine); what went wrong,
+    or "" (the next run reaps leftovers). Never waits on an engine that stopped answering
+    (``watch``)."""
+    try:
+        if settings.keep_containers:
+            return ""
+        from pytest_multiarch.engine.cleanup import sweep
+
+        with watch.guard():
+            sweep(settings.run_id, engine=engine)
+    except MultiarchError as exc:
+        first = str(exc).splitlines()[0]
+        cli = " ".join(["docker", *(engine.cli_flags() if engine is not None else [])])
+        return (
+            f"could not remove this run's containers ({first}); the next run removes them, or: "
+            f"{cli} rm -f $({cli} ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
+        )
+    return ""
+
+
+def _sweep_mapped_engines(settings: Settings, harness: Harness | None) -> list[str]:
+    """Remove the run's containers from every engine a platform was mapped to (each engine
+    once); what went wrong on each. An engine that stopped answering is not waited for: the
+    next run that reaches it removes what this one left there."""
+    from pytest_multiarch.runtime.session import engine_watch, run_state_dir
+
+    try:
+        if harness is None and not run_state_dir(settings.run_id).exists():
+            return []  # no process of the run touched an engine
+    except MultiarchError:
+        return []
+    problems = []
+    for spec, mapped in settings.endpoints.items():
+        plat = next((p for p in settings.platforms if p.engine == spec), None)
+        if plat is None or mapped.problem:
+            continue  # not used, or never reachable: nothing of this run is there
+        watch = harness.watch_for(plat) if harness is not None else None
+        watch = watch or engine_watch(settings.run_id, mapped)
+        try:
+            lost = watch.alive()
+            if lost is not None:
+                problems.append(
+                    f"engine {mapped.describe()} stopped answering, so this run's containers "
+                    "there were not removed; the next run that uses it removes them"
+                )
+                continue
+            problems.append(_sweep_run(settings, watch, mapped.ref))
+        finally:
+            watch.close()  # again, if the harness closed it already: the sweep restarted it
+    return problems

@@ -1,0 +1,574 @@
+"""Building an image for one platform with buildx: at most once per test run, whatever ``-n`` is,
+and safely when several runs build the same inputs on one engine at once.
+
+Each (image, platform) gets its own tag derived from a hash of its inputs, so the classic image
+store (one platform per tag) and the containerd store behave the same, and unchanged inputs are
+found again on the next run without calling buildx at all. Within a run, a file lock per
+(image, platform) makes one process build while only the processes that need that image wait.
+Across runs, a lock per (engine, tag) in the user's state directory serializes the same build,
+and buildx writes to a tag of its own that is renamed to the shared tag only when complete, so
+no run ever sees (or collides with) an image another run is half-way through producing.
+
+A platform may name a buildx builder of its own (pytest_multiarch.runtime.builders): the image is
+then
+built there and reaches the engine that runs the platform under the same tag, loaded, moved by
+``docker save | docker load``, or pushed to and pulled from a registry (:func:`_deliver`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
+
+from filelock import FileLock
+
+from pytest_multiarch.core.commands import run_command, stream_command
+from pytest_multiarch.core.errors import CommandError, CommandTimeout, MultiarchError
+from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.platforms import Platform, oci_name
+from pytest_multiarch.core.secrets import redact
+from pytest_multiarch.engine.api import EngineApiError
+from pytest_multiarch.engine.docker import docker
+from pytest_multiarch.engine.endpoints import engine_of
+from pytest_multiarch.model.codec import dump, load
+from pytest_multiarch.model.records import BuilderFacts, BuildRecord
+from pytest_multiarch.runtime.builders import (
+    builder_engine,
+    pipe_commands,
+    registry_output,
+    registry_reference,
+)
+
+if TYPE_CHECKING:
+    from docker import DockerClient
+
+TAG_REPOSITORY = "pytest-multiarch"
+IMAGE_LABEL = "pytest-multiarch.image"
+BuildMode = Literal["auto", "always", "never"]
+BUILD_MODES: tuple[BuildMode, ...] = get_args(BuildMode)
+DEFAULT_BUILD_TIMEOUT = 3600.0
+# BuildKit after a SIGKILL mid-build: a cache record whose snapshot is gone fails every later
+# build that reaches it, until the cache entry is dropped.
+_POISONED_CACHE = ("failed to commit", "does not exist")
+
+
+def input_digest(spec: ImageSpec, platform: Platform) -> str:
+    """A hash of everything that goes into the build of ``spec`` for ``platform``."""
+    digest = hashlib.sha256()
+    digest.update(f"platform={platform.name}\0target={spec.target}\0ref={spec.ref}\0".encode())
+    for key in sorted(spec.build_args):
+        digest.update(f"arg {key}={spec.build_args[key]}\0".encode())
+    if not spec.ref:
+        for path in sorted(p for p in spec.directory.rglob("*") if p.is_file()):
+            relative = path.relative_to(spec.directory).as_posix()
+            if relative == "image.toml" or "__pycache__" in relative:
+                continue
+            digest.update(f"file {relative} {os.stat(path).st_mode & 0o111}\0".encode())
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def image_tag(spec: ImageSpec, platform: Platform) -> str:
+    return f"{TAG_REPOSITORY}/{spec.name}:{input_digest(spec, platform)}-{platform.short}"
+
+
+def build_command(
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    *,
+    no_cache: bool = False,
+    builder: BuilderFacts | None = None,
+) -> list[str]:
+    """The buildx command line for ``spec`` on ``platform``. An image with ``ref`` is taken as a
+    one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform. Without
+    ``builder``, built on the engine that runs it, by that engine's buildx, into its store
+    (``--load``); with one, by that builder: loaded into its engine, or (``registry``) pushed
+    to the registry as ``registry_reference(registry, tag)``."""
+    if builder is None:
+        engine, chosen = engine_of(platform), []
+    else:
+        engine, chosen = builder_engine(builder, platform), ["--builder", builder.name]
+    if builder is not None and builder.delivery == "registry":
+        load: list[str] = []
+        output = ["--output", registry_output(builder.registry, tag)]
+    else:
+        load, output = ["--load"], ["--tag", tag]
+    command = docker(
+        "buildx",
+        "build",
+        *chosen,
+        "--platform",
+        platform.name,
+        *load,
+        "--provenance=false",
+        "--progress=plain",
+        *output,
+        "--label",
+        f"{IMAGE_LABEL}={spec.name}",
+        engine=engine,
+    )
+    if spec.target:
+        command += ["--target", spec.target]
+    for key in sorted(spec.build_args):
+        command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    for secret in spec.secrets:
+        # The value stays in the environment: never on the command line, in history or logs.
+        command += ["--secret", f"id={secret.id},env={secret.env}"]
+    if no_cache:
+        command += ["--no-cache"]
+    if spec.ref:
+        command += ["-"]
+    else:
+        command += ["--file", str(spec.dockerfile), str(spec.directory)]
+    return command
+
+
+def inspect_platform(reference: str, client: DockerClient) -> tuple[str, str] | None:
+    """(image id, os/arch[/variant]) of a local image, or None when absent: one API call (an
+    image inspect over the engine's socket costs milliseconds, a CLI process far more).
+    Raises EngineApiError when the engine fails the call."""
+    from docker.errors import DockerException, ImageNotFound
+    from requests.exceptions import RequestException
+
+    try:
+        data = client.images.get(reference).attrs
+    except ImageNotFound:
+        return None
+    except (DockerException, RequestException) as exc:
+        raise EngineApiError(f"could not inspect image {reference}: {exc}") from None
+    parts = (data.get("Os", ""), data.get("Architecture", ""), data.get("Variant", ""))
+    return str(data.get("Id", "")), oci_name(*(str(part or "") for part in parts))
+
+
+def _tail(text: str, lines: int = 30) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+class BuildObserver(Protocol):
+    """Told how one build goes, for live progress
+    (pytest_multiarch.model.progress.BuildProgress)."""
+
+    def building(self) -> None: ...
+    def line(self, text: str) -> None: ...
+    def verifying(self) -> None: ...
+    def finished(self, record: BuildRecord, problem: str = "") -> None: ...
+
+
+class _Unobserved:
+    def building(self) -> None:
+        pass
+
+    def line(self, text: str) -> None:
+        pass
+
+    def verifying(self) -> None:
+        pass
+
+    def finished(self, record: BuildRecord, problem: str = "") -> None:
+        pass
+
+
+def build_image(
+    spec: ImageSpec,
+    platform: Platform,
+    mode: BuildMode,
+    *,
+    timeout: float = DEFAULT_BUILD_TIMEOUT,
+    classic_store: bool = False,
+    secrets: Mapping[str, str] | None = None,
+    client: DockerClient,
+    observer: BuildObserver | None = None,
+    builder: BuilderFacts | None = None,
+) -> BuildRecord:
+    """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
+    call ends up in the record's ``error`` (every test of that (image, platform) reports the same
+    cause); only a programming error raises. ``secrets`` are values to redact from messages;
+    ``client`` finds images through the engine's API (the engine that runs ``platform``);
+    ``builder`` is the buildx builder named for ``platform`` (None: that engine's own)."""
+    tag = image_tag(spec, platform)
+    start = time.monotonic()
+    try:
+        if spec.ref and classic_store:
+            # Nothing to build (a pull of ``ref``), so no builder either: pulled where it runs.
+            return _take_ref_classic(spec, platform, tag, mode, start, timeout, client)
+        existing = inspect_platform(tag, client)
+        # A ref names an image that may move upstream: resolve it again on every run.
+        if mode != "always" and existing is not None and not spec.ref:
+            return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+        if mode == "never":
+            if existing is not None:
+                return BuildRecord(spec.name, platform.name, tag, existing[0], 0.0, True)
+            return _failed(
+                spec,
+                platform,
+                tag,
+                0.0,
+                f"image {tag} is not built and --build=never was given; run with --build=auto",
+            )
+        if builder is not None and builder.problem:
+            message = f"build of image {spec.name!r} for {platform.name}: {builder.problem}"
+            return _failed(spec, platform, tag, 0.0, message)
+        error = _run_build(
+            spec, platform, tag, timeout, secrets or {}, observer or _Unobserved(), builder
+        )
+        if error:
+            return _failed(spec, platform, tag, time.monotonic() - start, error)
+        return _found(spec, platform, tag, time.monotonic() - start, client, builder)
+    except (CommandError, EngineApiError) as exc:  # inspect, tag: the engine failed a call
+        return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
+
+
+def _run_build(
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    timeout: float,
+    secrets: Mapping[str, str],
+    observer: BuildObserver,
+    builder: BuilderFacts | None = None,
+) -> str:
+    """Run buildx into a tag of this call's own, then move the shared tag onto the result (in
+    the engine that runs ``platform``, wherever ``builder`` built it: :func:`_deliver`).
+    Returns "" on success, else the error message (with the log tail, secrets redacted)."""
+    # Through a registry, the build's name is the registry's by content: pushes of the same
+    # inputs by two runs write the same manifest, so no private name is needed there.
+    through_registry = builder is not None and builder.delivery == "registry"
+    private = tag if through_registry else f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
+    stdin = f"FROM {spec.ref}\n" if spec.ref else None
+    failure: CommandError | None = None
+    observer.building()
+    for no_cache in (False, True):
+        try:
+            stream_command(
+                build_command(spec, platform, private, no_cache=no_cache, builder=builder),
+                timeout=timeout,
+                input_text=stdin,
+                on_line=lambda line: observer.line(redact(line, secrets)),
+            )
+        except CommandError as exc:
+            failure = exc
+            log = exc.stderr + exc.stdout
+            if not no_cache and all(marker in log for marker in _POISONED_CACHE):
+                continue  # one retry without BuildKit's cache, which lost a snapshot
+            break
+        else:
+            failure = None
+            break
+    if failure is None:
+        _deliver(private, tag, platform, builder, timeout, observer)
+        return ""
+    command = redact(" ".join(failure.command), secrets)
+    log = redact(_tail(failure.stderr or failure.stdout), secrets)
+    if isinstance(failure, CommandTimeout):
+        what = (
+            f"timed out after {failure.timeout:g}s (--build-timeout, scaled on emulated platforms)"
+        )
+    else:
+        what = f"failed (exit {failure.returncode})"
+    return (
+        f"build of image {spec.name!r} for {platform.name} {what}; command: {command}\n"
+        f"last lines of the build log:\n{log}"
+        + _hint(failure.stderr + failure.stdout, platform, builder)
+    )
+
+
+def _retag(built: str, tag: str, platform: Platform) -> None:
+    """In the engine that runs ``platform``: the shared tag onto what the build named
+    ``built``, then that name removed (the tag keeps the image)."""
+    try:
+        run_command(docker("tag", built, tag, engine=engine_of(platform)), timeout=60)
+    finally:
+        run_command(
+            docker("image", "rm", built, engine=engine_of(platform)), timeout=60, check=False
+        )
+
+
+def _deliver(
+    built: str,
+    tag: str,
+    platform: Platform,
+    builder: BuilderFacts | None,
+    timeout: float,
+    observer: BuildObserver,
+) -> None:
+    """Put the image that the build named ``built`` into the engine that runs ``platform``, as
+    ``tag``. Raises CommandError (command, exit code, output tail, hint) when a step fails."""
+    if builder is None or builder.delivery == "load":
+        _retag(built, tag, platform)
+        return
+    running = engine_of(platform)
+    where = f"engine {running.spec}" if running is not None else "the default engine"
+    source = builder_engine(builder, platform)
+    if builder.delivery == "transfer":
+        observer.line(
+            f"multiarch: moving {built} from builder {builder.name} (context {builder.context}) "
+            f"into {where}: docker save | docker load"
+        )
+        try:
+            pipe_commands(
+                docker("save", built, engine=source),
+                docker("load", "--quiet", engine=running),
+                timeout=timeout,
+                hint=f"builder {builder.name} built {platform.name} on Docker context "
+                f"{builder.context}, and the image moves into {where}, which runs it: check "
+                f"that both engines answer and have disk space, or give the builder a "
+                f"registry ({platform.short} = {{ builder = {builder.name!r}, registry = "
+                f"'HOST:PORT/PATH' }})",
+            )
+        finally:
+            # The builder's engine does not run it: only its build cache is worth keeping there.
+            run_command(docker("image", "rm", built, engine=source), timeout=60, check=False)
+        _retag(built, tag, platform)
+        return
+    reference = registry_reference(builder.registry, tag)
+    observer.line(f"multiarch: pulling {reference} ({platform.name}) into {where}")
+    try:
+        run_command(
+            docker("pull", "--quiet", "--platform", platform.name, reference, engine=running),
+            timeout=timeout,
+            hint=f"builder {builder.name} pushed {platform.name} to {builder.registry}: {where} "
+            "must reach that registry too (plain HTTP is allowed by Docker only on 127.0.0.0/8; "
+            "elsewhere list it in the engine's insecure-registries, or serve TLS)",
+        )
+        run_command(docker("tag", reference, tag, engine=running), timeout=60)
+    finally:
+        run_command(docker("image", "rm", reference, engine=running), timeout=60, check=False)
+        if builder.context:
+            # The docker driver names its result in its own engine's store as well.
+            run_command(docker("image", "rm", reference, engine=source), timeout=60, check=False)
+
+
+def _hint(log: str, platform: Platform, builder: BuilderFacts | None = None) -> str:
+    if builder is not None and builder.delivery == "registry" and "push" in log.lower():
+        return (
+            f"\nhint: builder {builder.name} could not push to {builder.registry}: check that "
+            f"the registry runs and that the builder reaches it (`curl http://"
+            f"{builder.registry.split('/', 1)[0]}/v2/`); a registry on loopback is used over "
+            "plain HTTP"
+        )
+    if "no match for platform in manifest" in log:
+        return (
+            f"\nhint: a base image (FROM) has no {platform.name} variant. Offline, seed the "
+            f"local mirror with it: `multiarch host up --platforms {platform.short}`"
+        )
+    if all(marker in log for marker in _POISONED_CACHE) and "snapshot" in log:
+        return (
+            "\nhint: BuildKit's cache lost a snapshot (a build killed mid-way); it failed again "
+            "without the cache. Clear it with `docker buildx prune --all --force` and run again"
+        )
+    return ""
+
+
+def _failed(spec: ImageSpec, platform: Platform, tag: str, seconds: float, why: str) -> BuildRecord:
+    return BuildRecord(spec.name, platform.name, tag, "", seconds, False, why)
+
+
+def _found(
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    seconds: float,
+    client: DockerClient,
+    builder: BuilderFacts | None = None,
+) -> BuildRecord:
+    found = inspect_platform(tag, client)
+    if found is None:
+        return _failed(
+            spec,
+            platform,
+            tag,
+            seconds,
+            f"{tag} is not in the engine's image store after it was made",
+        )
+    if builder is not None and found[1] != platform.name:
+        return _failed(
+            spec,
+            platform,
+            tag,
+            seconds,
+            f"{tag} from builder {builder.describe()} is {found[1]} in the engine that runs "
+            f"{platform.name}, not {platform.name}",
+        )
+    return BuildRecord(spec.name, platform.name, tag, found[0], seconds, False)
+
+
+def _take_ref_classic(
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    mode: BuildMode,
+    start: float,
+    timeout: float,
+    client: DockerClient,
+) -> BuildRecord:
+    """The classic store keeps one platform per tag, so pull ``ref`` for this platform and tag
+    the result at once; the caller holds a lock per ref, so platforms do not interleave.
+    BuildKit on this store does not see local images of another platform, hence no FROM."""
+    pull_error = ""
+    if mode != "never":
+        pulled = run_command(
+            docker(
+                "pull", "--quiet", "--platform", platform.name, spec.ref, engine=engine_of(platform)
+            ),
+            timeout=timeout,
+            check=False,
+        )
+        if not pulled.ok:
+            pull_error = _tail(pulled.stderr or pulled.stdout, 5)
+    local = inspect_platform(spec.ref, client)
+    if local is None:
+        return _failed(
+            spec,
+            platform,
+            tag,
+            time.monotonic() - start,
+            f"image {spec.ref!r} (ref of {spec.name!r}) is not available for {platform.name}: "
+            f"{pull_error or 'not in the local image store'}",
+        )
+    # Whatever the tag holds now is tagged for this platform; the architecture check that
+    # follows refuses it if it is another platform (a pull that fell back, or failed).
+    run_command(docker("tag", local[0], tag, engine=engine_of(platform)), timeout=60)
+    return _found(spec, platform, tag, time.monotonic() - start, client)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What verifying a built image found: how it was checked, and why it must not be used."""
+
+    how: str
+    problem: str = ""
+    cached: bool = False
+
+
+# Checks a freshly made image for its platform.
+Verify = Callable[[BuildRecord], Verdict]
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    record: BuildRecord
+    produced: bool  # this call made the record, so it is the one that reports it
+    unusable: str = ""  # why the built image must not be tested (e.g. the wrong architecture)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    record: BuildRecord
+    unusable: str
+
+
+class BuildCoordinator:
+    """Builds each (image, platform) once per run, shared by every process of the run.
+
+    ``run_dir`` is shared by all xdist workers of the run and unique to it; ``engine_lock_dir``
+    is shared by every run of this user on the same engine.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        engine_lock_dir: Path,
+        mode: BuildMode,
+        *,
+        timeout: Callable[[Platform], float],
+        classic_store: bool = False,
+        client: Callable[[], DockerClient],
+        observe: Callable[[str, Platform], BuildObserver] | None = None,
+        builders: Mapping[str, BuilderFacts] | None = None,
+    ) -> None:
+        if mode not in BUILD_MODES:
+            raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
+        self.run_dir = run_dir
+        self.engine_lock_dir = engine_lock_dir
+        self.mode = mode
+        self.timeout = timeout
+        self.classic_store = classic_store
+        self.client = client  # the process's API client, made on first use
+        self.observe = observe  # image name, platform -> live progress of a build made here
+        # Platform name -> the buildx builder named for it ([tool.multiarch.builders]).
+        self.builders = dict(builders or {})
+        self._seen: dict[tuple[str, str], BuildOutcome] = {}
+
+    def get(
+        self,
+        spec: ImageSpec,
+        platform: Platform,
+        verify: Verify,
+        secrets: Mapping[str, str] | None = None,
+    ) -> BuildOutcome:
+        """The build record of ``spec`` for ``platform``, made (and checked with ``verify``) by
+        the first process of the run that asks; the others read what it found. ``secrets`` are
+        the values of the image's build secrets (redacted from every message)."""
+        key = (spec.name, platform.name)
+        if key in self._seen:
+            return replace(self._seen[key], produced=False)
+        stem = f"{spec.name}--{platform.short}"
+        result_file = self.run_dir / f"{stem}.json"
+        # A ref on the classic store moves one shared tag: serialize its platforms.
+        lock_name = f"{spec.name}--ref" if spec.ref and self.classic_store else stem
+        with FileLock(str(self.run_dir / f"{lock_name}.lock")):
+            stored = _read_stored(result_file)
+            if stored is not None:
+                outcome = BuildOutcome(stored.record, False, stored.unusable)
+            else:
+                outcome = self._produce(spec, platform, verify, secrets or {})
+                _write_stored(result_file, _Stored(outcome.record, outcome.unusable))
+        self._seen[key] = outcome
+        return outcome
+
+    def known(self, spec: ImageSpec, platform: Platform) -> bool:
+        """Whether :meth:`get` would only read what a process of this run already found (no
+        build, no verification, no wait behind another process's build)."""
+        stem = f"{spec.name}--{platform.short}"
+        return (spec.name, platform.name) in self._seen or (self.run_dir / f"{stem}.json").exists()
+
+    def _produce(
+        self, spec: ImageSpec, platform: Platform, verify: Verify, secrets: Mapping[str, str]
+    ) -> BuildOutcome:
+        tag_lock = hashlib.sha256(image_tag(spec, platform).encode()).hexdigest()[:32]
+        observer = self.observe(spec.name, platform) if self.observe else _Unobserved()
+        with FileLock(str(self.engine_lock_dir / f"{tag_lock}.lock")):
+            record = build_image(
+                spec,
+                platform,
+                self.mode,
+                timeout=self.timeout(platform),
+                classic_store=self.classic_store,
+                secrets=secrets,
+                client=self.client(),
+                observer=observer,
+                builder=self.builders.get(platform.name),
+            )
+        if record.error:
+            observer.finished(record)
+            return BuildOutcome(record, True, "")
+        observer.verifying()
+        verdict = verify(record)
+        record = replace(record, verified=verdict.how, verification_cached=verdict.cached)
+        observer.finished(record, verdict.problem)
+        return BuildOutcome(record, True, verdict.problem)
+
+
+def _read_stored(path: Path) -> _Stored | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd) as handle:
+        return load(_Stored, json.load(handle), str(path))
+
+
+def _write_stored(path: Path, stored: _Stored) -> None:
+    # O_EXCL|O_NOFOLLOW: never write through a link planted in the run directory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dump(stored), handle)

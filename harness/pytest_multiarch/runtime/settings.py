@@ -1,0 +1,67 @@
+"""The run's settings as every process of it sees them: resolved once on the controller (from
+the option table, by ``pytest_multiarch.run.settings``) and shipped to every xdist worker
+through ``workerinput``, so every process collects exactly the same tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.engine.endpoints import EngineEndpoint
+from pytest_multiarch.model.codec import dump, load
+from pytest_multiarch.model.records import BuilderFacts
+from pytest_multiarch.runtime.build import BuildMode
+
+# What a platform without a usable emulator does: stop the run, or skip its tests.
+MissingEmulator = Literal["error", "skip"]
+MISSING_EMULATOR_MODES: tuple[MissingEmulator, ...] = get_args(MissingEmulator)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Options after validation, with where each came from (``sources``: option -> source)."""
+
+    platforms: tuple[Platform, ...]
+    images_dir: Path
+    build_mode: BuildMode
+    build_timeout: float
+    missing_emulator: MissingEmulator
+    timeout_factor: float
+    keep_containers: bool
+    bind_address: str
+    json_path: Path | None
+    run_id: str
+    owner: str
+    unusable: dict[str, str] = field(default_factory=dict)  # platform name -> why + remedy
+    sources: dict[str, str] = field(default_factory=dict)
+    emulator_fault_retries: int = 0
+    no_prestart: bool = False
+    # Platform name -> the engine that builds and runs it (a context or an endpoint), for the
+    # platforms mapped away from the default engine; each platform carries it too (.engine).
+    engines: dict[str, str] = field(default_factory=dict)
+    # Engine -> where it is and what it is, as the controller found it at the start.
+    endpoints: dict[str, EngineEndpoint] = field(default_factory=dict)
+    # Platform name -> the buildx builder named for it ([tool.multiarch.builders]), as the
+    # controller found it at the start; a platform without one builds with its engine's own.
+    builders: dict[str, BuilderFacts] = field(default_factory=dict)
+
+    def endpoint(self, platform: Platform) -> EngineEndpoint | None:
+        """The mapped engine of ``platform``; None for the default engine."""
+        return self.endpoints.get(platform.engine) if platform.engine else None
+
+    def timeout(self, native_seconds: float, platform: Platform) -> float:
+        """A native time limit as it applies on ``platform`` (scaled when emulated)."""
+        return native_seconds * self.factor(platform)
+
+    def factor(self, platform: Platform) -> float:
+        return self.timeout_factor if platform.emulated else 1.0
+
+    def to_workerinput(self) -> dict[str, Any]:
+        data: dict[str, Any] = dump(self)
+        return data
+
+    @classmethod
+    def from_workerinput(cls, data: object) -> Settings:
+        return load(cls, data, "workerinput['multiarch']")
