@@ -868,7 +868,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or _is_worker(config):
         return
+    from pytest_multiarch.runtime.build import PRIVATE_TAGS_DIR, sweep_private_tags
     from pytest_multiarch.runtime.session import run_state_dir
 
     with contextlib.suppress(MultiarchError):
-        shutil.rmtree(run_state_dir(settings.run_id), ignore_errors=True)
+        state = run_state_dir(settings.run_id)
+        # A build interrupted between buildx's export and the retag left its private tag.
+        sweep_private_tags(state / PRIVATE_TAGS_DIR, timeout=5)
+        shutil.rmtree(state, ignore_errors=True)
