@@ -19,6 +19,7 @@ import pytest
 
 from pytest_multiarch.core.errors import ConfigError, MultiarchError, PlatformError
 from pytest_multiarch.core.images import ImageSpec, discover_images
+from pytest_multiarch.core.paths import UnsafeStateDir
 from pytest_multiarch.core.platforms import Platform, lookup
 from pytest_multiarch.core.secrets import (
     SecretLikeBuildArg,
@@ -555,16 +556,18 @@ def _guarded(item: pytest.Item) -> Generator[None]:
 
     harness = harness_of(item.config)
     plat = item_platform(item)
-    if plat is not None:
-        # Its engine did not answer when the run began, or died since: this platform's tests
-        # fail at once with why; the other platforms' tests run on.
-        down = harness.unreachable(plat)
-        if down:
-            pytest.fail(down, pytrace=False)
     # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
     # that reaches every platform (the images fixture) by each of theirs.
     reached = [plat] if plat is not None else list(item.config.stash[SETTINGS_KEY].platforms)
-    watches = list({id(w): w for w in (harness.watch_for(p) for p in reached)}.values())
+    try:
+        # Its engine did not answer when the run began, or died since: this platform's tests
+        # fail at once with why; the other platforms' tests run on.
+        down = harness.unreachable(plat) if plat is not None else ""
+        watches = list({id(w): w for w in (harness.watch_for(p) for p in reached)}.values())
+    except UnsafeStateDir as exc:  # made unsafe since the run began: no INTERNALERROR
+        down = str(exc)
+    if down:
+        pytest.fail(down, pytrace=False)
     try:
         with contextlib.ExitStack() as guards:
             for watch in watches:
@@ -752,9 +755,12 @@ def pytest_runtest_makereport(
     if report.failed and harness is not None:
         from pytest_multiarch.runtime.containers import container_logs
 
-        watch = harness.watch_for(plat) if plat is not None else harness.watch
+        try:
+            watch = harness.watch_for(plat) if plat is not None else harness.watch
+        except UnsafeStateDir:  # the test's error says so; its logs are not worth a crash
+            watch = None
         for short, started in [c for s in (state, *shared) for c in s.containers]:
-            if watch.dead() is not None:
+            if watch is None or watch.dead() is not None:
                 break  # no logs from an engine that stopped answering
             logs = container_logs(started, lines=200)
             if logs:
