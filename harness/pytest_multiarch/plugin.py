@@ -798,7 +798,7 @@ def _emulator_fault(
     """The emulator's fault in a failed phase of a test on emulated ``plat`` (its failure, its
     containers' logs, its ``run`` calls' stderr), with the emulator's version; or ""."""
     from pytest_multiarch.core.emulation import check_emulator
-    from pytest_multiarch.runtime.faults import find_fault
+    from pytest_multiarch.runtime.faults import fault_line, find_fault
 
     texts = [report.longreprtext]
     texts += [text for title, text in report.sections if title.startswith("container logs")]
@@ -806,7 +806,7 @@ def _emulator_fault(
     found = find_fault(texts, lambda: check_emulator(plat, ask_version=False).problem)
     if found is None:
         return ""
-    return f"{found.evidence} [{_emulator(config, plat)[0]}]"
+    return fault_line(found, _emulator(config, plat)[0])
 
 
 def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:

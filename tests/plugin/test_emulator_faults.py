@@ -200,3 +200,5 @@ def test_a_vanished_handler_is_an_emulator_fault(project: Project, ppc64le_resto
     assert test["fault"].startswith(
         "exec format error: binfmt_misc handler qemu-ppc64le is disabled ["
     )
+    # The handler as it is now, and the bracket plainly the state at the start (issue 21.5).
+    assert "is disabled [at the start of the run: qemu-ppc64le enabled" in test["fault"], test

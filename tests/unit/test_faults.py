@@ -7,7 +7,13 @@ import shlex
 
 import pytest
 from pytest_multiarch.model.records import RunReport
-from pytest_multiarch.runtime.faults import RecordedRun, docker_run_line, find_fault
+from pytest_multiarch.runtime.faults import (
+    EmulatorFault,
+    RecordedRun,
+    docker_run_line,
+    fault_line,
+    find_fault,
+)
 
 # Lines as QEMU 7.2 (Debian bookworm's qemu-user-static) prints them on the container's stderr.
 QEMU_LINES = [
@@ -112,3 +118,19 @@ def test_only_failures_become_emulator_faults() -> None:
     test = report.record_phase("t::a[arm64]", "web", "arm64", "call", "passed", 1.0, False)
     test.mark_emulator_fault("qemu: uncaught target signal 11")
     assert (test.outcome, test.fault) == ("passed", "")
+
+
+def test_a_vanished_handlers_line_says_the_bracket_is_the_state_at_the_start() -> None:
+    gone = EmulatorFault(
+        "binfmt", "exec format error: binfmt_misc handler qemu-ppc64le is disabled"
+    )
+    at_start = "qemu-ppc64le enabled, flags PF, QEMU 7.2.22"
+    assert fault_line(gone, at_start) == (
+        "exec format error: binfmt_misc handler qemu-ppc64le is disabled "
+        "[at the start of the run: qemu-ppc64le enabled, flags PF, QEMU 7.2.22]"
+    )
+    segv = EmulatorFault("signal", "qemu: uncaught target signal 11 (Segmentation fault)")
+    assert fault_line(segv, at_start).endswith(
+        "fault) [qemu-ppc64le enabled, flags PF, QEMU 7.2.22]"
+    )
+    assert fault_line(segv, "") == segv.evidence

@@ -64,6 +64,17 @@ def find_fault(
     return None
 
 
+def fault_line(fault: EmulatorFault, emulator_at_start: str) -> str:
+    """The one line a test's report gives ``fault``, with the emulator that the run found at
+    its start (its handler, flags and version). A vanished handler's line tells what it is now
+    (``... is disabled``), so the bracket says it is the state at the start, not a second
+    opinion on the present."""
+    if not emulator_at_start:
+        return fault.evidence
+    when = "at the start of the run: " if fault.kind == "binfmt" else ""
+    return f"{fault.evidence} [{when}{emulator_at_start}]"
+
+
 @dataclass(frozen=True)
 class RecordedRun:
     """One ``run(...)`` of a test: the equivalent docker command, how it ended, its stderr."""
