@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_multiarch.core.errors import ConfigError, MultiarchError, PlatformError
-from pytest_multiarch.core.images import ImageSpec, discover_images
+from pytest_multiarch.core.errors import MultiarchError, PlatformError
+from pytest_multiarch.core.images import ImageSpec, survey_images
 from pytest_multiarch.core.paths import UnsafeStateDir
 from pytest_multiarch.core.platforms import Platform, lookup
 from pytest_multiarch.core.secrets import (
@@ -46,6 +46,7 @@ from pytest_multiarch.run.items import (
 )
 from pytest_multiarch.run.options import add_options
 from pytest_multiarch.run.state import (
+    BROKEN_IMAGES_KEY,
     HARNESS_KEY,
     IMAGES_KEY,
     REPORT_ATTRIBUTE,
@@ -150,11 +151,12 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[SETTINGS_KEY] = settings
     config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
-    try:
-        config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    images = config.stash[IMAGES_KEY]
+    images, broken = survey_images(settings.images_dir)
+    if broken and not images:  # nothing could be tested: say so before anything runs
+        raise pytest.UsageError("\n".join(broken.values()))
+    # One image's bad image.toml fails that image's tests (image_spec); the others run.
+    config.stash[IMAGES_KEY] = images
+    config.stash[BROKEN_IMAGES_KEY] = broken
     config.stash[SECRETS_KEY] = present_secret_values(
         secret for spec in images.values() for secret in spec.secrets
     )
@@ -604,7 +606,10 @@ def _prestart_next(item: pytest.Item) -> None:
     if not _uses_plugin_container(nextitem) or nextitem.get_closest_marker("skip"):
         return
     plat = item_platform(nextitem)
-    spec = image_spec(nextitem, item.config)
+    try:
+        spec = image_spec(nextitem, item.config)
+    except pytest.fail.Exception:  # the next test's own error (a bad or unknown image)
+        return
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
     from pytest_multiarch.runtime.prestart import PrestartKey
