@@ -160,7 +160,7 @@ def run_doctor(
     mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
     image_checks = image_toml_checks(images_dir) if images_dir is not None else []
     checks, info = _engine_checks()
-    checks = image_checks + checks
+    checks = image_checks + checks + _mirror_checks(info)
     bases = _base_sources(info) if info is not None else {}
     for plat in [p for p in platforms if p.name not in mapped]:
         status = check_emulator(plat)
@@ -215,6 +215,26 @@ def run_doctor(
         checks += _builder_checks(there, named[plat.name])
     if info is not None:
         checks.append(_reaper_check())
+    return checks
+
+
+def _mirror_checks(info: EngineInfo | None) -> list[Check]:
+    """What each registry mirror of the engine holds: offline, the only base images there are."""
+    from pytest_multiarch.runtime.offline import mirror_holdings
+
+    checks = []
+    for mirror in info.registry_mirrors if info is not None else ():
+        holdings = mirror_holdings(mirror)
+        listed = not holdings.startswith("cannot")
+        checks.append(
+            Check(
+                "mirror",
+                "",
+                "ok" if listed else "warn",
+                f"{mirror.rstrip('/')} {holdings}",
+                "" if listed else "offline: multiarch host up (starts and seeds the mirror)",
+            )
+        )
     return checks
 
 

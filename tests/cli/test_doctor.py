@@ -167,3 +167,15 @@ def test_doctor_checks_every_image_toml(tmp_path: Path) -> None:
     )
     assert any(line.startswith("image") and "OK" in line and "good:" in line for line in lines)
     assert result.stdout.rstrip().endswith("NOT READY: amd64")
+
+
+def test_doctor_lists_what_the_registry_mirror_holds() -> None:
+    """Offline, the mirror's images are the only bases there are: doctor names them, with their
+    aliases (issue 20.8)."""
+    result = doctor("--platforms", "amd64", "--no-probe")
+    mirror = [line for line in result.stdout.splitlines() if line.startswith("mirror")]
+    assert mirror, result.stdout
+    assert "127.0.0.1:5000 holds: " in mirror[0], mirror
+    assert "busybox:latest (also " in mirror[0], mirror
+    assert "debian:bookworm-slim (also " in mirror[0], mirror
+    assert "multiarch-seed" not in mirror[0], mirror

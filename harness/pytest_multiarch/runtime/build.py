@@ -45,6 +45,7 @@ from pytest_multiarch.runtime.builders import (
     registry_output,
     registry_reference,
 )
+from pytest_multiarch.runtime.offline import explain
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -291,6 +292,13 @@ def _run_build(
         _remove_recorded(record, 60)
     command = redact(" ".join(failure.command), secrets)
     log = redact(_tail(failure.stderr or failure.stdout), secrets)
+    if not isinstance(failure, CommandTimeout):
+        # An unreachable registry or an index without the platform, said as such.
+        built_on = builder_engine(builder, platform) if builder is not None else engine_of(platform)
+        full_log = redact(failure.stderr + failure.stdout, secrets)
+        plain = explain(full_log, spec, platform, built_on)
+        if plain:
+            return f"{plain}\ncommand: {command}\nlast lines of the build log:\n{log}"
     if isinstance(failure, CommandTimeout):
         what = (
             f"timed out after {failure.timeout:g}s (--build-timeout, scaled on emulated platforms)"
