@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,6 +64,8 @@ def registry_catalog(registry: str, *, timeout: float = 10) -> dict[str, tuple[s
     ``http://127.0.0.1:5000``, or ``HOST:PORT``: plain HTTP on loopback), from its
     ``/v2/_catalog`` and each repository's ``/v2/<name>/tags/list``. Raises RegistryReadError
     when it does not answer."""
+    import urllib.parse
+
     base = registry.rstrip("/")
     if "://" not in base:
         host = base.split("/", 1)[0]
@@ -81,6 +80,9 @@ def registry_catalog(registry: str, *, timeout: float = 10) -> dict[str, tuple[s
 
 
 def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - its own URL
             data = json.loads(response.read())

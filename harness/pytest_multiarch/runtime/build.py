@@ -45,7 +45,6 @@ from pytest_multiarch.runtime.builders import (
     registry_output,
     registry_reference,
 )
-from pytest_multiarch.runtime.offline import explain
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -293,7 +292,10 @@ def _run_build(
     command = redact(" ".join(failure.command), secrets)
     log = redact(_tail(failure.stderr or failure.stdout), secrets)
     if not isinstance(failure, CommandTimeout):
-        # An unreachable registry or an index without the platform, said as such.
+        # An unreachable registry or an index without the platform, said as such. Imported
+        # here: it reads registries, which only a failed build needs.
+        from pytest_multiarch.runtime.offline import explain
+
         built_on = builder_engine(builder, platform) if builder is not None else engine_of(platform)
         full_log = redact(failure.stderr + failure.stdout, secrets)
         plain = explain(full_log, spec, platform, built_on)
