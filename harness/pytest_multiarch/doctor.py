@@ -6,11 +6,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.emulation import check_emulator
 from pytest_multiarch.core.errors import CommandError, ConfigError, EngineUnavailable
+from pytest_multiarch.core.images import IMAGE_TOML, survey_images
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.engine.docker import EngineInfo, buildx_info, docker, engine_info
 from pytest_multiarch.engine.endpoints import EngineRef, endpoint_hostname
@@ -149,12 +151,16 @@ def run_doctor(
     probe: bool = True,
     engines: Mapping[str, EngineRef] | None = None,
     builders: Mapping[str, BuilderRef] | None = None,
+    images_dir: Path | None = None,
 ) -> list[Check]:
     """The checks of the default engine and of ``platforms`` on it, then of every engine that
     ``engines`` (platform name -> engine) maps a platform to, and of those platforms there,
-    then of the buildx builder that ``builders`` (platform name -> builder) names for each."""
+    then of the buildx builder that ``builders`` (platform name -> builder) names for each;
+    first, the ``image.toml`` of every image under ``images_dir``."""
     mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
+    image_checks = image_toml_checks(images_dir) if images_dir is not None else []
     checks, info = _engine_checks()
+    checks = image_checks + checks + _mirror_checks(info)
     bases = _base_sources(info) if info is not None else {}
     for plat in [p for p in platforms if p.name not in mapped]:
         status = check_emulator(plat)
@@ -209,6 +215,40 @@ def run_doctor(
         checks += _builder_checks(there, named[plat.name])
     if info is not None:
         checks.append(_reaper_check())
+    return checks
+
+
+def _mirror_checks(info: EngineInfo | None) -> list[Check]:
+    """What each registry mirror of the engine holds: offline, the only base images there are."""
+    from pytest_multiarch.runtime.offline import mirror_holdings
+
+    checks = []
+    for mirror in info.registry_mirrors if info is not None else ():
+        holdings = mirror_holdings(mirror)
+        listed = not holdings.startswith("cannot")
+        checks.append(
+            Check(
+                "mirror",
+                "",
+                "ok" if listed else "warn",
+                f"{mirror.rstrip('/')} {holdings}",
+                "" if listed else "offline: multiarch host up (starts and seeds the mirror)",
+            )
+        )
+    return checks
+
+
+def image_toml_checks(root: Path) -> list[Check]:
+    """One check per image directory under ``root``: its ``image.toml`` (and name) valid, or
+    why not. Nothing when there is no such directory."""
+    found, broken = survey_images(root)
+    checks = []
+    for name in sorted({*found, *broken}):
+        if name in broken:
+            remedy = f"fix {root / name / IMAGE_TOML}; until then the image's tests fail"
+            checks.append(Check("image", "", "fail", broken[name], remedy))
+        else:
+            checks.append(Check("image", "", "ok", f"{name}: {found[name].directory} is valid"))
     return checks
 
 

@@ -41,6 +41,7 @@ class RecordingRunner(Runner):
             user=options.get("user"),
             workdir=options.get("workdir"),
             env={**self.image.spec.env, **(options.get("env") or {})},
+            stdin=options.get("stdin"),
         )
         try:
             result = super().__call__(cmd, **options)

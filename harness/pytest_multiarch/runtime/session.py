@@ -34,7 +34,14 @@ from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.progress import ProgressBoard
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
-from pytest_multiarch.runtime.build import BuildCoordinator, Verdict, image_tag, inspect_platform
+from pytest_multiarch.runtime.build import (
+    PRIVATE_TAGS_DIR,
+    BuildCoordinator,
+    Verdict,
+    image_tag,
+    inspect_platform,
+    sweep_private_tags,
+)
 from pytest_multiarch.runtime.containers import (
     RunResult,
     WrongArchitecture,
@@ -93,6 +100,7 @@ def _sweep_dead_run_dirs(runs: Path) -> None:
         except OSError:
             continue
         if owner_alive(owner) is False:
+            sweep_private_tags(run_dir / PRIVATE_TAGS_DIR)
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
