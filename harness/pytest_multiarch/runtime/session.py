@@ -36,20 +36,18 @@ from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
 from pytest_multiarch.runtime.build import BuildCoordinator, Verdict, image_tag, inspect_platform
 from pytest_multiarch.runtime.containers import (
-    RunResult,
     WrongArchitecture,
     check_uname,
     exec_uname,
     image_platform,
     make_container,
     metadata_problem,
-    probe_uname,
-    run_once,
     scan_image_files,
     start_container,
     stop_container,
 )
 from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
+from pytest_multiarch.runtime.oneshot import RunResult, probe_uname, run_once
 from pytest_multiarch.runtime.prestart import CLOSE_WAIT, Prestarter
 from pytest_multiarch.runtime.transfer import Content
 
