@@ -17,7 +17,8 @@ from pytest_multiarch.core.errors import (
     MultiarchError,
 )
 from pytest_multiarch.core.platforms import Platform
-from pytest_multiarch.engine.docker import EngineInfo, buildx_info, docker, engine_info
+from pytest_multiarch.engine.buildx import buildx_info, inspect_builder
+from pytest_multiarch.engine.docker import EngineInfo, docker, engine_info
 from pytest_multiarch.engine.endpoints import EngineRef, endpoint_hostname
 from pytest_multiarch.engine.probe import cli_run, probe_uname
 from pytest_multiarch.engine.resolve import resolve_engine
@@ -305,7 +306,7 @@ def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
     that runs ``plat`` (or they travel through a registry that answers), and whether ``plat``
     is among the platforms its nodes list (natively or emulated)."""
     from pytest_multiarch.engine.endpoints import engine_of
-    from pytest_multiarch.runtime.builders import inspect_builder, plan_builder
+    from pytest_multiarch.runtime.builders import plan_builder
 
     where = "the builder map"
     try:
