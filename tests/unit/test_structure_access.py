@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.run.structure_items import check_lines, structure_sources
-from pytest_multiarch.structure.access import ExportedFilesystem
-from pytest_multiarch.structure.checks import go_mode_string
+from pytest_multiarch.structure.access import (
+    ExportedFilesystem,
+    container_environment,
+    read_env_file,
+)
+from pytest_multiarch.structure.checks import ImageAccessError, go_mode_string
+from pytest_multiarch.structure.config import RunOptions
 
 BUSYBOX = b"\x7fELF busybox"
 
@@ -169,3 +174,35 @@ def test_check_lines() -> None:
     assert lines[("commandTests", 1)] == 4
     assert lines[("metadataTest", 0)] == 6
     assert check_lines(b"[unclosed") == {}
+
+
+def test_env_file_then_host_names_then_the_checks_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `docker run --env-file F --env NAME --env KEY=VALUE` sets them: later ones win.
+    env_file = tmp_path / "app.env"
+    env_file.write_text(
+        "# comment\n\nMODE=file\n  SPACED=a b \nFROM_HOST\nABSENT\nEMPTY=\nWHO=file\n"
+    )
+    monkeypatch.setenv("FROM_HOST", "host")
+    monkeypatch.setenv("NAMED", "named")
+    monkeypatch.delenv("ABSENT", raising=False)
+    monkeypatch.delenv("UNSET_NAME", raising=False)
+    options = RunOptions(env_file=str(env_file), env_vars=("NAMED", "UNSET_NAME"))
+    assert container_environment(options, {"WHO": "check"}) == {
+        "MODE": "file",
+        "SPACED": "a b ",
+        "FROM_HOST": "host",
+        "EMPTY": "",
+        "WHO": "check",
+        "NAMED": "named",
+    }
+
+
+def test_an_unreadable_or_malformed_env_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageAccessError, match=r"cannot read the envFile '.*missing.env'"):
+        read_env_file(str(tmp_path / "missing.env"))
+    bad = tmp_path / "bad.env"
+    bad.write_text("OK=1\nTWO WORDS=x\n")
+    with pytest.raises(ImageAccessError, match=r"'TWO WORDS' at line 2 of the envFile"):
+        read_env_file(str(bad))

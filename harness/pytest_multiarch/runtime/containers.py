@@ -11,8 +11,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pytest_multiarch.core.errors import MultiarchError
@@ -21,9 +19,8 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.engine.api import EngineApi
 from pytest_multiarch.engine.docker import endpoint
 from pytest_multiarch.engine.health import EngineStoppedAnswering as EngineLost
-from pytest_multiarch.engine.labels import CALL_LABEL, Labels
+from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.runtime.build import inspect_platform
-from pytest_multiarch.runtime.elf import ElfScan, scan_tar, stream_from_chunks
 
 # docker-py, requests and testcontainers are imported where they are used: a process that
 # only reads settings or sweeps (the xdist controller) does not pay ~0.4 s to import them.
@@ -73,49 +70,6 @@ def check_uname(answer: str, platform: Platform, what: str) -> None:
     problem = platform.machine_problem(answer, what)
     if problem:
         raise WrongArchitecture(problem)
-
-
-# The entrypoint of containers that are created to read their filesystem and never started
-# (an image without CMD or ENTRYPOINT cannot be created without one).
-NEVER_STARTED = "/.pytest-multiarch-never-started"
-
-
-def scan_image_files(
-    reference: str,
-    platform: Platform,
-    allowed_globs: Sequence[str],
-    labels: Labels,
-    engine: EngineApi,
-    *,
-    variant_of: str = "",
-) -> ElfScan:
-    """The ELF truth of ``reference`` for ``platform``: its filesystem is read without running
-    anything (a labelled container is created, never started, exported and removed), and every
-    executable and shared object is checked (:func:`pytest_multiarch.runtime.elf.scan_tar`).
-    ``variant_of`` is the platform to create the container for when the image's metadata names
-    another one than ``platform`` (the engine refuses the mismatch); "" means ``platform``."""
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-
-    what = f"{reference} ({platform.name})"
-    api = engine.client.api
-    try:
-        created = api.create_container(
-            reference,
-            entrypoint=[NEVER_STARTED],
-            labels={**labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
-            platform=variant_of or platform.name,
-            network_disabled=True,
-        )
-    except (DockerException, RequestException, OSError) as exc:
-        raise MultiarchError(f"could not read the filesystem of {what}: {exc}") from None
-    container_id = str(created["Id"])
-    try:
-        return scan_tar(stream_from_chunks(api.export(container_id)), platform, allowed_globs)
-    except (DockerException, RequestException, OSError) as exc:
-        raise MultiarchError(f"could not read the filesystem of {what}: {exc}") from None
-    finally:
-        engine.remove_later(container_id)
 
 
 # ---- long-running containers (testcontainers) -------------------------------------------------

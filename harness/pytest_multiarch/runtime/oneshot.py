@@ -83,6 +83,18 @@ class RunResult:
         return self.exit_code == 0
 
 
+@dataclass(frozen=True)
+class HostOptions:
+    """How a one-shot container is started beyond its command, as ``docker run``'s
+    ``--privileged``, ``--tty``, ``--cap-add`` and ``--volume`` (the structure tests'
+    ``containerRunOptions``). With ``tty`` the output is one stream: all of it is stdout."""
+
+    privileged: bool = False
+    tty: bool = False
+    capabilities: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
+
+
 def probe_uname(
     reference: str,
     platform: Platform,
@@ -124,6 +136,7 @@ def run_once(
     engine: EngineApi | None = None,
     files: Mapping[str, Content] | None = None,
     collect: Sequence[str] = (),
+    host: HostOptions | None = None,
 ) -> RunResult:
     """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
     ``stdin`` is sent as is (bytes) or UTF-8 encoded (str). ``files`` (path -> bytes or host
@@ -134,16 +147,16 @@ def run_once(
     process's connection; a temporary one when None): create the labelled container, attach to
     its output, start it, feed stdin, wait. The removal is handed to ``engine``'s background
     thread, off the test's critical path. A start the engine refuses gives the exit codes of
-    ``docker run`` (127: command not found, 126: not executable)."""
+    ``docker run`` (127: command not found, 126: not executable). ``host``: further options
+    of the container (:class:`HostOptions`)."""
     __tracebackhide__ = True
     data = stdin.encode() if isinstance(stdin, str) else stdin
     # Checked before any container exists: a bad path or value is the caller's error.
     archive = file_archive(files, "run(files=...)") if files else None
     wanted = checked_paths(collect, "run(collect=...)")
-    collected: dict[str, bytes] = {}
     connection = engine or EngineApi()
     try:
-        code, out, err = _run_attached(
+        ran = _run_attached(
             connection,
             reference,
             platform,
@@ -155,19 +168,90 @@ def run_once(
             entrypoint=entrypoint,
             user=user,
             workdir=workdir,
+            host=host or HostOptions(),
             archive=archive,
             collect=wanted,
-            collected=collected,
         )
     finally:
         if engine is None:
             connection.close()
-    stderr_text = err.decode("utf-8", errors="replace")
-    if code == DOCKER_FAILURE and stderr_text.startswith("docker:"):
+    return _result(ran, reference, platform, check_arch, connection.environment)
+
+
+def run_step(
+    reference: str,
+    platform: Platform,
+    command: Sequence[str],
+    labels: Labels,
+    *,
+    engine: EngineApi,
+    timeout: float,
+    commit: bool,
+    env: Mapping[str, str] | None = None,
+    entrypoint: str | None = None,
+    user: str | None = None,
+    host: HostOptions | None = None,
+) -> tuple[RunResult, str]:
+    """One step of a sequence whose steps each see the files the ones before left (the
+    structure tests' setup, command and teardown, as container-structure-test's docker driver
+    runs them): :func:`run_once`, then with ``commit`` the container's filesystem committed to
+    an image whose id is returned ("" without), for the next step to run from. The container is
+    removed before this returns, so that the image can be removed (:func:`remove_image`)."""
+    __tracebackhide__ = True
+    ran = _run_attached(
+        engine,
+        reference,
+        platform,
+        command,
+        labels,
+        timeout=timeout,
+        env=env or {},
+        stdin=None,
+        entrypoint=entrypoint,
+        user=user,
+        workdir=None,
+        host=host or HostOptions(),
+        commit=commit,
+    )
+    return _result(ran, reference, platform, True, engine.environment), ran.image
+
+
+def remove_image(engine: EngineApi, image: str) -> None:
+    """Best effort: remove ``image`` (one :func:`run_step` committed)."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    with contextlib.suppress(DockerException, RequestException, OSError):
+        engine.client.api.remove_image(image, force=True)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """How one container run ended, before the exit is read (internal)."""
+
+    code: int
+    out: bytes
+    err: bytes
+    collected: Mapping[str, bytes] = field(default_factory=dict)
+    image: str = ""  # committed
+
+
+def _result(
+    ran: _Ran,
+    reference: str,
+    platform: Platform,
+    check_arch: bool,
+    environment: Mapping[str, str] | None,
+) -> RunResult:
+    """The RunResult of ``ran``; raises for docker's own failure (exit 125 with docker's
+    message) and, with ``check_arch``, for a program the kernel could not execute."""
+    __tracebackhide__ = True
+    stderr_text = ran.err.decode("utf-8", errors="replace")
+    if ran.code == DOCKER_FAILURE and stderr_text.startswith("docker:"):
         raise MultiarchError(f"docker could not run {reference} for {platform.name}: {stderr_text}")
     if check_arch and "exec format error" in stderr_text:
-        raise WrongArchitecture(_exec_format_error(reference, platform, connection.environment))
-    return RunResult(code, out, err, collected)
+        raise WrongArchitecture(_exec_format_error(reference, platform, environment))
+    return RunResult(ran.code, ran.out, ran.err, dict(ran.collected))
 
 
 def _exec_format_error(
@@ -211,11 +295,15 @@ class _Duplex(Protocol):
     def close(self) -> None: ...
 
 
+def _daemon_error(explanation: str) -> bytes:
+    """The engine's error as ``docker run`` prints it."""
+    return f"docker: Error response from daemon: {explanation}\n".encode()
+
+
 def _start_refused(explanation: str) -> tuple[int, bytes, bytes]:
     """What ``docker run`` reports when the engine refuses to start the container: its exit
     code (pytest_multiarch.engine.probe.refused_start_code) and the daemon's error."""
-    message = f"docker: Error response from daemon: {explanation}\n".encode()
-    return refused_start_code(explanation), b"", message
+    return refused_start_code(explanation), b"", _daemon_error(explanation)
 
 
 def _run_attached(
@@ -231,12 +319,14 @@ def _run_attached(
     entrypoint: str | None,
     user: str | None,
     workdir: str | None,
+    host: HostOptions,
     archive: bytes | None = None,
     collect: Sequence[str] = (),
-    collected: dict[str, bytes] | None = None,
-) -> tuple[int, bytes, bytes]:
-    """(exit code, stdout, stderr) of one container run as ``run_once`` describes; files of
-    ``archive`` put in before the start, ``collect`` paths read into ``collected`` after."""
+    commit: bool = False,
+) -> _Ran:
+    """How one container run as ``run_once`` describes ended; files of ``archive`` put in
+    before the start, ``collect`` paths read after. With ``commit`` (:func:`run_step`), the
+    ended container is committed to an image and removed at once, not in the background."""
     __tracebackhide__ = True
     from docker.errors import APIError, DockerException
     from requests.exceptions import RequestException
@@ -258,11 +348,15 @@ def _run_attached(
             # Attached and not detached, stdin_open also sets StdinOnce: closing our sending
             # half ends the command's input, as with docker run --interactive.
             stdin_open=stdin is not None,
-            host_config=api.create_host_config(),
+            tty=host.tty,
+            host_config=api.create_host_config(
+                privileged=host.privileged,
+                cap_add=list(host.capabilities) or None,
+                binds=list(host.binds) or None,
+            ),
         )
     except APIError as exc:  # no such image, or not of this platform: docker run's exit 125
-        explanation = exc.explanation or str(exc)
-        return DOCKER_FAILURE, b"", f"docker: Error response from daemon: {explanation}\n".encode()
+        return _Ran(DOCKER_FAILURE, b"", _daemon_error(exc.explanation or str(exc)))
     except (DockerException, RequestException, OSError) as exc:
         raise MultiarchError(f"could not run a container of {what}: {exc}") from None
     container_id = str(created["Id"])
@@ -279,12 +373,12 @@ def _run_attached(
             try:
                 api.start(container_id)
             except APIError as exc:
-                return _start_refused(exc.explanation or str(exc))
+                return _Ran(*_start_refused(exc.explanation or str(exc)))
             if stdin is not None:
                 threading.Thread(
                     target=_feed, args=(duplex, stdin), name="multiarch-stdin", daemon=True
                 ).start()
-            out, err = _read_frames(duplex, deadline)
+            out, err = _read_frames(duplex, deadline, raw=host.tty)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Expired
@@ -294,8 +388,7 @@ def _run_attached(
                 if time.monotonic() >= deadline:
                     raise _Expired from None
                 raise MultiarchError(f"could not run a container of {what}: {exc}") from None
-            if collect and collected is not None:
-                collected.update(get_files(api, container_id, collect))
+            collected = get_files(api, container_id, collect) if collect else {}
             if not out and not err:
                 # Seen under load: an attach stream that ended with no frame although the
                 # command printed (a probe read machine ''). The exited container's log has
@@ -303,7 +396,8 @@ def _run_attached(
                 # driver stores text and would mangle binary output.
                 out = api.logs(container_id, stdout=True, stderr=False)
                 err = api.logs(container_id, stdout=False, stderr=True)
-            return int(status.get("StatusCode", -1)), out, err
+            image = str(api.commit(container_id)["Id"]) if commit else ""
+            return _Ran(int(status.get("StatusCode", -1)), out, err, collected, image)
         finally:
             with contextlib.suppress(OSError):
                 duplex.close()
@@ -319,7 +413,11 @@ def _run_attached(
     except (DockerException, RequestException, OSError) as exc:
         raise MultiarchError(f"could not run a container of {what}: {exc}") from None
     finally:
-        if container_id:
+        if container_id and commit:
+            # The next step's image: removing it must not wait for this container's removal.
+            with contextlib.suppress(DockerException, RequestException, OSError):
+                api.remove_container(container_id, v=True, force=True)
+        elif container_id:
             engine.remove_later(container_id)
 
 
@@ -334,9 +432,10 @@ def _feed(duplex: _Duplex, data: bytes) -> None:
 _FRAME_HEADER = struct.Struct(">BxxxL")
 
 
-def _read_frames(duplex: _Duplex, deadline: float) -> tuple[bytes, bytes]:
+def _read_frames(duplex: _Duplex, deadline: float, *, raw: bool = False) -> tuple[bytes, bytes]:
     """stdout and stderr of an attach stream (frames of an 8-byte header: stream, size), read
-    until the container closes it. Raises _Expired when ``deadline`` passes first."""
+    until the container closes it; ``raw`` (a container with a TTY): one unframed stream, all
+    of it stdout. Raises _Expired when ``deadline`` passes first."""
     streams = {1: bytearray(), 2: bytearray()}
     pending = bytearray()
     while True:
@@ -350,6 +449,9 @@ def _read_frames(duplex: _Duplex, deadline: float) -> tuple[bytes, bytes]:
             raise _Expired from None
         if not chunk:
             break
+        if raw:
+            streams[1] += chunk
+            continue
         pending += chunk
         while len(pending) >= _FRAME_HEADER.size:
             stream, size = _FRAME_HEADER.unpack_from(pending)
