@@ -59,7 +59,12 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
     try:
         bx = buildx_info(timeout=20)
         checks.append(
-            Check("buildx", "", "ok", f"buildx {bx.version}, builder {bx.builder} ({bx.driver})")
+            Check(
+                "buildx",
+                "",
+                "ok",
+                f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
+            )
         )
     except CommandError as exc:
         checks.append(
@@ -261,7 +266,7 @@ def _mapped_engine_checks(
                     "buildx",
                     names,
                     "ok",
-                    f"buildx {bx.version}, builder {bx.builder} ({bx.driver})",
+                    f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
                 )
             )
         except CommandError as exc:

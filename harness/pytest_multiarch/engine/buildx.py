@@ -86,21 +86,18 @@ def inspect_builder(
 
 @dataclass(frozen=True)
 class BuildxInfo:
+    """What ``multiarch doctor`` says of buildx: its version and the engine's builder."""
+
     version: str
-    builder: str
-    driver: str
-    platforms: tuple[str, ...]
+    builder: BuilderInfo
 
 
 def buildx_info(timeout: float = INSPECT_TIMEOUT, engine: EngineRef | None = None) -> BuildxInfo:
     """The buildx plugin's version and the builder it uses for ``engine`` (else the current
     builder). Raises CommandError when absent."""
     version = run_command(docker("buildx", "version", engine=engine), timeout=timeout, hint=_HINT)
-    builder = inspect_builder("", engine, timeout=timeout)
     parts = version.stdout.split()
     return BuildxInfo(
-        version=parts[1] if len(parts) > 1 else version.stdout.strip(),
-        builder=builder.name,
-        driver=builder.driver,
-        platforms=builder.platforms,
+        parts[1] if len(parts) > 1 else version.stdout.strip(),
+        inspect_builder("", engine, timeout=timeout),
     )

@@ -156,21 +156,11 @@ def run_once(
     wanted = checked_paths(collect, "run(collect=...)")
     connection = engine or EngineApi()
     try:
+        container = _Container(
+            reference, platform, command, labels, env, entrypoint, user, workdir, host
+        )
         ran = _run_attached(
-            connection,
-            reference,
-            platform,
-            command,
-            labels,
-            timeout=timeout,
-            env=env or {},
-            stdin=data,
-            entrypoint=entrypoint,
-            user=user,
-            workdir=workdir,
-            host=host or HostOptions(),
-            archive=archive,
-            collect=wanted,
+            connection, container, timeout=timeout, stdin=data, archive=archive, collect=wanted
         )
     finally:
         if engine is None:
@@ -198,21 +188,8 @@ def run_step(
     an image whose id is returned ("" without), for the next step to run from. The container is
     removed before this returns, so that the image can be removed (:func:`remove_image`)."""
     __tracebackhide__ = True
-    ran = _run_attached(
-        engine,
-        reference,
-        platform,
-        command,
-        labels,
-        timeout=timeout,
-        env=env or {},
-        stdin=None,
-        entrypoint=entrypoint,
-        user=user,
-        workdir=None,
-        host=host or HostOptions(),
-        commit=commit,
-    )
+    container = _Container(reference, platform, command, labels, env, entrypoint, user, None, host)
+    ran = _run_attached(engine, container, timeout=timeout, stdin=None, commit=commit)
     return _result(ran, reference, platform, True, engine.environment), ran.image
 
 
@@ -306,20 +283,27 @@ def _start_refused(explanation: str) -> tuple[int, bytes, bytes]:
     return refused_start_code(explanation), b"", _daemon_error(explanation)
 
 
+@dataclass(frozen=True)
+class _Container:
+    """What one one-shot container is (internal): ``run_once``'s arguments of that name."""
+
+    reference: str
+    platform: Platform
+    command: Sequence[str]
+    labels: Labels
+    env: Mapping[str, str] | None
+    entrypoint: str | None
+    user: str | None
+    workdir: str | None
+    host: HostOptions | None
+
+
 def _run_attached(
     engine: EngineApi,
-    reference: str,
-    platform: Platform,
-    command: Sequence[str],
-    labels: Labels,
+    container: _Container,
     *,
     timeout: float,
-    env: Mapping[str, str],
     stdin: bytes | None,
-    entrypoint: str | None,
-    user: str | None,
-    workdir: str | None,
-    host: HostOptions,
     archive: bytes | None = None,
     collect: Sequence[str] = (),
     commit: bool = False,
@@ -331,6 +315,9 @@ def _run_attached(
     from docker.errors import APIError, DockerException
     from requests.exceptions import RequestException
 
+    reference, platform, command = container.reference, container.platform, container.command
+    entrypoint, env = container.entrypoint, container.env or {}
+    host = container.host or HostOptions()
     deadline = time.monotonic() + timeout
     what = f"{reference} ({platform.name})"
     try:
@@ -340,10 +327,10 @@ def _run_attached(
             command=list(command) or None,
             # --entrypoint X is a one-element entrypoint; "" resets the image's (as the CLI).
             entrypoint=None if entrypoint is None else [entrypoint],
-            user=user or None,
-            working_dir=workdir or None,
+            user=container.user or None,
+            working_dir=container.workdir or None,
             environment=[f"{key}={value}" for key, value in env.items()] or None,
-            labels={**labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
+            labels={**container.labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
             platform=platform.name,
             # Attached and not detached, stdin_open also sets StdinOnce: closing our sending
             # half ends the command's input, as with docker run --interactive.

@@ -30,7 +30,7 @@ import stat
 import tarfile
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,32 +72,25 @@ class ImageCache:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
 class EngineImageAccess:
     """One image variant on the engine, for ``pytest_multiarch.structure.checks.evaluate``.
     ``engine`` and ``watch``: the connection to, and the watch of, the engine that runs
-    ``platform``; ``filesystems``: the run's image exports."""
+    ``platform``; ``filesystems``: the run's image exports; ``cache``: this process's."""
 
-    def __init__(
-        self,
-        reference: str,
-        image_id: str,
-        platform: Platform,
-        labels: Labels,
-        *,
-        engine: EngineApi,
-        watch: EngineWatch,
-        filesystems: ImageFilesystems,
-        cache: ImageCache,
-    ) -> None:
-        self.reference = reference
-        self.image_id = image_id
-        self.platform = platform
-        self.labels = labels
-        self.engine = engine
-        self.watch = watch
-        self._filesystems = filesystems
-        self._cache = cache
-        self._key = f"{image_id} {platform.name}"
+    reference: str
+    image_id: str
+    platform: Platform
+    labels: Labels
+    _: KW_ONLY
+    engine: EngineApi
+    watch: EngineWatch
+    filesystems: ImageFilesystems
+    cache: ImageCache
+
+    @property
+    def _key(self) -> str:
+        return f"{self.image_id} {self.platform.name}"
 
     # --- commands -------------------------------------------------------------------------
 
@@ -164,13 +157,13 @@ class EngineImageAccess:
     # --- filesystem ------------------------------------------------------------------------
 
     def _filesystem(self) -> ExportedFilesystem:
-        found = self._cache.filesystems.get(self._key)
+        found = self.cache.filesystems.get(self._key)
         if found is None:
             with self.watch.guard():
-                tar_path = self._filesystems.tar(
+                tar_path = self.filesystems.tar(
                     self.reference, self.image_id, self.platform, self.engine
                 )
-            found = self._cache.filesystems[self._key] = ExportedFilesystem(tar_path)
+            found = self.cache.filesystems[self._key] = ExportedFilesystem(tar_path)
         return found
 
     def file(self, path: str) -> FileInfo | None:
@@ -182,7 +175,7 @@ class EngineImageAccess:
     # --- config ----------------------------------------------------------------------------
 
     def config(self) -> Mapping[str, Any]:
-        found = self._cache.configs.get(self._key)
+        found = self.cache.configs.get(self._key)
         if found is None:
             from docker.errors import DockerException
             from requests.exceptions import RequestException
@@ -195,7 +188,7 @@ class EngineImageAccess:
                     f"could not inspect {self.reference} ({self.platform.name}): {exc}"
                 ) from None
             data = inspected.get("Config") if isinstance(inspected, dict) else None
-            found = self._cache.configs[self._key] = data if isinstance(data, dict) else {}
+            found = self.cache.configs[self._key] = data if isinstance(data, dict) else {}
         return found
 
 
