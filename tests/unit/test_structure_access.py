@@ -206,3 +206,41 @@ def test_an_unreadable_or_malformed_env_file_names_the_file(tmp_path: Path) -> N
     bad.write_text("OK=1\nTWO WORDS=x\n")
     with pytest.raises(ImageAccessError, match=r"'TWO WORDS' at line 2 of the envFile"):
         read_env_file(str(bad))
+
+
+@pytest.mark.parametrize("steps", [1, 2], ids=["alone", "with setup"])
+def test_a_structure_command_on_a_remote_engine_gets_the_runtimes_exec_format_message(
+    monkeypatch: pytest.MonkeyPatch, steps: int
+) -> None:
+    # The commands are the runtime's one-shot runs: an emulator missing on a remote engine is
+    # named as the `run` fixture names it, not as "no working emulator" of this host.
+    import contextlib
+    from types import SimpleNamespace
+
+    from pytest_multiarch.core.platforms import lookup
+    from pytest_multiarch.engine.labels import Labels
+    from pytest_multiarch.runtime import oneshot
+    from pytest_multiarch.runtime.containers import WrongArchitecture
+    from pytest_multiarch.structure.access import EngineImageAccess, ImageCache
+
+    def exec_format(*args: object, **kwargs: object) -> object:
+        return oneshot._Ran(255, b"", b"exec /bin/sh: exec format error\n")
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("this host's emulators say nothing about another machine")
+
+    monkeypatch.setattr(oneshot, "_run_attached", exec_format)
+    monkeypatch.setattr("pytest_multiarch.core.emulation.check_emulator", not_here)
+    remote = SimpleNamespace(environment={"DOCKER_HOST": "ssh://ci@z-box"})
+    access = EngineImageAccess(
+        "img",
+        "sha256:1",
+        lookup("s390x"),
+        Labels("run", "owner", keep=False),
+        engine=remote,  # type: ignore[arg-type]
+        watch=SimpleNamespace(guard=contextlib.nullcontext),  # type: ignore[arg-type]
+        filesystems=None,  # type: ignore[arg-type]
+        cache=ImageCache(),
+    )
+    with pytest.raises(WrongArchitecture, match=r"on the engine at ssh://ci@z-box: no working"):
+        access.run_steps([["sh", "-c", "true"]] * steps, env={}, options=RunOptions(), timeout=9)
