@@ -43,20 +43,18 @@ from pytest_multiarch.runtime.build import (
     sweep_private_tags,
 )
 from pytest_multiarch.runtime.containers import (
-    RunResult,
     WrongArchitecture,
     check_uname,
     exec_uname,
     image_platform,
     make_container,
     metadata_problem,
-    probe_uname,
-    run_once,
-    scan_image_files,
     start_container,
     stop_container,
 )
 from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
+from pytest_multiarch.runtime.image_fs import ImageFilesystems
+from pytest_multiarch.runtime.oneshot import RunResult, probe_uname, run_once
 from pytest_multiarch.runtime.prestart import CLOSE_WAIT, Prestarter
 from pytest_multiarch.runtime.transfer import Content
 
@@ -155,6 +153,8 @@ class Harness:
         self._mapped_builds: dict[str, BuildCoordinator] = {}
         self._swept: set[str] = set()
         self._prestarter: Prestarter | None = None
+        # The run's image exports, shared with the structure tests (one export per image).
+        self.filesystems = ImageFilesystems(run_state_dir(settings.run_id), self.labels)
 
     @property
     def watch(self) -> EngineWatch:
@@ -428,15 +428,17 @@ class Harness:
             )
 
         try:
-            _, recorded = image_platform(reference, self.api_for(platform).client)
+            image_id, recorded = image_platform(reference, self.api_for(platform).client)
             wrong_metadata = metadata_problem(reference, recorded, platform)
-            scan = scan_image_files(
+            scan = self.filesystems.scan(
                 reference,
+                image_id,
                 platform,
                 spec.foreign_binaries,
-                self.labels,
                 self.api_for(platform),
                 variant_of=recorded if wrong_metadata else "",
+                # Kept for the image's structure tests, which read the same export.
+                keep=bool(spec.structure_test_files()),
             )
         except MultiarchError as exc:
             return outcome("metadata", str(exc)), False
