@@ -28,7 +28,7 @@ SUITE = """
 
     def test_long(platform):
         _started("long")
-        time.sleep(0.5)
+        time.sleep(1.0)
 """
 SHORTS = [f"short{n}" for n in range(7)]
 
@@ -66,14 +66,13 @@ def test_the_second_run_sends_the_long_test_first(project: Project) -> None:
     recorded = json.loads(cache.read_text())
     long = next(nodeid for nodeid in recorded if "test_long[" in nodeid)
     assert long.startswith("test_images.py::test_long[")  # keyed by test id, platform included
-    assert recorded[long] >= 0.5
+    assert recorded[long] >= 1.0
     assert all(seconds < recorded[long] for nodeid, seconds in recorded.items() if nodeid != long)
 
     second = _run(project)
-    # First on its worker, and among the first two tests to start (the other worker's first
-    # test starts at the same moment).
+    # The first test its worker ran (in the first run, the last); when the other worker's first
+    # tests start against it depends on how fast each worker came up, so that is not asserted.
     assert any(queue[0] == "long" for queue in _per_worker(second)), second
-    assert "long" in [name for _, name in second[:2]], second
 
 
 def test_collection_order_when_asked(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
