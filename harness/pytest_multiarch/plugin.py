@@ -149,6 +149,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
         )
+        from pytest_multiarch.run.durations import register_recorder
+
+        register_recorder(config)  # each test's duration, for the next run's longest first
     config.stash[SETTINGS_KEY] = settings
     config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
     images, broken = survey_images(settings.images_dir)
@@ -255,13 +258,19 @@ class XdistHooks:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         """With platforms on engines of their own, ``-n`` shares the workers between engines
         (pytest_multiarch.run.scheduling): a native engine's tests never wait behind emulated
-        ones."""
-        if not self.settings.engines or config.getvalue("dist") != "load":
+        ones. With durations of earlier runs (``--multiarch-order=longest``), the longest tests
+        go out first."""
+        if config.getvalue("dist") != "load":
             return None
-        from pytest_multiarch.run.scheduling import engine_grouper, make_engine_scheduler
+        from pytest_multiarch.run.durations import recorded_durations
+        from pytest_multiarch.run.scheduling import engine_grouper, make_scheduler
 
+        durations = recorded_durations(config) if self.settings.order == "longest" else {}
+        if not self.settings.engines and not durations:
+            return None
         engines = {p.short: p.engine for p in self.settings.platforms}
-        return make_engine_scheduler(config, log, engine_grouper(engines))
+        group_of = engine_grouper(engines) if self.settings.engines else None
+        return make_scheduler(config, log, group_of, durations or None)
 
 
 # ---- collection: one item per platform, platform markers ------------------------------------
