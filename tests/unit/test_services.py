@@ -151,7 +151,7 @@ def test_every_run_argument_is_given_in_one_place() -> None:
     assert made.ports == {"80": ("127.0.0.1", None), "443": ("127.0.0.1", None)}
     assert made._command == ["serve", "--fast"]
     assert made.env == {"A": "1"}
-    assert made.name == "svc"
+    assert made.image_name == "svc"
 
 
 def test_the_reference_is_used_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -235,7 +235,7 @@ class Wrapped:
 
 def test_using_a_container_whose_command_ended_says_so_plainly() -> None:
     made = MultiarchContainer(
-        "pytest-multiarch/quick:1", ARM64, labels={}, name="quick", engine=ENGINE
+        "pytest-multiarch/quick:1", ARM64, labels={}, image_name="quick", engine=ENGINE
     )
     made._container = Wrapped("exited", 0, b"quick-said-this\n")  # type: ignore[assignment]
     with pytest.raises(ContainerExited) as caught:
@@ -248,7 +248,9 @@ def test_using_a_container_whose_command_ended_says_so_plainly() -> None:
 
 
 def test_an_engine_error_of_a_running_container_stays_what_it_is() -> None:
-    made = MultiarchContainer("pytest-multiarch/svc:1", ARM64, labels={}, name="svc", engine=ENGINE)
+    made = MultiarchContainer(
+        "pytest-multiarch/svc:1", ARM64, labels={}, image_name="svc", engine=ENGINE
+    )
     made._container = Wrapped("running", 0, b"")  # type: ignore[assignment]
     with pytest.raises(APIError):
         made.exec(["true"])
@@ -256,7 +258,36 @@ def test_an_engine_error_of_a_running_container_stays_what_it_is() -> None:
 
 def test_exec_uname_is_none_when_nothing_runs_any_more() -> None:
     made = MultiarchContainer(
-        "pytest-multiarch/quick:1", ARM64, labels={}, name="quick", engine=ENGINE
+        "pytest-multiarch/quick:1", ARM64, labels={}, image_name="quick", engine=ENGINE
     )
     made._container = Wrapped("exited", 0, b"")  # type: ignore[assignment]
     assert services.exec_uname(made) is None
+
+
+class Removals(FakeEngine):
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove_later(self, container_id: str) -> None:
+        self.removed.append(container_id)
+
+
+def test_a_removal_is_handed_to_the_containers_engine() -> None:
+    engine: Any = Removals()
+    made = MultiarchContainer("pytest-multiarch/svc:1", ARM64, labels={}, engine=engine)
+    made._container = Wrapped("running", 0, b"")  # type: ignore[assignment]
+    services.stop_container(made)
+    assert engine.removed == ["c0ffee"]
+    assert made._container is None
+    services.stop_container(made)  # a second time: nothing left to remove
+    assert engine.removed == ["c0ffee"]
+
+
+def test_readiness_runs_the_strategies_as_testcontainers_wait_strategy() -> None:
+    made = MultiarchContainer("pytest-multiarch/svc:1", ARM64, labels={}, engine=ENGINE)
+    made._container = Wrapped("running", 0, b"booting\nready\n")  # type: ignore[assignment]
+    made.waiting_for(services.Readiness(readiness(WaitSpec(log="ready")), 5))
+    assert made._wait_strategy is not None
+    made._wait_strategy.wait_until_ready(made)  # returns: the line is there
+    with pytest.raises(ContainerNotReady, match=r"not ready after 0\.05s"):
+        services.Readiness([LogWait("never")], 0.05).wait_until_ready(made)

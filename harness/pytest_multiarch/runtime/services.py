@@ -115,7 +115,7 @@ class MultiarchContainer(DockerContainer):
         platform: Platform,
         *,
         labels: Mapping[str, str],
-        name: str = "",
+        image_name: str = "",
         engine: EngineApi | None = None,
         service_host: str = "",
         bind_address: str = "127.0.0.1",
@@ -143,7 +143,7 @@ class MultiarchContainer(DockerContainer):
         # a private registry) does not apply.
         self.image = reference
         self.platform = platform
-        self.name = name or reference
+        self.image_name = image_name or reference
         self.engine = engine
         self.service_host = service_host
         for port in ports:
@@ -169,11 +169,14 @@ class MultiarchContainer(DockerContainer):
         return self.service_host or super().get_container_host_ip()
 
     def get_exposed_port(self, port: int) -> int:
-        """The host port published for ``port`` (always published: see ``bind_address``)."""
+        """The host port published for ``port`` (always published, at ``bind_address``;
+        testcontainers' own lookup when the user configured it: see ``service_host``)."""
         __tracebackhide__ = True
         try:
+            if not self.service_host:
+                return super().get_exposed_port(port)
             return int(self.get_docker_client().port(self.get_container_id(), port))
-        except (ConnectionError, APIError):
+        except (ConnectionError, APIError, TimeoutError):
             exited = self._exited()
             if exited is None:
                 raise
@@ -213,7 +216,19 @@ class MultiarchContainer(DockerContainer):
             raise FileNotCollected(f"{path} does not exist in the container of {self.image}")
         return found[path]
 
-    # -- state -------------------------------------------------------------------------------
+    # -- state and removal -------------------------------------------------------------------
+
+    def remove_later(self) -> bool:
+        """Hand the removal to the engine's background thread; False (nothing done) when
+        there is no engine connection or no container."""
+        wrapped = self._container  # None when it was never created
+        if self.engine is None or wrapped is None or not wrapped.id:
+            return False
+        self.engine.remove_later(str(wrapped.id))
+        self._container = None
+        with contextlib.suppress(DockerException, OSError):
+            self.get_docker_client().client.close()
+        return True
 
     def state(self) -> tuple[str, int]:
         """(status, exit code) as the engine says now."""
@@ -233,7 +248,7 @@ class MultiarchContainer(DockerContainer):
             return None
         logs = container_logs(self) or "(it printed nothing)"
         return ContainerExited(
-            f"container of {self.name!r} exited (code {code}) before the test used it (a "
+            f"container of {self.image_name!r} exited (code {code}) before the test used it (a "
             f"service image's command must keep running; give a one-shot image to `run`); "
             f"last log lines:\n{logs}"
         )
@@ -465,7 +480,7 @@ def make_container(
         reference,
         platform,
         labels=labels.as_dict(),
-        name=spec.name,
+        image_name=spec.name,
         engine=engine,
         service_host=service_host,
         bind_address=bind_address,
@@ -495,17 +510,11 @@ def stop_container(container: DockerContainer) -> None:
     """Remove ``container``: by its engine's background thread, off the test's critical path,
     when it has one (``container.stop()`` stays what testcontainers documents: removed on
     return). Best effort: whatever survives is removed by the end-of-run sweep."""
-    engine = container.engine if isinstance(container, MultiarchContainer) else None
-    wrapped = container._container  # None when it was never created
-    if engine is None or wrapped is None or not wrapped.id:
-        # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.
-        with contextlib.suppress(*_ENGINE_ERRORS):
-            container.stop()
+    if isinstance(container, MultiarchContainer) and container.remove_later():
         return
-    engine.remove_later(str(wrapped.id))
-    container._container = None
-    with contextlib.suppress(DockerException, OSError):
-        container.get_docker_client().client.close()
+    # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.
+    with contextlib.suppress(*_ENGINE_ERRORS):
+        container.stop()
 
 
 def exec_uname(container: DockerContainer) -> str | None:
