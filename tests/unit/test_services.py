@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from docker.errors import APIError
+from docker.errors import APIError, ImageNotFound
 from pytest_multiarch.core.images import ImageSpec, WaitSpec
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.engine.labels import Labels
@@ -197,21 +197,22 @@ def test_the_default_local_engine_is_reached_at_the_bind_address(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("variable", "value", "expected"),
     [
-        ("DOCKER_HOST", "tcp://arm-box:2376"),
-        ("TC_HOST", "10.0.0.7"),
-        ("TESTCONTAINERS_CONNECTION_MODE", "gateway_ip"),
+        ("DOCKER_HOST", "tcp://arm-box:2376", ""),  # testcontainers' own: the engine's host
+        ("TESTCONTAINERS_CONNECTION_MODE", "gateway_ip", ""),  # the user's mode decides
+        ("TESTCONTAINERS_CONNECTION_MODE", "docker_host", "127.0.0.1"),
+        ("TC_HOST", "10.0.0.7", "10.0.0.7"),  # the user's host
     ],
 )
-def test_testcontainers_own_lookup_decides_when_remote_or_configured(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+def test_the_users_testcontainers_settings_are_followed(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
 ) -> None:
     for name in ("DOCKER_HOST", "TC_HOST", "TESTCONTAINERS_HOST_OVERRIDE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("TESTCONTAINERS_CONNECTION_MODE", raising=False)
     monkeypatch.setenv(variable, value)
-    assert default_service_host("127.0.0.1") == ""
+    assert default_service_host("127.0.0.1") == expected
 
 
 class Wrapped:
@@ -291,3 +292,27 @@ def test_readiness_runs_the_strategies_as_testcontainers_wait_strategy() -> None
     made._wait_strategy.wait_until_ready(made)  # returns: the line is there
     with pytest.raises(ContainerNotReady, match=r"not ready after 0\.05s"):
         services.Readiness([LogWait("never")], 0.05).wait_until_ready(made)
+
+
+class Images:
+    """docker-py's image collection, of an engine that does not have the image."""
+
+    def __init__(self) -> None:
+        self.pulls: list[tuple[str, str]] = []
+
+    def get(self, reference: str) -> Any:
+        raise ImageNotFound(reference)
+
+    def pull(self, reference: str, platform: str = "") -> None:
+        self.pulls.append((reference, platform))
+
+
+def test_a_missing_image_is_pulled_for_the_containers_platform(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = MultiarchContainer("registry.example/svc:1", ARM64, labels={}, engine=ENGINE)
+    images = Images()
+    client: Any = type("Client", (), {"images": images})()
+    monkeypatch.setattr(made.get_docker_client(), "client", client)
+    made._configure()  # testcontainers' hook, called by start() before its own pull and create
+    assert images.pulls == [("registry.example/svc:1", "linux/arm64")]

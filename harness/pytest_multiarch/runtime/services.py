@@ -75,13 +75,6 @@ def _without_ryuk() -> None:
     testcontainers_config.ryuk_disabled = True
 
 
-def _user_set_host() -> bool:
-    """Whether the user told testcontainers how to reach containers (its own variables): then
-    its own lookup decides for the default engine, as it would without this plugin."""
-    names = ("TC_HOST", "TESTCONTAINERS_HOST_OVERRIDE", "TESTCONTAINERS_CONNECTION_MODE")
-    return any(os.environ.get(name) for name in names)
-
-
 def local_service_host(bind_address: str) -> str:
     """Where this process connects to a port published at ``bind_address`` on this machine."""
     unspecified = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - an address to map
@@ -89,13 +82,18 @@ def local_service_host(bind_address: str) -> str:
 
 
 def default_service_host(bind_address: str) -> str:
-    """The service host of the default engine: the bind address on a local engine (testcontainers
-    would guess "inside a container, use the bridge gateway" here, which a loopback binding
-    refuses); "" (testcontainers' own lookup: the engine's host name) on a remote one, or when
-    the user configured testcontainers' lookup."""
-    if _user_set_host() or not endpoint().startswith("unix://"):
+    """The service host of the default engine. On a local engine: the bind address (inside a
+    container, testcontainers would guess "use the bridge gateway", which a loopback binding
+    refuses), or the host the user gave testcontainers (``TC_HOST``). "" (testcontainers' own
+    lookup) on a remote engine, or when the user chose another connection mode than
+    ``docker_host`` (``TESTCONTAINERS_CONNECTION_MODE``)."""
+    if not endpoint().startswith("unix://"):
         return ""
-    return local_service_host(bind_address)
+    mode = os.environ.get("TESTCONTAINERS_CONNECTION_MODE")
+    if mode and mode != "docker_host":
+        return ""
+    given = os.environ.get("TC_HOST") or os.environ.get("TESTCONTAINERS_HOST_OVERRIDE")
+    return given or local_service_host(bind_address)
 
 
 class MultiarchContainer(DockerContainer):
