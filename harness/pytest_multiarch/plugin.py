@@ -178,16 +178,11 @@ def _start_shown(
     """A started, verified container; shown in the live progress while it takes long (an
     emulated service can take a while to become ready). ``ahead``: the start begun for this test
     while the one before ran, if there is one (pytest_multiarch.runtime.prestart)."""
-    from pytest_multiarch.runtime.session import start_verified
+    from pytest_multiarch.runtime.services import readiness, start_verified
 
-    wait = image.spec.wait
-    ready = {
-        "log": f"for log line {wait.log!r}",
-        "http": f"for HTTP {wait.http} on port {wait.port}",
-        "port": f"for port {wait.port}",
-    }.get(wait.kind, "")
+    waits = [strategy.describe() for strategy in readiness(image.spec.wait)]
     with _progress_board(harness.settings.run_id).waiting(
-        image.name, platform, f"container start {ready}".rstrip()
+        image.name, platform, " ".join(["container start", *filter(None, waits)])
     ):
         return ahead.result() if ahead is not None else start_verified(image, platform, harness)
 
@@ -444,8 +439,8 @@ def _started_container(
     (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it).
     ``prestarted``: the node is a test whose container may have been started ahead, and whose
     next test's container is started while this one starts and runs."""
-    from pytest_multiarch.runtime.containers import stop_container
     from pytest_multiarch.runtime.prestart import PrestartKey
+    from pytest_multiarch.runtime.services import stop_container
 
     harness = harness_of(request.config)
     ahead = None
@@ -622,7 +617,7 @@ def _prestart_next(item: pytest.Item) -> None:
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
     from pytest_multiarch.runtime.prestart import PrestartKey
-    from pytest_multiarch.runtime.session import start_verified
+    from pytest_multiarch.runtime.services import start_verified
 
     harness = harness_of(item.config)
     with contextlib.suppress(MultiarchError, OSError):
@@ -767,7 +762,7 @@ def pytest_runtest_makereport(
             properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
     harness = item.config.stash.get(HARNESS_KEY, None)
     if report.failed and harness is not None:
-        from pytest_multiarch.runtime.containers import container_logs
+        from pytest_multiarch.runtime.services import container_logs
 
         try:
             watch = harness.watch_for(plat) if plat is not None else harness.watch
