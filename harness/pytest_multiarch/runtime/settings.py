@@ -13,6 +13,7 @@ from pytest_multiarch.engine.endpoints import EngineEndpoint
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts
 from pytest_multiarch.runtime.build import BuildMode
+from pytest_multiarch.runtime.build_cache import BuildCache
 
 # What a platform without a usable emulator does: stop the run, or skip its tests.
 MissingEmulator = Literal["error", "skip"]
@@ -46,6 +47,8 @@ class Settings:
     # Platform name -> the buildx builder named for it ([tool.multiarch.builders]), as the
     # controller found it at the start; a platform without one builds with its engine's own.
     builders: dict[str, BuilderFacts] = field(default_factory=dict)
+    # --build-cache: where BuildKit's cache is read and written (a local DIR made absolute).
+    build_cache: BuildCache | None = None
 
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""
