@@ -405,3 +405,61 @@ def test_build_cache_type_is_frozen() -> None:
     cache = BuildCache("local", "/c")
     with pytest.raises(AttributeError):
         cache.kind = "gha"  # type: ignore[misc]
+
+
+# ---- a build whose cache cannot be read ----------------------------------------------------------
+
+CORRUPT = (
+    "#3 importing cache manifest from local:1499\n"
+    "#3 ERROR: failed to configure local cache importer: content sha256:f1f7: not found\n"
+    "#5 [2/2] RUN make\n"
+)
+
+
+def test_failed_build_that_could_not_read_the_cache_runs_again_without_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_multiarch.core.errors import CommandError
+    from pytest_multiarch.runtime import build
+
+    cache = replace(parse_build_cache(f"local:{tmp_path / 'c'}"), source="--build-cache")
+    scope = tmp_path / "c" / "web" / "amd64"
+    scope.mkdir(parents=True)
+    (scope / "index.json").write_text("{}")
+    commands: list[list[str]] = []
+
+    def fake_stream(command: list[str], *, on_line: Any, **_: Any) -> None:
+        commands.append(command)
+        if "--cache-from" in command:
+            for line in CORRUPT.splitlines():
+                on_line(line)
+            raise CommandError(command, 1, "", CORRUPT + "ERROR: failed to solve")
+        for line in ("#5 [2/2] RUN make", "#5 DONE 1.0s"):
+            on_line(line)
+        staged = Path(command[command.index("--cache-to") + 1].split("dest=")[1].split(",")[0])
+        staged.mkdir()
+        (staged / "index.json").write_text('{"new": 1}')
+
+    monkeypatch.setattr(build, "stream_command", fake_stream)
+    monkeypatch.setattr(build, "_deliver", lambda *_: None)
+    (tmp_path / "Dockerfile").write_text("FROM busybox:latest\nRUN make\n")
+    steps = StepCount()
+    error = build._run_build(
+        ImageSpec(name="web", directory=tmp_path),
+        AMD64,
+        "t",
+        60.0,
+        {},
+        build._Unobserved(),
+        cache=cache,
+        steps=steps,
+    )
+    assert error == ""
+    assert ["--cache-from" in c for c in commands] == [True, False]
+    assert (steps.cached, steps.run) == (0, 1)
+    assert steps.unreadable.startswith(f"the build cache local:{scope} could not be read (")
+    assert "content sha256:f1f7: not found" in steps.unreadable
+    assert steps.unreadable.endswith("built without it")
+    # The new export replaced the unreadable cache.
+    assert (scope / "index.json").read_text() == '{"new": 1}'
+    assert sorted(p.name for p in scope.parent.iterdir()) == ["amd64"]
