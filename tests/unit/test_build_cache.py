@@ -239,10 +239,10 @@ def test_coordinator_refuses_before_building_on_classic_store(
         client=lambda: None,  # type: ignore[arg-type,return-value]
         cache=cache,
     )
-    problem = coordinator._cache_problem(ARM64)
+    problem = coordinator.export_problem_for(ARM64)
     assert "builder 'default' (driver docker) cannot export" in problem
     assert calls == [["docker", "buildx", "inspect"]]
-    coordinator._cache_problem(AMD64)
+    coordinator.export_problem_for(AMD64)
     assert len(calls) == 1  # asked once per engine
 
     monkeypatch.setattr("pytest_multiarch.runtime.build.inspect_platform", lambda *_: None)
@@ -260,7 +260,7 @@ def test_coordinator_refuses_before_building_on_classic_store(
         cache=cache,
         cache_problem=problem,
     )
-    assert record.error.startswith("build of image 'web': --build-cache local:")
+    assert record.error.startswith("build of image 'web' for linux/arm64: --build-cache local:")
     assert "driver docker" in record.error
 
 

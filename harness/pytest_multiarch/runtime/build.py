@@ -239,7 +239,11 @@ def build_image(
             return _failed(spec, platform, tag, 0.0, message)
         if cache is not None and cache_problem:
             return _failed(
-                spec, platform, tag, 0.0, f"build of image {spec.name!r}: {cache_problem}"
+                spec,
+                platform,
+                tag,
+                0.0,
+                f"build of image {spec.name!r} for {platform.name}: {cache_problem}",
             )
         steps = StepCount()
         error = _run_build(
@@ -635,7 +639,7 @@ class BuildCoordinator:
         stem = f"{spec.name}--{platform.short}"
         return (spec.name, platform.name) in self._seen or (self.run_dir / f"{stem}.json").exists()
 
-    def _cache_problem(self, platform: Platform) -> str:
+    def export_problem_for(self, platform: Platform) -> str:
         """Why the builder of ``platform`` cannot export --build-cache; "" when it can. Only
         buildx's docker driver on a classic image store cannot; a builder on another engine
         is left to buildx to refuse (its words are turned into the same advice)."""
@@ -671,7 +675,7 @@ class BuildCoordinator:
                 observer=observer,
                 builder=self.builders.get(platform.name),
                 cache=self.cache,
-                cache_problem=self._cache_problem(platform),
+                cache_problem=self.export_problem_for(platform),
             )
         if record.error:
             observer.finished(record)
