@@ -67,6 +67,8 @@ def build_seconds(
         "-p",
         "no:cacheprovider",
         "-q",
+        "--rootdir",
+        str(directory),
         "--platforms",
         platforms,
         "--build-cache",
