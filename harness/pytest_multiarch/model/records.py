@@ -49,6 +49,23 @@ class BuildRecord:
     # How the architecture was established, e.g. "metadata+uname"; "" when not verified.
     verified: str = ""
     verification_cached: bool = False
+    # The Dockerfile's steps when this run built it (not FROM, not buildx's own): taken from
+    # BuildKit's cache (``CACHED``), and run.
+    steps_cached: int = 0
+    steps_run: int = 0
+    # --build-cache: where this (image, platform)'s cache lives ("local:DIR/app/arm64"); "" when
+    # no cache was given.
+    build_cache: str = ""
+    # Why the given cache was not used (it could not be read: built without it); "" otherwise.
+    cache_warning: str = ""
+
+    @property
+    def cache_use(self) -> str:
+        """``5 of 7 steps cached``; "" when no build ran in this run."""
+        steps = self.steps_cached + self.steps_run
+        if not steps:
+            return ""
+        return f"{self.steps_cached} of {steps} steps cached"
 
     @property
     def state(self) -> str:

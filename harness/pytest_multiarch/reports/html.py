@@ -183,6 +183,11 @@ def _builds(report: RunReport) -> str:
         state = _e(build.state)
         if build.error:
             state += f"<details><summary>why</summary><pre>{_e(build.error)}</pre></details>"
+        cache = _e(build.cache_use or "-")
+        if build.build_cache:
+            cache += f"<br><code>{_e(build.build_cache)}</code>"
+        if build.cache_warning:
+            cache += f'<br><span class="warning">WARNING: {_e(build.cache_warning)}</span>'
         rows.append(
             [
                 _e(build.image),
@@ -191,9 +196,10 @@ def _builds(report: RunReport) -> str:
                 f"{build.seconds:.1f}s",
                 f"<code>{_e(build.image_id or '-')}</code>",
                 _e(verified or "-"),
+                cache,
             ]
         )
-    header = ["image", "platform", "state", "seconds", "image id", "verified"]
+    header = ["image", "platform", "state", "seconds", "image id", "verified", "build steps"]
     return "<h2>Builds</h2>" + _table(header, rows, "builds")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from pytest_multiarch.model.records import (
     OUTCOMES,
+    BuildRecord,
     MatrixCell,
     Outcome,
     Publication,
@@ -119,7 +120,11 @@ def format_lines(report: RunReport) -> list[str]:
             how = f"  verified: {build.verified}" if build.verified and not build.error else ""
             if how and build.verification_cached:
                 how += " (cached)"
-            lines.append(f"  {build.image:<20} {build.platform:<16} {build.state}{how}")
+            lines.append(
+                f"  {build.image:<20} {build.platform:<16} {build.state}{_cache_text(build)}{how}"
+            )
+            if build.cache_warning:
+                lines.append(f"    WARNING: {build.cache_warning}")
     if report.platforms:
         lines += [
             "",
@@ -135,6 +140,30 @@ def format_lines(report: RunReport) -> list[str]:
             retried = f" (after {test.retries} rerun(s))" if test.retries else ""
             lines.append(f"  {test.nodeid}: {test.fault}{retried}")
     return lines
+
+
+def _cache_text(build: BuildRecord) -> str:
+    """`` (5 of 7 steps cached from local:DIR/app/arm64)`` for a build this run made."""
+    if not build.cache_use:
+        return ""
+    return f" ({build.cache_use}" + (f" from {build.build_cache})" if build.build_cache else ")")
+
+
+def cache_rows(report: RunReport) -> list[list[str]]:
+    """Per (image, platform) built in this run: steps cached, steps run, the cache and why it
+    was not used; empty when no build ran."""
+    return [
+        [
+            build.image,
+            build.platform,
+            str(build.steps_cached),
+            str(build.steps_run),
+            build.build_cache or "-",
+            build.cache_warning,
+        ]
+        for build in sorted(report.builds, key=lambda b: (b.image, b.platform))
+        if build.cache_use or build.cache_warning
+    ]
 
 
 def markdown(report: RunReport) -> str:
@@ -156,6 +185,13 @@ def markdown(report: RunReport) -> str:
         lines.append("| --- |" + " --- |" * len(platforms))
         for row in platform_rows(report, platforms):
             lines.append("| " + " | ".join(_md(cell) for cell in row) + " |")
+    builds = cache_rows(report)
+    if builds:
+        lines += ["", "| image | platform | steps cached | steps run | build cache |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for image, plat, cached, run, where, warning in builds:
+            cell = _md(where) + (f" (WARNING: {_md(warning)})" if warning else "")
+            lines.append(f"| {_md(image)} | {plat} | {cached} | {run} | {cell} |")
     failures = not_passed(report)
     if failures:
         lines += ["", f"<details><summary>{len(failures)} test(s) did not pass</summary>", ""]

@@ -202,6 +202,7 @@ class Harness:
             client=lambda: api.client,
             observe=progress_board(self.settings.run_id).build,
             builders=self.settings.builders,
+            cache=self.settings.build_cache,
         )
 
     # ---- per engine: a platform mapped to another engine is built, verified and run there ----
