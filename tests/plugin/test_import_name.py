@@ -53,6 +53,7 @@ def test_a_project_with_its_own_harness_package_runs_with_the_plugin(
     (package / "__init__.py").write_text("VALUE = 1\n")
     project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
     project.tests(USER_TESTS)
+    project.watch_sdk()  # and the check that the SDK log sees every process's requests
     run_id = uuid.uuid4().hex
     report = project.path / "report.json"
     result = project.run(
@@ -73,3 +74,5 @@ def test_a_project_with_its_own_harness_package_runs_with_the_plugin(
     data = read_json(report)
     assert data["run_id"] == run_id
     assert containers_of_run(run_id) == []
+    requests = project.sdk_requests()
+    assert any("/containers/create" in request for request in requests), requests
