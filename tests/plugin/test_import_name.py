@@ -21,8 +21,11 @@ from pytest_multiarch import MultiarchError, Platform, RunResult, RunTimeout, Wr
 pytestmark = pytest.mark.image("box")
 
 
-def test_the_users_harness_is_the_users(platform):
+def test_the_users_harness_is_the_users(platform, request):
     assert harness.VALUE == 1
+    # Loaded once, through its pytest11 entry point "multiarch".
+    plugin = request.config.pluginmanager.get_plugin("multiarch")
+    assert plugin is not None and plugin.__name__ == "pytest_multiarch.plugin"
     assert pathlib.Path(harness.__file__).parent == pathlib.Path(__file__).parent / "harness"
 
 

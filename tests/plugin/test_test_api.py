@@ -360,9 +360,7 @@ def test_build_time_is_reported_apart_from_test_time(project: Project) -> None:
 
 SHARED_TESTS = """
     import pytest
-    from collections.abc import Callable
-from pathlib import Path
-from typing import NoReturn
+    from pathlib import Path
 
     pytestmark = pytest.mark.image("box")
     SEEN = Path(__file__).parent / "shared-ids.txt"
@@ -389,9 +387,7 @@ from typing import NoReturn
 AFTER_THE_MODULE = """
     import subprocess
     import time
-    from collections.abc import Callable
-from pathlib import Path
-from typing import NoReturn
+    from pathlib import Path
 
     def exists(container_id):
         found = subprocess.run(
