@@ -32,11 +32,12 @@ from pytest_multiarch.model.records import RunReport
 )
 def test_bad_options_are_usage_errors(project: Project, args: list[str], message: str) -> None:
     project.tests("def test_it():\n    pass\n")
+    project.watch_sdk()
     result = project.run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str()
-    assert project.docker_calls() == []
+    assert project.engine_calls() == []
 
 
 def test_bad_value_from_environment_names_the_variable(
@@ -85,9 +86,10 @@ def test_unused_plugin_makes_no_docker_call(
     )
     # Point the engine client nowhere: any Docker call would fail or show in the shim's log.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    project.watch_sdk()
     result = project.run("--platforms", "amd64,arm64", "-n", "2")
     result.assert_outcomes(passed=1)
-    assert project.docker_calls() == []
+    assert project.engine_calls() == []
 
 
 def test_json_report_and_terminal_matrix(project: Project) -> None:

@@ -5,12 +5,14 @@ build time kept out of test durations; one container shared by a module's tests.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
 from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, containers_of_run, read_json
 
 PLATFORMS = ("--platforms", "amd64,arm64,s390x")
@@ -272,8 +274,11 @@ PER_TEST_LIMITS = """
 """
 
 
-def test_pytest_timeout_limits_are_native_seconds(project: Project) -> None:
-    pytest.importorskip("pytest_timeout")
+def test_pytest_timeout_limits_are_native_seconds(
+    project: Project, unavailable: Callable[[str], NoReturn]
+) -> None:
+    if importlib.util.find_spec("pytest_timeout") is None:
+        unavailable("needs pytest-timeout (a dev dependency: pip install -e '.[dev]')")
     project.tests(PER_TEST_LIMITS)
     result = project.run(*PLATFORMS, "--timeout", "1", "-n", "2", "-v")
     # 1 native second: too short natively, ten seconds under emulation; 0 stays "no limit".

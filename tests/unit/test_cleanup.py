@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from pytest_multiarch.engine.cleanup import owner_alive, owner_id
@@ -27,8 +28,11 @@ def test_owner_id_format() -> None:
 
 
 def test_owner_id_is_stable_for_a_process() -> None:
-    assert owner_id() == owner_id()
-    assert owner_id(os.getpid()) == owner_id()
+    # The process's start time read here, independently: field 22 of /proc/PID/stat.
+    ticks = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    expected = f"{socket.gethostname()}:{os.getpid()}:{ticks}"
+    assert owner_id() == expected
+    assert owner_id(os.getpid()) == expected
 
 
 def test_owner_id_of_another_live_process() -> None:
