@@ -233,11 +233,13 @@ class ReportCollector:
         return self._engine_facts.result()
 
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int | pytest.ExitCode
+    ) -> None:
         """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
         config = session.config
         settings = config.stash[SETTINGS_KEY]
-        self.report.finish(interrupted=session.exitstatus == pytest.ExitCode.INTERRUPTED)
+        self.report.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         _describe_images(config, self.report)
         if self.publisher is not None:
             self.publisher.publish(session, self.report)
