@@ -233,8 +233,12 @@ def test_sigterm_is_handled_like_ctrl_c(
     with log.open("w") as output:
         inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: any(progress.iterdir()), 600, "a test to hold a container", log)
-        run_id = next(progress.iterdir()).read_text()
+        # The file's content, not only the file: write_text creates it before it writes.
+        def written() -> list[str]:
+            return [text for path in progress.iterdir() if (text := path.read_text())]
+
+        _wait_for(lambda: bool(written()), 600, "a test to hold a container", log)
+        run_id = written()[0]
         assert containers_of_run(run_id), "the test's container is not there"
         inner.send_signal(signal.SIGTERM)
         signalled = time.monotonic()

@@ -304,8 +304,12 @@ class RunReport:
             if test.outcome in ("passed", "xpassed") and "teardown" not in test.phases:
                 test.outcome = "interrupted"
             if test.outcome == "interrupted" and not test.headline:
-                cut = "teardown" if test.called else "call"
-                test.headline = f"the session stopped during its {cut}: it did not finish"
+                if test.called:
+                    test.headline = "the session stopped during its teardown: it did not finish"
+                elif "teardown" in test.phases:  # --setup-only
+                    test.headline = "its call never ran"
+                else:
+                    test.headline = "the session stopped during its call: it did not finish"
 
     def test(self, nodeid: str) -> TestRecord | None:
         if len(self._by_nodeid) != len(self.tests):
