@@ -47,6 +47,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         probe=not args.no_probe,
         engines=_engine_map(args),
         builders=_builder_map(args),
+        images_dir=args.images,
     )
     print(to_json(checks) if args.json else format_table(checks))
     ok = doctor_ok(checks)
@@ -259,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pyproject",
         default="pyproject.toml",
         help="where [tool.multiarch.engines] and [tool.multiarch.builders] are read",
+    )
+    doctor.add_argument(
+        "--images",
+        default="images",
+        type=Path,
+        help="the images directory whose image.toml files are checked (default: images)",
     )
     doctor.set_defaults(func=cmd_doctor)
 

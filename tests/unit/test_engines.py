@@ -397,7 +397,7 @@ def test_implicit_default_engine_from_the_clis_current_context(
 def test_an_exec_format_error_on_another_machine_does_not_ask_this_hosts_binfmt_misc(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pytest_multiarch.runtime.containers import _exec_format_error
+    from pytest_multiarch.runtime.oneshot import _exec_format_error
 
     def not_here(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("this host's emulators say nothing about another machine")

@@ -18,8 +18,8 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
-from pytest_multiarch.runtime.containers import _Expired, _feed, _read_frames, _start_refused
 from pytest_multiarch.runtime.elf import ForeignBinary
+from pytest_multiarch.runtime.oneshot import _Expired, _feed, _read_frames, _start_refused
 from pytest_multiarch.runtime.session import VERIFICATION_LOGIC, Harness, verification_version
 
 from tests.unit.fakes import make_settings

@@ -296,15 +296,15 @@ def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatc
     the engine (no state directory), or no platform of the run uses the default engine."""
     if all(plat.engine for plat in settings.platforms):
         return None
-    if harness is not None:
-        return harness.watch
     from pytest_multiarch.runtime.session import engine_watch, run_state_dir
 
     try:
+        if harness is not None:
+            return harness.watch
         if not run_state_dir(settings.run_id).exists():
             return None
         return engine_watch(settings.run_id)
-    except MultiarchError:
+    except MultiarchError:  # a state directory made unsafe since the run began
         return None
 
 
@@ -345,8 +345,11 @@ def _sweep_mapped_engines(settings: Settings, harness: Harness | None) -> list[s
         plat = next((p for p in settings.platforms if p.engine == spec), None)
         if plat is None or mapped.problem:
             continue  # not used, or never reachable: nothing of this run is there
-        watch = harness.watch_for(plat) if harness is not None else None
-        watch = watch or engine_watch(settings.run_id, mapped)
+        try:
+            watch = harness.watch_for(plat) if harness is not None else None
+            watch = watch or engine_watch(settings.run_id, mapped)
+        except MultiarchError:  # a state directory made unsafe since the run began
+            continue
         try:
             lost = watch.alive()
             if lost is not None:

@@ -202,7 +202,6 @@ class StructureCheckItem(pytest.Item):
     def setup(self) -> None:
         """Build (or reuse) the image variant exactly as the ``image`` fixture does: once per
         run, verified, and the wait counted as build time, not as the check's."""
-        from pytest_multiarch.runtime.session import run_state_dir
         from pytest_multiarch.structure.access import EngineImageAccess, ImageCache
 
         found = built_image(self, self.config, self.spec, self.platform)
@@ -218,7 +217,9 @@ class StructureCheckItem(pytest.Item):
             found.id,
             self.platform,
             harness.labels,
-            state_dir=run_state_dir(harness.settings.run_id),
+            engine=harness.api_for(self.platform),
+            watch=harness.watch_for(self.platform),
+            filesystems=harness.filesystems,
             cache=cache,
         )
 

@@ -34,22 +34,27 @@ from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.progress import ProgressBoard
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
-from pytest_multiarch.runtime.build import BuildCoordinator, Verdict, image_tag, inspect_platform
+from pytest_multiarch.runtime.build import (
+    PRIVATE_TAGS_DIR,
+    BuildCoordinator,
+    Verdict,
+    image_tag,
+    inspect_platform,
+    sweep_private_tags,
+)
 from pytest_multiarch.runtime.containers import (
-    RunResult,
     WrongArchitecture,
     check_uname,
     exec_uname,
     image_platform,
     make_container,
     metadata_problem,
-    probe_uname,
-    run_once,
-    scan_image_files,
     start_container,
     stop_container,
 )
 from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
+from pytest_multiarch.runtime.image_fs import ImageFilesystems
+from pytest_multiarch.runtime.oneshot import RunResult, probe_uname, run_once
 from pytest_multiarch.runtime.prestart import CLOSE_WAIT, Prestarter
 from pytest_multiarch.runtime.transfer import Content
 
@@ -93,6 +98,7 @@ def _sweep_dead_run_dirs(runs: Path) -> None:
         except OSError:
             continue
         if owner_alive(owner) is False:
+            sweep_private_tags(run_dir / PRIVATE_TAGS_DIR)
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -147,6 +153,8 @@ class Harness:
         self._mapped_builds: dict[str, BuildCoordinator] = {}
         self._swept: set[str] = set()
         self._prestarter: Prestarter | None = None
+        # The run's image exports, shared with the structure tests (one export per image).
+        self.filesystems = ImageFilesystems(run_state_dir(settings.run_id), self.labels)
 
     @property
     def watch(self) -> EngineWatch:
@@ -420,15 +428,17 @@ class Harness:
             )
 
         try:
-            _, recorded = image_platform(reference, self.api_for(platform).client)
+            image_id, recorded = image_platform(reference, self.api_for(platform).client)
             wrong_metadata = metadata_problem(reference, recorded, platform)
-            scan = scan_image_files(
+            scan = self.filesystems.scan(
                 reference,
+                image_id,
                 platform,
                 spec.foreign_binaries,
-                self.labels,
                 self.api_for(platform),
                 variant_of=recorded if wrong_metadata else "",
+                # Kept for the image's structure tests, which read the same export.
+                keep=bool(spec.structure_test_files()),
             )
         except MultiarchError as exc:
             return outcome("metadata", str(exc)), False
