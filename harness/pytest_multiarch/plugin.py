@@ -57,9 +57,12 @@ from pytest_multiarch.run.state import (
 )
 from pytest_multiarch.run.timeouts import (
     configured_pytest_timeout,
+    explain_timeout,
     platform_timeout,
     scale_timeout,
     set_timeout,
+    timer_armed,
+    timer_cancelled,
 )
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
@@ -331,7 +334,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if plat is None:
             if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
                 # A test that reaches every platform is as slow as the slowest of them.
-                scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
+                slowest = max(settings.platforms, key=settings.factor)
+                scale_timeout(item, settings.factor(slowest), timeouts, slowest.name)
             continue
         # The image name is a keyword of its items: `-k service` selects that image's tests.
         image_marker = item.get_closest_marker("image")
@@ -345,9 +349,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "pytest-timeout is not installed (pip install pytest-timeout)"
             )
         if own_limit is not None:
-            set_timeout(item, own_limit)
+            set_timeout(item, own_limit, f"@pytest.mark.platform_timeout on {plat.name}")
         elif timeouts is not None:
-            scale_timeout(item, settings.factor(plat), timeouts)
+            scale_timeout(item, settings.factor(plat), timeouts, plat.name)
 
 
 def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Platform) -> None:
@@ -684,6 +688,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return True
 
 
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """pytest-timeout arms a test's timer: noted, so that a build wait can pause it (it arms the
+    timer itself: this returns None)."""
+    timer_armed(item, settings)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer_cancelled(item)
+
+
 def _fault_of(reports: list[pytest.TestReport]) -> str:
     """The emulator fault that failed one run of a test, or "" (also when its teardown failed:
     a test is only run again from a clean state)."""
@@ -788,6 +804,7 @@ def pytest_runtest_makereport(
                     "--emulator-fault-retries N runs such tests again.",
                 )
             )
+    explain_timeout(report, item)
     secrets = item.config.stash.get(SECRETS_KEY, [])
     _redact_report(report, secrets)
     facts.commands = [redact_values(command, secrets) for command in facts.commands]

@@ -187,13 +187,17 @@ def test_sigterm_is_handled_like_ctrl_c(
     with log.open("w") as output:
         inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
     try:
+        # The file's content, not only the file: write_text creates it before it writes.
+        def written() -> list[str]:
+            return [text for path in progress.iterdir() if (text := path.read_text())]
+
         wait_until(
-            lambda: any(progress.iterdir()),
+            written,
             600,
             "a test to hold a container",
             context=lambda: log.read_text()[-4000:],
         )
-        run_id = next(progress.iterdir()).read_text()
+        run_id = written()[0]
         assert containers_of_run(run_id), "the test's container is not there"
         inner.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -209,6 +213,91 @@ def test_sigterm_is_handled_like_ctrl_c(
     assert "INTERNALERROR" not in output, output
     assert containers_of_run(run_id) == [], f"left after SIGTERM:\n{output}"
     assert seconds < 30, f"{seconds:.1f} s from SIGTERM to the end"
+
+
+INTERRUPTED_TESTS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.image("box")
+
+
+def test_quick(run, platform):
+    assert run(["true"]).exit_code == 0
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_slow(run, platform, n):
+    assert run(["true"]).exit_code == 0
+    pathlib.Path(os.environ["TERM_PROGRESS"], f"{platform.short}-{n}").touch()
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_interrupted_tests_are_never_passed(
+    project: Project, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """SIGTERM while tests run (issue 20.1): the tests it cut off have no call report, so they
+    are "interrupted", never "passed"; the report says the session was interrupted, `multiarch
+    summary` flags it and `multiarch publish --report` refuses it."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(INTERRUPTED_TESTS)
+    progress = project.path / "progress"
+    progress.mkdir()
+    monkeypatch.setenv("TERM_PROGRESS", str(progress))
+    log, report = project.path / "out", project.path / "report.json"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    command += ["--platforms", "amd64", "-n", workers, "--multiarch-json", str(report)]
+    with log.open("w") as output:
+        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        # Every slow test is in its call (one at a time without xdist).
+        wanted = 1 if workers == "0" else 2
+        wait_until(
+            lambda: len(list(progress.iterdir())) >= wanted,
+            600,
+            "slow tests",
+            context=lambda: log.read_text()[-4000:],
+        )
+        inner.send_signal(signal.SIGTERM)
+        returncode = inner.wait(timeout=120)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    output = log.read_text()
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
+    data = read_json(report)
+    outcomes = {t["nodeid"].split("::")[-1]: t["outcome"] for t in data["tests"]}
+    cut = {name for name in outcomes if name.startswith("test_slow")}
+    assert len(cut) >= wanted, outcomes
+    assert {outcomes[name] for name in cut} == {"interrupted"}, outcomes
+    for test in data["tests"]:
+        if test["outcome"] == "passed":
+            assert "call" in test["phases"], test
+    assert data.get("interrupted") is True
+    cli = [sys.executable, "-m", "pytest_multiarch.cli"]
+    summary = subprocess.run(
+        [*cli, "summary", str(report)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert summary.returncode == 1, summary.stdout + summary.stderr
+    assert "**INTERRUPTED**" in summary.stdout
+    assert "was interrupted" in summary.stderr
+    assert "interrupted**" in summary.stdout  # the cut-off tests are listed as not passed
+    publish = subprocess.run(
+        [*cli, "publish", "--report", str(report), "--to", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert publish.returncode == 2, publish.stdout + publish.stderr
+    assert "is the report of an interrupted session" in publish.stderr
+    assert "nothing was published" in publish.stderr
 
 
 CONCURRENT_TESTS = """

@@ -37,9 +37,29 @@ def headline(message: str) -> str:
     return lines[0] if lines else ""
 
 
+def why_not_passed(test: TestRecord) -> str:
+    """The line that says why ``test`` did not pass: its recorded headline, else its message's."""
+    return test.headline or headline(test.message)
+
+
+def verdict(report: RunReport) -> str:
+    """One word on the whole run: INTERRUPTED, FAILED, "no tests ran" or "all passed"."""
+    if report.interrupted:
+        return "INTERRUPTED"
+    if report.failed:
+        return "FAILED"
+    return "all passed" if report.tests else "no tests ran"
+
+
+INTERRUPTED_NOTE = (
+    "The session was interrupted (Ctrl-C or SIGTERM) before it ended: the tests it cut off are "
+    "marked interrupted, and those it never started are not in this report."
+)
+
+
 def not_passed(report: RunReport) -> list[TestRecord]:
-    """Tests that failed, errored, passed unexpectedly or met an emulator fault."""
-    bad = ("failed", "error", "xpassed", "emulator_fault")
+    """Tests that failed, errored, passed unexpectedly, met an emulator fault or were cut off."""
+    bad = ("failed", "error", "xpassed", "emulator_fault", "interrupted")
     return sorted((t for t in report.tests if t.outcome in bad), key=lambda t: t.nodeid)
 
 
@@ -89,7 +109,7 @@ def _columns(report: RunReport, cells: Sequence[MatrixCell]) -> list[str]:
 def format_lines(report: RunReport) -> list[str]:
     """The terminal section: images x platforms, time rows, builds, emulators."""
     if not report.tests and not report.builds:
-        return []
+        return [f"INTERRUPTED: {INTERRUPTED_NOTE}"] if report.interrupted else []
     cells = report.matrix()
     by_key = {(c.image, c.platform): c for c in cells}
     platforms = _columns(report, cells)
@@ -139,6 +159,8 @@ def format_lines(report: RunReport) -> list[str]:
         for test in faults:
             retried = f" (after {test.retries} rerun(s))" if test.retries else ""
             lines.append(f"  {test.nodeid}: {test.fault}{retried}")
+    if report.interrupted:
+        lines += ["", f"INTERRUPTED: {INTERRUPTED_NOTE}"]
     return lines
 
 
@@ -196,13 +218,15 @@ def markdown(report: RunReport) -> str:
     if failures:
         lines += ["", f"<details><summary>{len(failures)} test(s) did not pass</summary>", ""]
         for test in failures:
-            why = test.fault if test.outcome == "emulator_fault" else headline(test.message)
+            why = test.fault if test.outcome == "emulator_fault" else why_not_passed(test)
             lines.append(
                 f"- `{test.nodeid}` **{outcome_label(test.outcome)}**"
                 + (f": {_md(why)}" if why else "")
             )
         lines += ["", "</details>"]
-    lines += ["", "**FAILED**" if report.failed else "**all passed**"]
+    if report.interrupted:
+        lines += ["", INTERRUPTED_NOTE]
+    lines += ["", f"**{verdict(report)}**"]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from pytest_multiarch.core.images import ImageSpec, did_you_mean
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.run.state import BROKEN_IMAGES_KEY, HARNESS_KEY, IMAGES_KEY, SETTINGS_KEY
+from pytest_multiarch.run.timeouts import timer_paused
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -120,11 +121,14 @@ def _callspec_platform(item: pytest.Item) -> Platform | None:
 
 
 def harness_of(config: pytest.Config) -> Harness:
-    from pytest_multiarch.runtime.session import Harness
-
     harness = config.stash.get(HARNESS_KEY, None)
     if harness is None:
-        harness = Harness(config.stash[SETTINGS_KEY])
+        # The harness starts (imports, engine connection) in the first test of a process to
+        # use it: not that test's time.
+        with timer_paused(config):
+            from pytest_multiarch.runtime.session import Harness
+
+            harness = Harness(config.stash[SETTINGS_KEY])
         config.stash[HARNESS_KEY] = harness
     return harness
 
@@ -140,7 +144,8 @@ def built_image(
     state = item_state(node)
     started = time.monotonic()
     try:
-        built, record = harness_of(config).image(spec, plat)
+        with timer_paused(config):  # the test's time limit is not the build's
+            built, record = harness_of(config).image(spec, plat)
     except ImageUnavailable as exc:
         if exc.record is not None:
             state.builds.append(exc.record)
