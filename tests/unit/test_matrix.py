@@ -18,7 +18,7 @@ import pytest
 from pytest_multiarch.core.errors import ConfigError
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.model.codec import ReportFormatError
-from pytest_multiarch.model.records import PlatformFacts, RunReport
+from pytest_multiarch.model.records import SCHEMA_VERSION, PlatformFacts, RunReport
 from pytest_multiarch.reports.matrix import matrix_entries, merge_reports, project_platforms
 from pytest_multiarch.reports.summary import markdown
 
@@ -164,7 +164,8 @@ def test_merged_reports_add_up(tmp_path: Path) -> None:
     ("data", "where"),
     [
         # What `echo '{"schema_version":1}' > r.json` gave: read as a clean run (issue 20.3).
-        ({"schema_version": 1}, r"r\.json: missing key 'run_id'"),
+        ({"schema_version": SCHEMA_VERSION}, r"r\.json: missing key 'run_id'"),
+        ({"schema_version": 1}, r"r\.json: schema_version 1 is not 2.*older.*run the tests again"),
         ("tests", r"r\.json: missing key 'tests'"),
         ("platforms", r"r\.json: missing key 'platforms'"),
         ("summary", r"r\.json: missing key 'summary'"),

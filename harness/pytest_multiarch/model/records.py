@@ -23,7 +23,9 @@ from pytest_multiarch.model.codec import (
     schema_of,
 )
 
-SCHEMA_VERSION = 1
+# 2: every test records its phases and headline, and the report whether the session was
+# interrupted; a version-1 report cannot say whether a test's call ever ran.
+SCHEMA_VERSION = 2
 # Native seconds below which a platform's slowdown is not worth a figure.
 SLOWDOWN_MIN_SECONDS = 0.1
 
@@ -427,9 +429,12 @@ class RunReport:
         names the path of the first one that is not), since a part that defaulted would say
         something the run never said: an empty list of tests reads as a clean run."""
         if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
+            found = data.get("schema_version")
+            older = isinstance(found, int) and 0 < found < SCHEMA_VERSION
             raise ReportFormatError(
-                f"{where}: schema_version {data.get('schema_version')!r} is not "
-                f"{SCHEMA_VERSION}, the version this pytest-multiarch reads"
+                f"{where}: schema_version {found!r} is not {SCHEMA_VERSION}, the version this "
+                "pytest-multiarch reads"
+                + ("; an older pytest-multiarch wrote it: run the tests again" if older else "")
             )
         report = load(cls, data, where, complete=True)
         if isinstance(data, dict):  # else load raised
