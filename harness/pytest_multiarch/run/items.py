@@ -13,13 +13,13 @@ import pytest
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.run.state import HARNESS_KEY, IMAGES_KEY, SETTINGS_KEY
+from pytest_multiarch.run.state import IMAGES_KEY, RUNTIME_KEY, SETTINGS_KEY
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
     from pytest_multiarch.runtime.faults import RecordedRun
-    from pytest_multiarch.runtime.session import BuiltImage, Harness
+    from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime
 
 
 ITEM_KEY = pytest.StashKey["ItemState"]()
@@ -116,14 +116,15 @@ def _callspec_platform(item: pytest.Item) -> Platform | None:
     return plat
 
 
-def harness_of(config: pytest.Config) -> Harness:
-    from pytest_multiarch.runtime.session import Harness
+def runtime_of(config: pytest.Config) -> ProcessRuntime:
+    """The Docker side of this test process, made on first use (it touches no engine yet)."""
+    from pytest_multiarch.runtime.session import ProcessRuntime
 
-    harness = config.stash.get(HARNESS_KEY, None)
-    if harness is None:
-        harness = Harness(config.stash[SETTINGS_KEY])
-        config.stash[HARNESS_KEY] = harness
-    return harness
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    if runtime is None:
+        runtime = ProcessRuntime(config.stash[SETTINGS_KEY])
+        config.stash[RUNTIME_KEY] = runtime
+    return runtime
 
 
 def built_image(
@@ -137,7 +138,7 @@ def built_image(
     state = item_state(node)
     started = time.monotonic()
     try:
-        built, record = harness_of(config).image(spec, plat)
+        built, record = runtime_of(config).image(spec, plat)
     except ImageUnavailable as exc:
         if exc.record is not None:
             state.builds.append(exc.record)
