@@ -16,7 +16,8 @@ from pytest_multiarch.core.version import __version__
 
 if TYPE_CHECKING:
     from pytest_multiarch.runtime.compare import PlatformImages
-    from pytest_multiarch.runtime.containers import RunResult, RunTimeout, WrongArchitecture
+    from pytest_multiarch.runtime.containers import WrongArchitecture
+    from pytest_multiarch.runtime.oneshot import RunResult, RunTimeout
     from pytest_multiarch.runtime.session import BuiltImage, Runner
 
 __all__ = [
@@ -34,8 +35,8 @@ __all__ = [
 _LAZY = {
     "BuiltImage": "pytest_multiarch.runtime.session",
     "PlatformImages": "pytest_multiarch.runtime.compare",
-    "RunResult": "pytest_multiarch.runtime.containers",
-    "RunTimeout": "pytest_multiarch.runtime.containers",
+    "RunResult": "pytest_multiarch.runtime.oneshot",
+    "RunTimeout": "pytest_multiarch.runtime.oneshot",
     "Runner": "pytest_multiarch.runtime.session",
     "WrongArchitecture": "pytest_multiarch.runtime.containers",
 }

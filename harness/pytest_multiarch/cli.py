@@ -47,6 +47,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         probe=not args.no_probe,
         engines=_engine_map(args),
         builders=_builder_map(args),
+        images_dir=args.images,
     )
     print(to_json(checks) if args.json else format_table(checks))
     ok = doctor_ok(checks)
@@ -163,7 +164,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
     names = project_platforms(Path(args.pyproject))
     if args.json:
-        print(json.dumps(matrix_entries(names), separators=(",", ":")))
+        entries = matrix_entries(names, native_runners=not args.no_native_runners)
+        print(json.dumps(entries, separators=(",", ":")))
     else:
         print(",".join(names))
     return 0
@@ -246,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pyproject",
         default="pyproject.toml",
         help="where [tool.multiarch.engines] and [tool.multiarch.builders] are read",
+    )
+    doctor.add_argument(
+        "--images",
+        default="images",
+        type=Path,
+        help="the images directory whose image.toml files are checked (default: images)",
     )
     doctor.set_defaults(func=cmd_doctor)
 
@@ -340,6 +348,12 @@ example:
     )
     matrix.add_argument("--pyproject", default="pyproject.toml", help="path to pyproject.toml")
     matrix.add_argument("--json", action="store_true", help="a JSON list for fromJSON()")
+    matrix.add_argument(
+        "--no-native-runners",
+        action="store_true",
+        help="every platform on ubuntu-latest, emulated ones under QEMU (for a repository "
+        "without GitHub's arm64 runners); by default arm64 runs on ubuntu-24.04-arm",
+    )
     matrix.set_defaults(func=cmd_matrix)
 
     summary = sub.add_parser("summary", help="merge --multiarch-json reports into one matrix")

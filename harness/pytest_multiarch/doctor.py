@@ -6,14 +6,23 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.emulation import check_emulator
-from pytest_multiarch.core.errors import CommandError, ConfigError, EngineUnavailable
+from pytest_multiarch.core.errors import (
+    CommandError,
+    ConfigError,
+    EngineUnavailable,
+    MultiarchError,
+)
+from pytest_multiarch.core.images import IMAGE_TOML, survey_images
 from pytest_multiarch.core.platforms import Platform
-from pytest_multiarch.engine.docker import EngineInfo, buildx_info, docker, engine_info
+from pytest_multiarch.engine.buildx import buildx_info, inspect_builder
+from pytest_multiarch.engine.docker import EngineInfo, docker, engine_info
 from pytest_multiarch.engine.endpoints import EngineRef, endpoint_hostname
+from pytest_multiarch.engine.probe import cli_run, probe_uname
 from pytest_multiarch.engine.resolve import resolve_engine
 from pytest_multiarch.publish.registry import listed_platforms
 
@@ -52,7 +61,12 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
     try:
         bx = buildx_info(timeout=20)
         checks.append(
-            Check("buildx", "", "ok", f"buildx {bx.version}, builder {bx.builder} ({bx.driver})")
+            Check(
+                "buildx",
+                "",
+                "ok",
+                f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
+            )
         )
     except CommandError as exc:
         checks.append(
@@ -86,42 +100,38 @@ def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
 
 
 def _probe(platform: Platform, engine: EngineRef | None = None) -> Check:
-    command = docker(
-        "run",
-        "--rm",
-        "--platform",
-        platform.name,
-        "--label",
-        f"{PROBE_LABEL}=1",
-        PROBE_IMAGE,
-        "uname",
-        "-m",
-        engine=engine,
-    )
+    run = cli_run(PROBE_IMAGE, platform, timeout=90, engine=engine, labels={PROBE_LABEL: "1"})
+    failed = f"`docker run --platform {platform.name} {PROBE_IMAGE} uname -m` failed"
     try:
-        result = run_command(command, timeout=90, check=False)
-    except CommandError as exc:
+        found = probe_uname(run, f"{PROBE_IMAGE} ({platform.name})")
+    except CommandError as exc:  # no docker CLI, or it did not finish
         return Check("probe", platform.short, "fail", str(exc).splitlines()[0], "multiarch host up")
-    answer = result.stdout.strip()
-    problem = platform.machine_problem(answer, f"{PROBE_IMAGE} for {platform.name}")
-    if result.ok and not problem:
-        return Check("probe", platform.short, "ok", f"{PROBE_IMAGE} answered uname -m = {answer}")
-    if result.ok:
+    except MultiarchError as exc:
         return Check(
             "probe",
             platform.short,
             "fail",
-            problem,
-            f"check that {PROBE_IMAGE} has a {platform.name} variant",
+            f"{failed}: {str(exc).splitlines()[-1]}",
+            f"multiarch host up --platforms {platform.short}",
         )
-    error = (result.stderr.strip() or result.stdout.strip()).splitlines()
+    if found is None:
+        return Check(
+            "probe",
+            platform.short,
+            "fail",
+            f"{failed}: {PROBE_IMAGE} has no uname to ask",
+            "set MULTIARCH_PROBE_IMAGE to an image with uname (busybox:latest has one)",
+        )
+    answer = found.strip()
+    problem = platform.machine_problem(answer, f"{PROBE_IMAGE} for {platform.name}")
+    if not problem:
+        return Check("probe", platform.short, "ok", f"{PROBE_IMAGE} answered uname -m = {answer}")
     return Check(
         "probe",
         platform.short,
         "fail",
-        f"`docker run --platform {platform.name} {PROBE_IMAGE} uname -m` failed: "
-        f"{error[-1] if error else result.returncode}",
-        f"multiarch host up --platforms {platform.short}",
+        problem,
+        f"check that {PROBE_IMAGE} has a {platform.name} variant",
     )
 
 
@@ -149,12 +159,16 @@ def run_doctor(
     probe: bool = True,
     engines: Mapping[str, EngineRef] | None = None,
     builders: Mapping[str, BuilderRef] | None = None,
+    images_dir: Path | None = None,
 ) -> list[Check]:
     """The checks of the default engine and of ``platforms`` on it, then of every engine that
     ``engines`` (platform name -> engine) maps a platform to, and of those platforms there,
-    then of the buildx builder that ``builders`` (platform name -> builder) names for each."""
+    then of the buildx builder that ``builders`` (platform name -> builder) names for each;
+    first, the ``image.toml`` of every image under ``images_dir``."""
     mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
+    image_checks = image_toml_checks(images_dir) if images_dir is not None else []
     checks, info = _engine_checks()
+    checks = image_checks + checks + _mirror_checks(info)
     bases = _base_sources(info) if info is not None else {}
     for plat in [p for p in platforms if p.name not in mapped]:
         status = check_emulator(plat)
@@ -212,6 +226,40 @@ def run_doctor(
     return checks
 
 
+def _mirror_checks(info: EngineInfo | None) -> list[Check]:
+    """What each registry mirror of the engine holds: offline, the only base images there are."""
+    from pytest_multiarch.runtime.offline import mirror_holdings
+
+    checks = []
+    for mirror in info.registry_mirrors if info is not None else ():
+        holdings = mirror_holdings(mirror)
+        listed = not holdings.startswith("cannot")
+        checks.append(
+            Check(
+                "mirror",
+                "",
+                "ok" if listed else "warn",
+                f"{mirror.rstrip('/')} {holdings}",
+                "" if listed else "offline: multiarch host up (starts and seeds the mirror)",
+            )
+        )
+    return checks
+
+
+def image_toml_checks(root: Path) -> list[Check]:
+    """One check per image directory under ``root``: its ``image.toml`` (and name) valid, or
+    why not. Nothing when there is no such directory."""
+    found, broken = survey_images(root)
+    checks = []
+    for name in sorted({*found, *broken}):
+        if name in broken:
+            remedy = f"fix {root / name / IMAGE_TOML}; until then the image's tests fail"
+            checks.append(Check("image", "", "fail", broken[name], remedy))
+        else:
+            checks.append(Check("image", "", "ok", f"{name}: {found[name].directory} is valid"))
+    return checks
+
+
 def _mapped_engine_checks(
     platforms: Sequence[Platform], engines: Mapping[str, EngineRef], probe: bool
 ) -> list[Check]:
@@ -258,7 +306,7 @@ def _mapped_engine_checks(
                     "buildx",
                     names,
                     "ok",
-                    f"buildx {bx.version}, builder {bx.builder} ({bx.driver})",
+                    f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
                 )
             )
         except CommandError as exc:
@@ -303,7 +351,7 @@ def _builder_checks(plat: Platform, ref: BuilderRef) -> list[Check]:
     that runs ``plat`` (or they travel through a registry that answers), and whether ``plat``
     is among the platforms its nodes list (natively or emulated)."""
     from pytest_multiarch.engine.endpoints import engine_of
-    from pytest_multiarch.runtime.builders import inspect_builder, plan_builder
+    from pytest_multiarch.runtime.builders import plan_builder
 
     where = "the builder map"
     try:

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_multiarch.core.errors import ConfigError, MultiarchError, PlatformError
-from pytest_multiarch.core.images import ImageSpec, discover_images
+from pytest_multiarch.core.errors import MultiarchError, PlatformError
+from pytest_multiarch.core.images import ImageSpec, survey_images
+from pytest_multiarch.core.paths import UnsafeStateDir
 from pytest_multiarch.core.platforms import Platform, lookup
 from pytest_multiarch.core.secrets import (
     SecretLikeBuildArg,
@@ -45,6 +46,7 @@ from pytest_multiarch.run.items import (
 )
 from pytest_multiarch.run.options import add_options
 from pytest_multiarch.run.state import (
+    BROKEN_IMAGES_KEY,
     IMAGES_KEY,
     REPORT_ATTRIBUTE,
     REPORT_KEY,
@@ -147,13 +149,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(
             ProgressPlugin(lambda: _progress_board(settings.run_id)), "multiarch-progress"
         )
+        from pytest_multiarch.run.durations import register_recorder
+
+        register_recorder(config)  # each test's duration, for the next run's longest first
     config.stash[SETTINGS_KEY] = settings
     config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
-    try:
-        config.stash[IMAGES_KEY] = discover_images(settings.images_dir)
-    except ConfigError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    images = config.stash[IMAGES_KEY]
+    images, broken = survey_images(settings.images_dir)
+    if broken and not images:  # nothing could be tested: say so before anything runs
+        raise pytest.UsageError("\n".join(broken.values()))
+    # One image's bad image.toml fails that image's tests (image_spec); the others run.
+    config.stash[IMAGES_KEY] = images
+    config.stash[BROKEN_IMAGES_KEY] = broken
     config.stash[SECRETS_KEY] = present_secret_values(
         secret for spec in images.values() for secret in spec.secrets
     )
@@ -252,13 +258,19 @@ class XdistHooks:
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
         """With platforms on engines of their own, ``-n`` shares the workers between engines
         (pytest_multiarch.run.scheduling): a native engine's tests never wait behind emulated
-        ones."""
-        if not self.settings.engines or config.getvalue("dist") != "load":
+        ones. With durations of earlier runs (``--multiarch-order=longest``), the longest tests
+        go out first."""
+        if config.getvalue("dist") != "load":
             return None
-        from pytest_multiarch.run.scheduling import engine_grouper, make_engine_scheduler
+        from pytest_multiarch.run.durations import recorded_durations
+        from pytest_multiarch.run.scheduling import engine_grouper, make_scheduler
 
+        durations = recorded_durations(config) if self.settings.order == "longest" else {}
+        if not self.settings.engines and not durations:
+            return None
         engines = {p.short: p.engine for p in self.settings.platforms}
-        return make_engine_scheduler(config, log, engine_grouper(engines))
+        group_of = engine_grouper(engines) if self.settings.engines else None
+        return make_scheduler(config, log, group_of, durations or None)
 
 
 # ---- collection: one item per platform, platform markers ------------------------------------
@@ -555,16 +567,18 @@ def _guarded(item: pytest.Item) -> Generator[None]:
 
     runtime = runtime_of(item.config)
     plat = item_platform(item)
-    if plat is not None:
-        # Its engine did not answer when the run began, or died since: this platform's tests
-        # fail at once with why; the other platforms' tests run on.
-        down = runtime.engine_for(plat).unreachable(plat)
-        if down:
-            pytest.fail(down, pytrace=False)
     # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
     # that reaches every platform (the images fixture) by each of theirs.
     reached = [plat] if plat is not None else list(item.config.stash[SETTINGS_KEY].platforms)
-    watches = list({id(w): w for w in (runtime.engine_for(p).watch for p in reached)}.values())
+    try:
+        # Its engine did not answer when the run began, or died since: this platform's tests
+        # fail at once with why; the other platforms' tests run on.
+        down = runtime.engine_for(plat).unreachable(plat) if plat is not None else ""
+        watches = list({id(w): w for w in (runtime.engine_for(p).watch for p in reached)}.values())
+    except UnsafeStateDir as exc:  # made unsafe since the run began: no INTERNALERROR
+        down = str(exc)
+    if down:
+        pytest.fail(down, pytrace=False)
     try:
         with contextlib.ExitStack() as guards:
             for watch in watches:
@@ -601,7 +615,10 @@ def _prestart_next(item: pytest.Item) -> None:
     if not _uses_plugin_container(nextitem) or nextitem.get_closest_marker("skip"):
         return
     plat = item_platform(nextitem)
-    spec = image_spec(nextitem, item.config)
+    try:
+        spec = image_spec(nextitem, item.config)
+    except pytest.fail.Exception:  # the next test's own error (a bad or unknown image)
+        return
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
     from pytest_multiarch.runtime.prestart import PrestartKey
@@ -756,7 +773,11 @@ def pytest_runtest_makereport(
         platforms = {p.short: p for p in runtime.settings.platforms}
         for short, started in [c for s in (state, *shared) for c in s.containers]:
             on = platforms.get(short, plat)
-            if on is not None and runtime.engine_for(on).watch.dead() is not None:
+            try:
+                gone = on is not None and runtime.engine_for(on).watch.dead() is not None
+            except UnsafeStateDir:  # the test's error says so; its logs are not worth a crash
+                break
+            if gone:
                 continue  # no logs from an engine that stopped answering
             logs = container_logs(started, lines=200)
             if logs:
@@ -794,7 +815,7 @@ def _emulator_fault(
     """The emulator's fault in a failed phase of a test on emulated ``plat`` (its failure, its
     containers' logs, its ``run`` calls' stderr), with the emulator's version; or ""."""
     from pytest_multiarch.core.emulation import check_emulator
-    from pytest_multiarch.runtime.faults import find_fault
+    from pytest_multiarch.runtime.faults import fault_line, find_fault
 
     texts = [report.longreprtext]
     texts += [text for title, text in report.sections if title.startswith("container logs")]
@@ -802,7 +823,7 @@ def _emulator_fault(
     found = find_fault(texts, lambda: check_emulator(plat, ask_version=False).problem)
     if found is None:
         return ""
-    return f"{found.evidence} [{_emulator(config, plat)[0]}]"
+    return fault_line(found, _emulator(config, plat)[0])
 
 
 def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
@@ -870,7 +891,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(SETTINGS_KEY, None)
     if settings is None or _is_worker(config):
         return
+    from pytest_multiarch.runtime.build import PRIVATE_TAGS_DIR, sweep_private_tags
     from pytest_multiarch.runtime.session import run_state_dir
 
     with contextlib.suppress(MultiarchError):
-        shutil.rmtree(run_state_dir(settings.run_id), ignore_errors=True)
+        state = run_state_dir(settings.run_id)
+        # A build interrupted between buildx's export and the retag left its private tag.
+        sweep_private_tags(state / PRIVATE_TAGS_DIR, timeout=5)
+        shutil.rmtree(state, ignore_errors=True)

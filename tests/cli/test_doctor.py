@@ -150,3 +150,32 @@ def test_hung_engine_times_out(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert elapsed < 40
     assert "did not finish within" in result.stdout or "not reachable" in result.stdout
+
+
+def test_doctor_checks_every_image_toml(tmp_path: Path) -> None:
+    """A bad image.toml is found before a run: the file, the key, a suggestion; others pass."""
+    for name, toml in (("good", "platforms = ['amd64']\n"), ("bad", "[wait]\nlgo = 'ready'\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "Dockerfile").write_text("FROM busybox:latest\n")
+        (tmp_path / name / "image.toml").write_text(toml)
+    result = doctor("--platforms", "amd64", "--no-probe", "--images", str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    bad = f"{tmp_path}/bad/image.toml: key 'wait.lgo': unknown key (did you mean 'log'?)"
+    assert any(line.startswith("image") and "FAIL" in line and bad in line for line in lines), (
+        result.stdout
+    )
+    assert any(line.startswith("image") and "OK" in line and "good:" in line for line in lines)
+    assert result.stdout.rstrip().endswith("NOT READY: amd64")
+
+
+def test_doctor_lists_what_the_registry_mirror_holds() -> None:
+    """Offline, the mirror's images are the only bases there are: doctor names them, with their
+    aliases (issue 20.8)."""
+    result = doctor("--platforms", "amd64", "--no-probe")
+    mirror = [line for line in result.stdout.splitlines() if line.startswith("mirror")]
+    assert mirror, result.stdout
+    assert "127.0.0.1:5000 holds: " in mirror[0], mirror
+    assert "busybox:latest (also " in mirror[0], mirror
+    assert "debian:bookworm-slim (also " in mirror[0], mirror
+    assert "multiarch-seed" not in mirror[0], mirror

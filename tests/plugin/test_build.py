@@ -3,6 +3,9 @@ that fails on one platform errors only that platform's tests."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NoReturn
+
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, read_json
 
@@ -116,3 +119,75 @@ def test_ref_image_is_pulled_per_platform(project: Project) -> None:
     builds = project.builds()
     assert len(builds) == 2
     assert all(call.rstrip().endswith(" -") for call in builds)
+
+
+OFFLINE_TESTS = """
+    import pytest
+
+    @pytest.mark.image("pybase")
+    def test_pybase(run, platform):
+        pass
+
+    @pytest.mark.image("far")
+    def test_far(run, platform):
+        pass
+"""
+
+
+def test_an_unreachable_registry_is_named_with_what_the_mirror_holds(project: Project) -> None:
+    """Offline, a base the mirror lacks (FROM) and a ref on a registry that cannot be reached
+    fail with the image, the reference and "cannot be reached", and list what the engine's
+    registry mirror holds instead (issue 20.8), not with BuildKit's raw DNS error alone."""
+    project.image("pybase", "FROM python:3.12-slim\n")
+    project.image("far", "", 'ref = "nosuch.invalid/x:1"\n')
+    (project.path / "images" / "far" / "Dockerfile").unlink()
+    project.tests(OFFLINE_TESTS)
+    result = project.run("--platforms", "amd64")
+    result.assert_outcomes(errors=2)
+    output = result.stdout.str()
+    for line in (
+        "image 'pybase' for linux/amd64: its base image *python:3.12-slim (FROM) cannot be had: "
+        "its registry cannot be reached (no such host; offline?); the engine's registry mirror "
+        "* holds: *busybox:latest (also *debian:bookworm-slim (also *",
+        "image 'far' for linux/amd64: its ref nosuch.invalid/x:1 cannot be had: its registry "
+        "cannot be reached (no such host; offline?)*busybox:latest*",
+    ):
+        result.stdout.fnmatch_lines([line])
+    assert "build of image 'pybase'" not in output, output
+
+
+def test_a_ref_without_the_platform_says_its_index_has_none(
+    project: Project, unavailable: Callable[[str], NoReturn]
+) -> None:
+    """A ref whose published index lacks a requested platform says so, not "build failed" with a
+    hint to seed the mirror (issue 20.8)."""
+    from pytest_multiarch.publish.registry import listed_platforms
+
+    ref = "127.0.0.1:5000/library/debian:bookworm-slim"
+    listed = listed_platforms(ref, timeout=60)
+    if listed is None:
+        unavailable(f"the local registry mirror serves no {ref} (scripts/bootstrap seeds it)")
+    lacking = [p for p in ("s390x", "ppc64le", "arm/v7") if f"linux/{p}" not in listed]
+    if not lacking:
+        unavailable(f"{ref} is published for every emulated platform here")
+    platform = lacking[0]
+    project.image("refd", "", f'ref = "{ref}"\n')
+    (project.path / "images" / "refd" / "Dockerfile").unlink()
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("refd")
+        def test_it(run, platform):
+            pass
+        """
+    )
+    result = project.run("--platforms", platform)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"image 'refd': ref {ref} is not published for linux/{platform}: its index has no "
+            f"linux/{platform} entry (it has *linux/amd64*). Take a ref published for *"
+        ]
+    )
+    assert "seed the local mirror" not in result.stdout.str()

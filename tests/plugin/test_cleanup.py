@@ -166,3 +166,50 @@ def test_keep_containers_keeps_them_and_says_how_to_remove(project: Project) -> 
         ids = containers_of_run(run_id)
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
+
+
+def _has_image(reference: str) -> bool:
+    found = subprocess.run(["docker", "image", "inspect", reference], capture_output=True)
+    return found.returncode == 0
+
+
+def test_private_build_tags_of_a_dead_run_are_removed_but_a_live_runs_are_kept(
+    project: Project, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed between buildx's export and the retag leaves its private tag: the next run
+    removes it (its owner is dead), never the private tag of a run that is still alive."""
+    from pytest_multiarch.engine.cleanup import owner_id
+    from pytest_multiarch.runtime.build import PRIVATE_TAGS_DIR, record_private_tag
+
+    state = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("MULTIARCH_RUN_STATE_DIR", str(state))
+    victim = subprocess.Popen(["sleep", "300"])
+    dead_owner = owner_id(victim.pid)
+    victim.kill()
+    victim.wait(timeout=30)
+    tags = {}
+    for kind, owner in (("dead", dead_owner), ("live", owner_id())):
+        run_dir = state / "runs" / f"run-{uuid.uuid4().hex}"
+        run_dir.mkdir(parents=True, mode=0o700)
+        (run_dir / "owner").write_text(owner)
+        tag = f"pytest-multiarch/leftover:{uuid.uuid4().hex[:16]}-amd64-tmp-{uuid.uuid4().hex[:12]}"
+        subprocess.run(["docker", "tag", "busybox:latest", tag], check=True)
+        record_private_tag(run_dir / PRIVATE_TAGS_DIR, tag, {None})
+        tags[kind] = tag
+    try:
+        project.image("box", BUSYBOX_IMAGE)
+        project.tests(
+            """
+            import pytest
+
+            @pytest.mark.image("box")
+            def test_quick(run, platform):
+                assert run(["true"]).exit_code == 0
+            """
+        )
+        project.run("--platforms", "amd64").assert_outcomes(passed=1)
+        assert not _has_image(tags["dead"]), "a dead run's private tag was left behind"
+        assert _has_image(tags["live"]), "a live run's private tag was swept"
+    finally:
+        for tag in tags.values():
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)

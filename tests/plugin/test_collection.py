@@ -127,3 +127,52 @@ def test_platforms_from_ini_and_environment(
     result.assert_outcomes(passed=2)
     result = project.run("-v", "--platforms", "amd64")
     result.assert_outcomes(passed=1)
+
+
+def test_one_images_bad_image_toml_fails_only_that_images_tests(project: Project) -> None:
+    """A mistyped key in one image's image.toml is that image's error: `-k` can select the other
+    images' tests and they run; its own tests fail with the file, the key and a suggestion."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.image("broken", BUSYBOX_IMAGE, 'plaforms = ["arm64"]\n', unique=False)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("box")
+        def test_box(run, platform):
+            assert run(["true"]).exit_code == 0
+
+        @pytest.mark.image("broken")
+        def test_broken(run, platform):
+            pass
+        """
+    )
+    selected = project.run("--platforms", "amd64", "-k", "test_box")
+    selected.assert_outcomes(passed=1)
+    every = project.run("--platforms", "amd64", "-n", "2")
+    every.assert_outcomes(passed=1, errors=1)
+    every.stdout.fnmatch_lines(
+        [
+            "*image 'broken' is not valid: *images/broken/image.toml: key 'plaforms': unknown key"
+            " (did you mean 'platforms'?)*"
+        ]
+    )
+
+
+def test_a_mistyped_image_name_gets_a_suggestion(project: Project) -> None:
+    project.image("webserver", BUSYBOX_IMAGE, unique=False)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("webservre")
+        def test_it(run, platform):
+            pass
+        """
+    )
+    result = project.run("--platforms", "amd64")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*mark.image('webservre') names no image under *(found: webserver) (did you mean 'web*"]
+    )
+    assert project.builds() == []

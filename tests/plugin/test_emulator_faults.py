@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -200,3 +201,29 @@ def test_a_vanished_handler_is_an_emulator_fault(project: Project, ppc64le_resto
     assert test["fault"].startswith(
         "exec format error: binfmt_misc handler qemu-ppc64le is disabled ["
     )
+    # The handler as it is now, and the bracket plainly the state at the start (issue 21.5).
+    assert "is disabled [at the start of the run: qemu-ppc64le enabled" in test["fault"], test
+
+
+def test_a_recorded_run_with_input_gives_the_same_result_by_hand(project: Project) -> None:
+    """The recorded ``docker run`` of ``run(cmd, stdin=...)`` keeps stdin open (``-i``) and
+    pipes the same input in: pasted into a shell, it prints what the test got (issue 21.6)."""
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        def test_it(run, platform):
+            assert run(["tr", "a-z", "A-Z"], stdin="it's 100% \\\\ done\\n").stdout == "nope"
+        """
+    )
+    report = project.path / "report.json"
+    result = project.run("--platforms", "amd64", "--multiarch-json", str(report))
+    result.assert_outcomes(failed=1)
+    (test,) = read_json(report)["tests"]
+    command, _, ended = test["commands"][0].rpartition("  # ")
+    assert ended == "exit 0", test["commands"]
+    rerun = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=300)
+    assert (rerun.returncode, rerun.stdout) == (0, "IT'S 100% \\ DONE\n"), command

@@ -63,6 +63,83 @@ def test_a_state_dir_others_control_is_refused_before_anything_runs(
     assert project.docker_calls() == [], "the engine was used before the state dir was checked"
 
 
+@pytest.mark.parametrize("hostile", ["foreign-parent", "foreign-link"])
+def test_a_parent_of_the_state_dir_others_control_is_refused(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    hostile: str,
+    unavailable: Callable[[str], None],
+) -> None:
+    """The owner of XDG_STATE_HOME (or of a link on the way to it) could rename the run's 0700
+    directory away and put one of theirs in its place: refused before anything runs."""
+    if os.geteuid() != 0:
+        unavailable("needs root to give a directory to another user")
+    state_home = tmp_path / "state-home"
+    if hostile == "foreign-parent":
+        state_home.mkdir()
+        state_home.chmod(0o777)
+        os.chown(state_home, 65534, 65534)  # nobody
+        culprit, inside = state_home, state_home
+    else:
+        inside = tmp_path / "mine"
+        inside.mkdir(mode=0o700)
+        state_home.symlink_to(inside)
+        os.lchown(state_home, 65534, 65534)
+        culprit = state_home
+    monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(ONE_TEST)
+    for workers in ("0", "2"):
+        result = project.run("--platforms", "amd64", "-n", workers)
+        message = result.stderr.str()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + message
+        assert f"{culprit}, on the way to the state directory" in message, message
+        assert "is owned by uid 65534" in message, message
+        assert "XDG_STATE_HOME or MULTIARCH_RUN_STATE_DIR" in message, message
+        assert "Traceback" not in message, message
+    assert list(inside.iterdir()) == [], "the run made its directory inside"
+    assert project.docker_calls() == [], "the engine was used before the state dir was checked"
+
+
+def test_a_state_dir_made_unsafe_mid_run_fails_its_tests_plainly(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Renamed away and replaced by a directory open to all while the run goes on: the tests
+    that need it error with why, never an INTERNALERROR."""
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    monkeypatch.setenv("MULTIARCH_RUN_STATE_DIR", str(state))
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("box")
+        @pytest.mark.parametrize("i", range(4))
+        def test_it(run, platform, i):
+            assert run(["true"]).exit_code == 0
+        """
+    )
+    # Between the controller's check and the workers' first use of the state directory.
+    project.pytester.makeconftest(
+        f"""
+        import os
+
+        def pytest_collection_finish(session):
+            if os.environ.get("PYTEST_XDIST_WORKER") == "gw0":
+                os.rename({str(state)!r}, {str(state)!r} + ".gone")
+                os.mkdir({str(state)!r})
+                os.chmod({str(state)!r}, 0o777)
+        """
+    )
+    result = project.run("--platforms", "amd64", "-n", "2")
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output, output
+    result.assert_outcomes(errors=4)
+    assert f"state directory {state} has mode 0777" in output, output
+
+
 def test_links_planted_in_a_run_dir_are_never_written_through(
     project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from pytest_multiarch.core.errors import (
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.doctor import _builder_checks, _builder_platform_check
+from pytest_multiarch.engine.buildx import BuilderInfo, BuilderNode, parse_buildx_inspect
 from pytest_multiarch.engine.docker import EngineInfo
 from pytest_multiarch.model.records import BuilderFacts, Delivery, PlatformFacts, RunReport
 from pytest_multiarch.reports.summary import format_lines
@@ -28,11 +29,8 @@ from pytest_multiarch.run.settings import builder_map
 from pytest_multiarch.runtime import build as build_module
 from pytest_multiarch.runtime.build import _deliver, _found, _Unobserved, build_command
 from pytest_multiarch.runtime.builders import (
-    BuilderInfo,
-    BuilderNode,
     BuilderRef,
     parse_builder_map,
-    parse_buildx_inspect,
     pipe_commands,
     plan_builder,
     project_builder_map,
@@ -349,7 +347,7 @@ def test_a_builder_that_does_not_exist_names_builder_platform_source_and_remedy(
     def missing(command: list[str], **_: Any) -> CommandResult:
         raise CommandError(command, 1, "", 'ERROR: no builder "arm-bx" found\n')
 
-    monkeypatch.setattr("pytest_multiarch.runtime.builders.run_command", missing)
+    monkeypatch.setattr("pytest_multiarch.engine.buildx.run_command", missing)
     with pytest.raises(ConfigError) as caught:
         resolve_builder(
             BuilderRef("arm-bx"),
@@ -371,7 +369,7 @@ def test_inspect_is_asked_with_the_running_engines_flags(monkeypatch: pytest.Mon
         seen.append(command)
         return CommandResult(command, 0, REMOTE_INACTIVE, "")
 
-    monkeypatch.setattr("pytest_multiarch.runtime.builders.run_command", answer)
+    monkeypatch.setattr("pytest_multiarch.engine.buildx.run_command", answer)
     on_e12 = replace(ARM64, engine="unix:///run/e12.sock")
     resolve_builder(BuilderRef("remote-x", REGISTRY), on_e12, "-", running_engine_id=lambda: "")
     assert seen == [["docker", "--host", "unix:///run/e12.sock", "buildx", "inspect", "remote-x"]]
@@ -638,7 +636,7 @@ def test_doctor_names_a_missing_builder_and_the_remedy(monkeypatch: pytest.Monke
     def missing(name: str, engine: Any = None, **_: Any) -> BuilderInfo:
         raise CommandError(["docker", "buildx", "inspect", name], 1, "", 'no builder "nope" found')
 
-    monkeypatch.setattr("pytest_multiarch.runtime.builders.inspect_builder", missing)
+    monkeypatch.setattr("pytest_multiarch.doctor.inspect_builder", missing)
     [check] = _builder_checks(ARM64, BuilderRef("nope"))
     assert (check.name, check.platform, check.status) == ("builder", "arm64", "fail")
     assert "no buildx builder 'nope'" in check.detail
@@ -647,7 +645,7 @@ def test_doctor_names_a_missing_builder_and_the_remedy(monkeypatch: pytest.Monke
 
 def test_doctor_refuses_another_driver_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        "pytest_multiarch.runtime.builders.inspect_builder",
+        "pytest_multiarch.doctor.inspect_builder",
         lambda name, engine=None, **_: parse_buildx_inspect(MULTI_NODE),
     )
     [check] = _builder_checks(ARM64, BuilderRef("native-pair"))
@@ -689,7 +687,7 @@ def test_a_builder_whose_engine_is_down_is_a_problem_of_its_platform_not_of_the_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        "pytest_multiarch.runtime.builders.run_command",
+        "pytest_multiarch.engine.buildx.run_command",
         lambda command, **_: CommandResult(command, 0, UNANSWERED, ""),
     )
     found = resolve_builder(BuilderRef("e12-ctx"), ARM64, "--builder", running_engine_id=lambda: "")
@@ -747,10 +745,32 @@ def test_doctor_fails_a_builder_whose_engine_is_down_with_how_to_start_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(
-        "pytest_multiarch.runtime.builders.inspect_builder",
+        "pytest_multiarch.doctor.inspect_builder",
         lambda name, engine=None, **_: parse_buildx_inspect(UNANSWERED),
     )
     [check] = _builder_checks(ARM64, BuilderRef("e12-ctx"))
     assert check.status == "fail"
     assert check.detail.startswith("e12-ctx: Cannot connect to the Docker daemon")
     assert check.remedy == "start the builder's engine (`docker --context e12-ctx info`)"
+
+
+def test_doctors_buildx_line_reads_the_one_inspect_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `docker buildx inspect` of the current builder: the builder's name and driver, not the
+    # first node's (the parser that the builder map uses).
+    from pytest_multiarch.engine.buildx import buildx_info
+
+    answers = {
+        "version": "github.com/docker/buildx 0.13.1+ds1 0.13.1\n",
+        "inspect": MULTI_NODE,
+    }
+
+    def answer(command: list[str], **_: Any) -> CommandResult:
+        return CommandResult(command, 0, answers[command[-1]], "")
+
+    monkeypatch.setattr("pytest_multiarch.engine.buildx.run_command", answer)
+    found = buildx_info()
+    assert (found.version, found.builder.name, found.builder.driver) == (
+        "0.13.1+ds1",
+        "native-pair",
+        "docker-container",
+    )

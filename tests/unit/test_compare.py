@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import pytest
 from pytest_multiarch.runtime.compare import PlatformImages, difference_table
-from pytest_multiarch.runtime.containers import RunResult
+from pytest_multiarch.runtime.oneshot import RunResult
 
 LITTLE = RunResult(0, b"      1\n", b"")
 BIG = RunResult(0, b"    256\n", b"")

@@ -27,7 +27,7 @@ from pytest_multiarch.engine.endpoints import (
 from pytest_multiarch.model.records import PlatformFacts, RunReport
 from pytest_multiarch.reports.summary import column_title, format_lines, markdown
 from pytest_multiarch.run.options import resolve_layers
-from pytest_multiarch.run.scheduling import choose_group, engine_grouper, make_engine_scheduler
+from pytest_multiarch.run.scheduling import choose_group, engine_grouper, make_scheduler
 from pytest_multiarch.run.settings import engine_map, on_engine
 from pytest_multiarch.runtime.settings import Settings
 
@@ -338,7 +338,7 @@ def _simulate(scheduler: Any) -> tuple[float, list[int]]:
 def test_a_native_engine_is_not_queued_behind_emulated_tests() -> None:
     from xdist.scheduler import LoadScheduling
 
-    by_engine, ran = _simulate(make_engine_scheduler(FakeXdistConfig(), None, GROUP_OF))
+    by_engine, ran = _simulate(make_scheduler(FakeXdistConfig(), None, GROUP_OF))
     assert sorted(ran) == list(range(len(COLLECTION)))  # each test once
     in_collection_order, ran_plain = _simulate(LoadScheduling(FakeXdistConfig(), None))
     assert sorted(ran_plain) == list(range(len(COLLECTION)))
@@ -397,7 +397,7 @@ def test_implicit_default_engine_from_the_clis_current_context(
 def test_an_exec_format_error_on_another_machine_does_not_ask_this_hosts_binfmt_misc(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pytest_multiarch.runtime.containers import _exec_format_error
+    from pytest_multiarch.runtime.oneshot import _exec_format_error
 
     def not_here(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("this host's emulators say nothing about another machine")

@@ -4,10 +4,17 @@ never does; and the docker command a ``run`` call stands for."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 from pytest_multiarch.model.records import RunReport
-from pytest_multiarch.runtime.faults import RecordedRun, docker_run_line, find_fault
+from pytest_multiarch.runtime.faults import (
+    EmulatorFault,
+    RecordedRun,
+    docker_run_line,
+    fault_line,
+    find_fault,
+)
 
 # Lines as QEMU 7.2 (Debian bookworm's qemu-user-static) prints them on the container's stderr.
 QEMU_LINES = [
@@ -112,3 +119,43 @@ def test_only_failures_become_emulator_faults() -> None:
     test = report.record_phase("t::a[arm64]", "web", "arm64", "call", "passed", 1.0, False)
     test.mark_emulator_fault("qemu: uncaught target signal 11")
     assert (test.outcome, test.fault) == ("passed", "")
+
+
+def test_a_vanished_handlers_line_says_the_bracket_is_the_state_at_the_start() -> None:
+    gone = EmulatorFault(
+        "binfmt", "exec format error: binfmt_misc handler qemu-ppc64le is disabled"
+    )
+    at_start = "qemu-ppc64le enabled, flags PF, QEMU 7.2.22"
+    assert fault_line(gone, at_start) == (
+        "exec format error: binfmt_misc handler qemu-ppc64le is disabled "
+        "[at the start of the run: qemu-ppc64le enabled, flags PF, QEMU 7.2.22]"
+    )
+    segv = EmulatorFault("signal", "qemu: uncaught target signal 11 (Segmentation fault)")
+    assert fault_line(segv, at_start).endswith(
+        "fault) [qemu-ppc64le enabled, flags PF, QEMU 7.2.22]"
+    )
+    assert fault_line(segv, "") == segv.evidence
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        "hello\n",
+        "-n 100% \\ 'quoted' \"too\"\n\tand\nno end",
+        b"\x00\x01\xff binary\r\n",
+        "",
+    ],
+)
+def test_docker_run_line_gives_the_input_and_keeps_stdin_open(stdin: str | bytes) -> None:
+    line = docker_run_line("img:1", "linux/arm64", ["cat"], stdin=stdin)
+    feed, _, rerun = line.partition(" | docker ")
+    assert shlex.split(rerun) == ["run", "--rm", "-i", "--platform", "linux/arm64", "img:1", "cat"]
+    # What the printf part gives the container is the input, byte for byte.
+    fed = subprocess.run(["sh", "-c", feed], capture_output=True, check=True).stdout
+    assert fed == (stdin.encode() if isinstance(stdin, str) else stdin)
+
+
+def test_docker_run_line_names_input_too_long_to_show() -> None:
+    line = docker_run_line("img:1", "linux/arm64", ["cat"], stdin="x" * 5000)
+    assert line == "docker run --rm -i --platform linux/arm64 img:1 cat < stdin-5000-bytes"
+    assert "-i" not in shlex.split(docker_run_line("img:1", "linux/arm64", ["cat"]))

@@ -13,6 +13,7 @@ from pytest_multiarch.core.images import (
     discover_images,
     load_image,
     parse_image_toml,
+    survey_images,
 )
 from pytest_multiarch.core.platforms import lookup
 
@@ -397,3 +398,31 @@ def test_load_image_rejects_names_invalid_in_an_image_reference(tmp_path: Path, 
 def test_wait_timeout_nan_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"wait\.timeout"):
         parse({"wait": {"timeout": float("nan")}}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("data", "suggestion"),
+    [
+        ({"platform": ["arm64"]}, "key 'platform': unknown key (did you mean 'platforms'?)"),
+        ({"buildargs": {}}, "key 'buildargs': unknown key (did you mean 'build-args'?)"),
+        ({"wait": {"lgo": "x"}}, "key 'wait.lgo': unknown key (did you mean 'log'?)"),
+        ({"healthcheck": 1}, "key 'healthcheck': unknown key; known keys are"),
+    ],
+)
+def test_unknown_keys_get_a_suggestion(
+    tmp_path: Path, data: dict[str, Any], suggestion: str
+) -> None:
+    assert suggestion in config_error(data, tmp_path)
+
+
+def test_survey_keeps_the_valid_images_and_says_why_the_others_are_not(tmp_path: Path) -> None:
+    write_image(tmp_path, "good", "ports = [80]\n")
+    write_image(tmp_path, "bad", "ports = 80\n")
+    write_image(tmp_path, "Bad-Name")
+    found, broken = survey_images(tmp_path)
+    assert list(found) == ["good"]
+    assert sorted(broken) == ["Bad-Name", "bad"]
+    assert "key 'ports'" in broken["bad"]
+    assert "not valid in an image name" in broken["Bad-Name"]
+    with pytest.raises(ConfigError):
+        discover_images(tmp_path)

@@ -65,13 +65,29 @@ def test_matrix_command_prints_entries_for_fromjson() -> None:
     assert [e["name"] for e in entries] == [
         lookup(n).name for n in project_platforms(ROOT / "pyproject.toml")
     ]
-    assert {"name", "short", "tox_env", "qemu"} <= set(entries[0])
+    assert {"name", "short", "tox_env", "qemu", "runner"} <= set(entries[0])
 
 
 def test_matrix_entries_name_the_qemu_platform() -> None:
     entries = matrix_entries(["amd64", "arm/v7", "s390x"])
     assert [e["qemu"] for e in entries] == ["", "arm", "s390x"]
     assert [e["tox_env"] for e in entries] == ["amd64", "arm-v7", "s390x"]
+
+
+def test_matrix_entries_run_arm64_natively_on_an_arm64_runner() -> None:
+    entries = matrix_entries(["amd64", "arm64", "arm/v7", "s390x"])
+    assert [e["runner"] for e in entries] == [
+        "ubuntu-latest",
+        "ubuntu-24.04-arm",
+        "ubuntu-latest",
+        "ubuntu-latest",
+    ]
+    assert [e["qemu"] for e in entries] == ["", "", "arm", "s390x"]  # no QEMU where native
+    emulated = matrix_entries(["amd64", "arm64"], native_runners=False)
+    assert [(e["runner"], e["qemu"]) for e in emulated] == [
+        ("ubuntu-latest", ""),
+        ("ubuntu-latest", "arm64"),
+    ]
 
 
 def test_bad_project_platforms_name_the_key(tmp_path: Path) -> None:
@@ -92,6 +108,10 @@ def test_workflow_reads_the_matrix_instead_of_listing_platforms() -> None:
         assert f"- {name}" not in text
         assert f"'{name}'" not in text
     assert "docker/setup-qemu-action" in text
+    # The runner of each platform comes from the matrix too, and QEMU only where it is needed.
+    assert "runs-on: ${{ matrix.platform.runner }}" in text
+    assert "if: matrix.platform.qemu != ''" in text
+    assert "ubuntu-24.04-arm" not in text
     assert "docker/setup-buildx-action" in text
     assert "workflow_dispatch" in text
     assert "schedule" in text

@@ -10,8 +10,10 @@ import pytest
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.engine.labels import Labels
-from pytest_multiarch.runtime import containers
-from pytest_multiarch.runtime.containers import UNAME_ATTEMPTS, RunResult, probe_uname
+from pytest_multiarch.engine.probe import UNAME_ATTEMPTS, CliRun
+from pytest_multiarch.engine.probe import probe_uname as read_uname
+from pytest_multiarch.runtime import oneshot
+from pytest_multiarch.runtime.oneshot import RunResult, probe_uname
 
 ARM64 = lookup("arm64")
 LABELS = Labels("run", "owner", keep=False)
@@ -26,7 +28,7 @@ def answers(monkeypatch: pytest.MonkeyPatch, *results: RunResult) -> list[int]:
         calls.append(1)
         return next(queue)
 
-    monkeypatch.setattr(containers, "run_once", run_once)
+    monkeypatch.setattr(oneshot, "run_once", run_once)
     return calls
 
 
@@ -68,3 +70,10 @@ def test_a_failing_uname_is_an_error_with_its_output(monkeypatch: pytest.MonkeyP
     answers(monkeypatch, RunResult(2, b"", b"uname: bad option\n"))
     with pytest.raises(MultiarchError, match=r"exited 2: uname: bad option"):
         probe_uname("img", ARM64, LABELS, 60)
+
+
+def test_dockers_own_failure_is_not_an_image_without_uname() -> None:
+    # The CLI run of doctor and publish: a pull that found nothing says "not found" too.
+    refused = CliRun(125, "", "docker: Error response from daemon: manifest unknown: not found\n")
+    with pytest.raises(MultiarchError, match=r"docker could not run img \(linux/arm64\)"):
+        read_uname(lambda: refused, "img (linux/arm64)")

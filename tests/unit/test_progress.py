@@ -309,3 +309,28 @@ def test_status_is_cut_to_the_terminal_width(tmp_path: Path) -> None:
     terminal = FakeTerminal()
     ProgressDisplay(board, terminal, live=True, width=30, clock=lambda: 5.0).render()
     assert terminal.out[-1] == "multiarch: box linux/arm64..."
+
+
+def test_a_line_of_dots_is_not_written_again_after_each_log_line(tmp_path: Path) -> None:
+    """In a log (no TTY), pytest's dots go on below our lines as they are: the dots line is not
+    repeated after every progress line (issue 21.6)."""
+    board = ProgressBoard(tmp_path)
+    board.publish(entry(started=0.0))
+    now = [5.0]
+    terminal = FakeTerminal()
+    terminal.pytest_line = "test_x.py .."
+    display = ProgressDisplay(board, terminal, live=False, clock=lambda: now[0])
+    display.render()
+    assert terminal.out == ["<flush>", f"\n{STEP_LINE}\n"]
+    # Nothing from pytest since: the next line goes right below, no empty line between.
+    board.publish(entry(started=0.0, step="[3/3] COPY a /a"))
+    now[0] = 9.0
+    display.render()
+    assert terminal.out[2:] == ["<flush>", "multiarch: box linux/arm64 (QEMU) 9s [3/3] COPY a /a\n"]
+    # pytest wrote a dot below them: our next line starts a line of its own.
+    terminal.pytest_line = "test_x.py ..."
+    board.publish(entry(state="built", seconds=12.0, step=""))
+    now[0] = 12.0
+    display.render()
+    assert terminal.out[4:] == ["<flush>", "\nmultiarch: box linux/arm64 (QEMU) built in 12.0s\n"]
+    assert not any("test_x.py" in text for text in terminal.out)

@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.run.structure_items import check_lines, structure_sources
-from pytest_multiarch.structure.access import ExportedFilesystem
-from pytest_multiarch.structure.checks import go_mode_string
+from pytest_multiarch.structure.access import (
+    ExportedFilesystem,
+    container_environment,
+    read_env_file,
+)
+from pytest_multiarch.structure.checks import ImageAccessError, go_mode_string
+from pytest_multiarch.structure.config import RunOptions
 
 BUSYBOX = b"\x7fELF busybox"
 
@@ -169,3 +174,73 @@ def test_check_lines() -> None:
     assert lines[("commandTests", 1)] == 4
     assert lines[("metadataTest", 0)] == 6
     assert check_lines(b"[unclosed") == {}
+
+
+def test_env_file_then_host_names_then_the_checks_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `docker run --env-file F --env NAME --env KEY=VALUE` sets them: later ones win.
+    env_file = tmp_path / "app.env"
+    env_file.write_text(
+        "# comment\n\nMODE=file\n  SPACED=a b \nFROM_HOST\nABSENT\nEMPTY=\nWHO=file\n"
+    )
+    monkeypatch.setenv("FROM_HOST", "host")
+    monkeypatch.setenv("NAMED", "named")
+    monkeypatch.delenv("ABSENT", raising=False)
+    monkeypatch.delenv("UNSET_NAME", raising=False)
+    options = RunOptions(env_file=str(env_file), env_vars=("NAMED", "UNSET_NAME"))
+    assert container_environment(options, {"WHO": "check"}) == {
+        "MODE": "file",
+        "SPACED": "a b ",
+        "FROM_HOST": "host",
+        "EMPTY": "",
+        "WHO": "check",
+        "NAMED": "named",
+    }
+
+
+def test_an_unreadable_or_malformed_env_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageAccessError, match=r"cannot read the envFile '.*missing.env'"):
+        read_env_file(str(tmp_path / "missing.env"))
+    bad = tmp_path / "bad.env"
+    bad.write_text("OK=1\nTWO WORDS=x\n")
+    with pytest.raises(ImageAccessError, match=r"'TWO WORDS' at line 2 of the envFile"):
+        read_env_file(str(bad))
+
+
+@pytest.mark.parametrize("steps", [1, 2], ids=["alone", "with setup"])
+def test_a_structure_command_on_a_remote_engine_gets_the_runtimes_exec_format_message(
+    monkeypatch: pytest.MonkeyPatch, steps: int
+) -> None:
+    # The commands are the runtime's one-shot runs: an emulator missing on a remote engine is
+    # named as the `run` fixture names it, not as "no working emulator" of this host.
+    import contextlib
+    from types import SimpleNamespace
+
+    from pytest_multiarch.core.platforms import lookup
+    from pytest_multiarch.engine.labels import Labels
+    from pytest_multiarch.runtime import oneshot
+    from pytest_multiarch.runtime.containers import WrongArchitecture
+    from pytest_multiarch.structure.access import EngineImageAccess, ImageCache
+
+    def exec_format(*args: object, **kwargs: object) -> object:
+        return oneshot._Ran(255, b"", b"exec /bin/sh: exec format error\n")
+
+    def not_here(*args: object, **kwargs: object) -> None:
+        raise AssertionError("this host's emulators say nothing about another machine")
+
+    monkeypatch.setattr(oneshot, "_run_attached", exec_format)
+    monkeypatch.setattr("pytest_multiarch.core.emulation.check_emulator", not_here)
+    remote = SimpleNamespace(environment={"DOCKER_HOST": "ssh://ci@z-box"})
+    access = EngineImageAccess(
+        "img",
+        "sha256:1",
+        lookup("s390x"),
+        Labels("run", "owner", keep=False),
+        engine=remote,  # type: ignore[arg-type]
+        watch=SimpleNamespace(guard=contextlib.nullcontext),  # type: ignore[arg-type]
+        filesystems=None,  # type: ignore[arg-type]
+        cache=ImageCache(),
+    )
+    with pytest.raises(WrongArchitecture, match=r"on the engine at ssh://ci@z-box: no working"):
+        access.run_steps([["sh", "-c", "true"]] * steps, env={}, options=RunOptions(), timeout=9)

@@ -7,7 +7,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from pytest_multiarch.runtime.containers import RunResult
+from pytest_multiarch.runtime.oneshot import RunResult
 from pytest_multiarch.runtime.transfer import (
     FileNotCollected,
     FileTransferError,

@@ -18,8 +18,8 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
-from pytest_multiarch.runtime.containers import _Expired, _feed, _read_frames, _start_refused
 from pytest_multiarch.runtime.elf import ForeignBinary
+from pytest_multiarch.runtime.oneshot import _Expired, _feed, _read_frames, _start_refused
 from pytest_multiarch.runtime.session import ProcessRuntime
 from pytest_multiarch.runtime.verification import (
     VERIFICATION_LOGIC,
@@ -50,7 +50,7 @@ class CountingVerifier(Verifier):
             (ARM64,), Path("/nonexistent/images"), run_id="run", owner="host:1:1"
         )
         runtime = ProcessRuntime(settings)
-        super().__init__(settings, runtime.labels, runtime.engine_for)
+        super().__init__(settings, runtime.labels, runtime.engine_for, runtime.filesystems)
         self.outcome = outcome
         self.lasting = lasting
         self.calls = 0

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +98,12 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WAIT_KEYS = {"log", "http", "port", "timeout"}
 
 
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to a mistyped ``word``, or ""."""
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def _fail(path: Path, key: str, message: str) -> ConfigError:
     return ConfigError(f"{path}: key {key!r}: {message}")
 
@@ -159,7 +166,10 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
         raise _fail(
-            path, unknown[0], f"unknown key; known keys are {', '.join(sorted(_KNOWN_KEYS))}"
+            path,
+            unknown[0],
+            f"unknown key{did_you_mean(unknown[0], _KNOWN_KEYS)}; known keys are "
+            f"{', '.join(sorted(_KNOWN_KEYS))}",
         )
     platforms: list[Platform] = []
     for raw in _str_list(path, "platforms", data.get("platforms", [])):
@@ -181,7 +191,8 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
         raise _fail(
             path,
             f"wait.{wait_unknown[0]}",
-            f"unknown key; known are {', '.join(sorted(_WAIT_KEYS))}",
+            f"unknown key{did_you_mean(wait_unknown[0], _WAIT_KEYS)}; known are "
+            f"{', '.join(sorted(_WAIT_KEYS))}",
         )
     wait_log = wait_data.get("log", "")
     wait_http = wait_data.get("http", "")
@@ -264,11 +275,25 @@ def load_image(directory: Path) -> ImageSpec:
 
 
 def discover_images(root: Path) -> dict[str, ImageSpec]:
-    """Every image directory under ``root``: one holding a Dockerfile or an image.toml."""
-    if not root.is_dir():
-        return {}
+    """Every image directory under ``root``: one holding a Dockerfile or an image.toml.
+    Raises ConfigError for the first image that is not valid."""
+    found, broken = survey_images(root)
+    if broken:
+        raise ConfigError(next(iter(broken.values())))
+    return found
+
+
+def survey_images(root: Path) -> tuple[dict[str, ImageSpec], dict[str, str]]:
+    """Every image directory under ``root``, as (valid images, why each other one is not: by
+    directory name). One image's bad ``image.toml`` is that image's problem, not every one's."""
     found: dict[str, ImageSpec] = {}
+    broken: dict[str, str] = {}
+    if not root.is_dir():
+        return found, broken
     for child in sorted(root.iterdir()):
         if child.is_dir() and ((child / "Dockerfile").exists() or (child / IMAGE_TOML).exists()):
-            found[child.name] = load_image(child)
-    return found
+            try:
+                found[child.name] = load_image(child)
+            except ConfigError as exc:
+                broken[child.name] = str(exc)
+    return found, broken

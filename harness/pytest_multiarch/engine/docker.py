@@ -108,38 +108,3 @@ def engine_facts_of(
         registry_mirrors=mirrors,
         architecture=str(info_data.get("Architecture", "?")),
     )
-
-
-@dataclass(frozen=True)
-class BuildxInfo:
-    version: str
-    builder: str
-    driver: str
-    platforms: tuple[str, ...]
-
-
-def buildx_info(timeout: float = 20, engine: EngineRef | None = None) -> BuildxInfo:
-    """The buildx plugin's version and the builder it uses for ``engine`` (else the current
-    builder). Raises CommandError when absent."""
-    hint = "install the buildx plugin: `multiarch host up` (Debian package docker-buildx)"
-    version = run_command(docker("buildx", "version", engine=engine), timeout=timeout, hint=hint)
-    inspect = run_command(docker("buildx", "inspect", engine=engine), timeout=timeout, hint=hint)
-    builder = driver = ""
-    platforms: tuple[str, ...] = ()
-    for line in inspect.stdout.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        value = value.strip()
-        if key == "Name" and not builder:
-            builder = value
-        elif key == "Driver" and not driver:
-            driver = value
-        elif key == "Platforms" and not platforms:
-            platforms = tuple(p.strip() for p in value.split(",") if p.strip())
-    parts = version.stdout.split()
-    return BuildxInfo(
-        version=parts[1] if len(parts) > 1 else version.stdout.strip(),
-        builder=builder,
-        driver=driver,
-        platforms=platforms,
-    )

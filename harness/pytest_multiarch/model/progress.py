@@ -304,6 +304,9 @@ class ProgressDisplay:
         # pytest's unfinished line, moved below ours: written again before pytest goes on, so
         # that "test_x.py::test_a[arm64] PASSED" stays one line.
         self._echo = ""
+        # pytest's unfinished line as it was when our lines went below it (not written again):
+        # while it is unchanged, the line below ours is still empty.
+        self._left_below = ""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="multiarch-progress", daemon=True)
@@ -326,19 +329,26 @@ class ProgressDisplay:
             if not lines and not status and not self._status_shown:
                 return
             self.terminal.flush()
+            pending = self.terminal.current_line()
             if self._status_shown:
                 text = "\r\x1b[K"  # our status line, erased: its line is ours again
             else:
-                pending = self.terminal.current_line()
-                text = "\n" if pending else ""
+                # Nothing after our last lines yet (pytest's line went on below them, and has
+                # not grown since): no empty line between.
+                text = "\n" if pending and pending != self._left_below else ""
                 # A line that already ends in pytest's "[ 42%]" is complete (its newline comes
-                # later): written again, it would show a test's result twice.
-                self._echo = "" if _PERCENT_DONE.search(pending) else pending
+                # later): written again, it would show a test's result twice. In a log, a line
+                # of dots goes on below ours as it is: written again after each of our lines,
+                # it would repeat; a test's own line (-v) is, so its result stays on it.
+                done = _PERCENT_DONE.search(pending)
+                dots = not self.view.live and "::" not in pending
+                self._echo = "" if done or dots else pending
             text += "".join(line + "\n" for line in lines)
             if status:
                 text += status
             else:
                 text += self._echo
+                self._left_below = "" if self._echo else pending
                 self._echo = ""
             self._status_shown = bool(status)
             self.terminal.write(text)

@@ -22,6 +22,7 @@ from pytest_multiarch.core.images import NAME_COMPONENT
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import EngineRef
+from pytest_multiarch.engine.probe import cli_run, probe_uname
 from pytest_multiarch.model.records import Publication, RunReport
 from pytest_multiarch.publish.registry import RegistryReadError, fetch_manifest, platform_digests
 
@@ -250,28 +251,21 @@ def _run_each_platform(
         plat = lookup(name)
         engine = (engines or {}).get(name, "")
         used.add(engine)
-        result = run_command(
-            docker(
-                "run",
-                "--rm",
-                "--pull",
-                "always",
-                "--platform",
-                name,
-                "--entrypoint",
-                "uname",
-                reference,
-                "-m",
-                engine=_engine(engine),
-            ),
-            timeout=PUBLISH_TIMEOUT,
-            check=False,
+        run = cli_run(
+            reference, plat, timeout=PUBLISH_TIMEOUT, engine=_engine(engine), pull="always"
         )
-        if result.ok:
-            problem = plat.machine_problem(result.stdout, f"{reference} pulled for {name}")
+        try:
+            answer = probe_uname(run, f"{reference} pulled for {name}")
+            failure = "no uname in the image"
+        except CommandError:
+            raise
+        except MultiarchError as exc:
+            answer, failure = None, str(exc)
+        if answer is not None:
+            problem = plat.machine_problem(answer, f"{reference} pulled for {name}")
             if problem:
                 raise PublishError(problem)
-            seen[name] = result.stdout.strip()
+            seen[name] = answer.strip()
             continue
         # No uname in the image: check what the pull brought instead.
         arch = run_command(
@@ -288,8 +282,7 @@ def _run_each_platform(
         ).stdout.strip()
         if arch != f"{plat.os}/{plat.arch}":
             raise PublishError(
-                f"pulling {reference} for {name} gave {arch or 'nothing'}: "
-                f"{result.stderr.strip()[-300:]}"
+                f"pulling {reference} for {name} gave {arch or 'nothing'}: {failure[-300:]}"
             )
         seen[name] = f"{arch} (no uname in the image)"
     # The pulls were for checking only; leave the engines' image lists as they were.

@@ -57,3 +57,35 @@ def listed_platforms(reference: str, *, timeout: float = 60) -> set[str] | None:
     except RegistryReadError:
         return None
     return None if found is None else set(platform_digests(found[1]))
+
+
+def registry_catalog(registry: str, *, timeout: float = 10) -> dict[str, tuple[str, ...]]:
+    """Repository -> tags of everything ``registry`` holds (a mirror URL such as
+    ``http://127.0.0.1:5000``, or ``HOST:PORT``: plain HTTP on loopback), from its
+    ``/v2/_catalog`` and each repository's ``/v2/<name>/tags/list``. Raises RegistryReadError
+    when it does not answer."""
+    import urllib.parse
+
+    base = registry.rstrip("/")
+    if "://" not in base:
+        host = base.split("/", 1)[0]
+        loopback = host.startswith(("127.", "localhost", "[::1]"))
+        base = f"{'http' if loopback else 'https'}://{host}"
+    catalog = _get_json(f"{base}/v2/_catalog?n=1000", timeout)
+    held: dict[str, tuple[str, ...]] = {}
+    for repository in sorted(catalog.get("repositories") or []):
+        listed = _get_json(f"{base}/v2/{urllib.parse.quote(repository)}/tags/list", timeout)
+        held[str(repository)] = tuple(str(tag) for tag in listed.get("tags") or [])
+    return held
+
+
+def _get_json(url: str, timeout: float) -> dict[str, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - its own URL
+            data = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise RegistryReadError(f"{url} did not answer: {exc}") from None
+    return data if isinstance(data, dict) else {}

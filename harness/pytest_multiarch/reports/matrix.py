@@ -11,6 +11,11 @@ from pytest_multiarch.core.errors import ConfigError, PlatformError
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.model.records import RunReport, merge
 
+# GitHub's hosted runners by the machine they are: a platform with a runner of its own machine
+# runs natively there (no QEMU); the others run under QEMU on the x86-64 runner.
+NATIVE_RUNNERS = {"linux/amd64": "ubuntu-latest", "linux/arm64": "ubuntu-24.04-arm"}
+EMULATING_RUNNER = "ubuntu-latest"
+
 
 def project_platforms(pyproject: Path) -> list[str]:
     """The platform names listed in ``[tool.multiarch] platforms``, validated."""
@@ -34,17 +39,21 @@ def project_platforms(pyproject: Path) -> list[str]:
     return list(names)
 
 
-def matrix_entries(names: Sequence[str]) -> list[dict[str, str]]:
-    """One entry per platform: what a CI job needs to name, emulate and test it."""
+def matrix_entries(names: Sequence[str], *, native_runners: bool = True) -> list[dict[str, str]]:
+    """One entry per platform: what a CI job needs to name, emulate and test it: the runner
+    it runs on (``runs-on``) and the QEMU platform to set up there ("" where it runs natively).
+    Without ``native_runners``, every platform runs on the x86-64 runner (QEMU for the rest)."""
     entries = []
     for name in names:
         plat = lookup(name)
+        native = plat.name in NATIVE_RUNNERS if native_runners else plat.name == "linux/amd64"
         entries.append(
             {
                 "name": plat.name,
                 "short": plat.short,
                 "tox_env": plat.short,
-                "qemu": plat.arch if plat.arch != "amd64" else "",
+                "runner": NATIVE_RUNNERS[plat.name] if native else EMULATING_RUNNER,
+                "qemu": "" if native else plat.arch,
             }
         )
     return entries

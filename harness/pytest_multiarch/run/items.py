@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.images import ImageSpec, did_you_mean
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.run.state import IMAGES_KEY, RUNTIME_KEY, SETTINGS_KEY
+from pytest_multiarch.run.state import BROKEN_IMAGES_KEY, IMAGES_KEY, RUNTIME_KEY, SETTINGS_KEY
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -54,12 +54,15 @@ def image_spec(node: pytest.Item | pytest.Collector, config: pytest.Config) -> I
         pytest.fail(f"{node.nodeid}: @pytest.mark.image takes one image name", pytrace=False)
     images = config.stash[IMAGES_KEY]
     name = marker.args[0]
+    broken = config.stash.get(BROKEN_IMAGES_KEY, {})
+    if name in broken:  # that image's problem, not the whole session's
+        pytest.fail(f"{node.nodeid}: image {name!r} is not valid: {broken[name]}", pytrace=False)
     if name not in images:
         settings = config.stash[SETTINGS_KEY]
         known = ", ".join(images) or "none"
         pytest.fail(
             f"{node.nodeid}: @pytest.mark.image({name!r}) names no image under "
-            f"{settings.images_dir} (found: {known})",
+            f"{settings.images_dir} (found: {known}){did_you_mean(name, images)}",
             pytrace=False,
         )
     return images[name]

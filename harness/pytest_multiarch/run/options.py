@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_multiarch.core.errors import ConfigError
-from pytest_multiarch.runtime.settings import MISSING_EMULATOR_MODES
+from pytest_multiarch.runtime.settings import DISPATCH_ORDERS, MISSING_EMULATOR_MODES
 
 Source = str  # "--platforms", "environment variable MULTIARCH_PLATFORMS", "ini option ...", ...
 # "append": repeatable on the command line (a list), a linelist (or comma list) in the ini file.
@@ -154,6 +154,15 @@ OPTIONS: tuple[Option, ...] = (
         "start no test's container ahead: by default, while a test runs, the next test's "
         "`container` is started (when its image is already built and checked)",
         kind="flag",
+    ),
+    Option(
+        "multiarch-order",
+        "with -n, the order in which workers get the tests: longest: longest first by their "
+        "durations in earlier runs (kept in pytest's cache; tests without one go first, in "
+        "collection order); collection: in collection order",
+        default="longest",
+        env="MULTIARCH_ORDER",
+        check=choice(*DISPATCH_ORDERS),
     ),
     Option(
         "bind-address",

@@ -14,7 +14,15 @@ worker is refilled from the engine it is working for while that engine has tests
 worker with nothing queued joins the engine the fewest other workers are on. So from the start
 every engine has workers, a worker's queue never mixes a fast engine's tests with a slow one's,
 a worker whose engine runs out helps the others, and each engine's tests keep collection order.
-Collection itself is untouched: every worker collects the same items in the same order.
+
+Longest first (``--multiarch-order=longest``, the default): a worker runs its queue in order, so
+a long test collected last starts last and the run ends with one worker busy while the others
+idle. With the durations of earlier runs (pytest_multiarch.run.durations), the scheduler hands
+tests out in :func:`dispatch_order` instead: tests never measured first, then the others longest
+first; with engines of their own, within each engine.
+
+Collection itself is untouched: every worker collects the same items in the same order (xdist
+refuses to run otherwise); only the order in which the controller sends their indices changes.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ def choose_group(
     """The position in ``pending`` of the next test to send to a worker: the first pending
     test of the worker's ``current`` engine while that engine has tests left; else of the engine
     the fewest other workers are busy with (``staffed``; ties: the engine whose first test
-    comes first in collection order)."""
+    comes first in ``pending``, which is in collection or dispatch order)."""
     first: dict[str, int] = {}
     for position, index in enumerate(pending):
         first.setdefault(group(index), position)
@@ -66,20 +74,58 @@ def choose_group(
     return first[chosen]
 
 
-def make_engine_scheduler(config: Any, log: Any, group_of: Callable[[str], str]) -> Any:
-    """An :class:`EngineScheduling` (xdist is imported only when a run uses it)."""
+def dispatch_order(nodeids: Sequence[str], durations: Mapping[str, float]) -> list[int]:
+    """The order in which to hand out the tests ``nodeids`` (collection order), as their
+    indices: tests without a recorded duration first, in collection order (so that they get
+    measured, and a new slow test is not found out last), then the others longest first (ties
+    in collection order)."""
+
+    def key(index: int) -> tuple[bool, float, int]:
+        seconds = durations.get(nodeids[index])
+        return (seconds is not None, -(seconds or 0.0), index)
+
+    return sorted(range(len(nodeids)), key=key)
+
+
+def make_scheduler(
+    config: Any,
+    log: Any,
+    group_of: Callable[[str], str] | None = None,
+    durations: Mapping[str, float] | None = None,
+) -> Any:
+    """xdist's ``load`` scheduling, changed in what it sends first: with ``group_of`` (test id
+    -> engine), an :class:`EngineScheduling` that keeps each worker on one engine; with
+    ``durations`` (test id -> seconds, of earlier runs), tests go out in :func:`dispatch_order`
+    (within an engine, too). xdist is imported only when a run uses it."""
     import importlib
 
     # xdist ships no type information: its scheduler is Any here.
     load_scheduling: Any = importlib.import_module("xdist.scheduler").LoadScheduling
 
     class EngineScheduling(load_scheduling):  # type: ignore[misc]
-        """xdist's load scheduling; each worker is kept on one engine while it has tests."""
+        """xdist's load scheduling; each worker is kept on one engine while it has tests, and
+        known long tests go out first."""
+
+        ordered = False
 
         def _group(self, index: int) -> str:
-            return group_of(self.collection[index])
+            return group_of(self.collection[index]) if group_of is not None else DEFAULT_GROUP
+
+        def _order_pending(self) -> None:
+            """Once, before the first tests are sent: every worker collected the same tests in
+            the same order, and only which index goes out when changes."""
+            if self.ordered or durations is None:
+                return
+            self.ordered = True
+            order = dispatch_order(self.collection, durations)
+            rank = {index: at for at, index in enumerate(order)}
+            self.pending.sort(key=rank.__getitem__)
 
         def _send_tests(self, node: Any, num: int) -> None:
+            self._order_pending()
+            if group_of is None:
+                super()._send_tests(node, num)
+                return
             queued = self.node2pending[node]
             staffed = Counter(
                 self._group(others[-1])

@@ -97,6 +97,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         engines=engines,
         endpoints=endpoints,
         builders=builders,
+        order=value("multiarch-order"),
     )
 
 

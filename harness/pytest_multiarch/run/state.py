@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
 REPORT_KEY = pytest.StashKey[RunReport]()
 IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
+# Image directories whose image.toml (or name) is not valid: why, by name. Their tests fail.
+BROKEN_IMAGES_KEY = pytest.StashKey[dict[str, str]]()
 RUNTIME_KEY: pytest.StashKey[ProcessRuntime] = pytest.StashKey()
 # The attribute xdist carries from a worker's test report to the controller: ItemFacts as JSON.
 REPORT_ATTRIBUTE = "multiarch"

@@ -202,7 +202,6 @@ class StructureCheckItem(pytest.Item):
     def setup(self) -> None:
         """Build (or reuse) the image variant exactly as the ``image`` fixture does: once per
         run, verified, and the wait counted as build time, not as the check's."""
-        from pytest_multiarch.runtime.session import run_state_dir
         from pytest_multiarch.structure.access import EngineImageAccess, ImageCache
 
         found = built_image(self, self.config, self.spec, self.platform)
@@ -210,6 +209,7 @@ class StructureCheckItem(pytest.Item):
             pytest.fail(found, pytrace=False)
         item_state(self).image_id = found.id
         runtime = runtime_of(self.config)
+        engine = runtime.engine_for(self.platform)
         cache = self.config.stash.get(_CACHE_KEY, None)
         if cache is None:
             cache = self.config.stash[_CACHE_KEY] = ImageCache()
@@ -218,7 +218,9 @@ class StructureCheckItem(pytest.Item):
             found.id,
             self.platform,
             runtime.labels,
-            state_dir=run_state_dir(runtime.settings.run_id),
+            engine=engine.api,
+            watch=engine.watch,
+            filesystems=runtime.filesystems,
             cache=cache,
         )
 

@@ -36,7 +36,7 @@ from pytest_multiarch.core.platforms import Platform, oci_name
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError
 from pytest_multiarch.engine.docker import docker
-from pytest_multiarch.engine.endpoints import engine_of
+from pytest_multiarch.engine.endpoints import EngineRef, engine_of
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts, BuildRecord
 from pytest_multiarch.runtime.builders import (
@@ -188,12 +188,15 @@ def build_image(
     client: DockerClient,
     observer: BuildObserver | None = None,
     builder: BuilderFacts | None = None,
+    private_tags: Path | None = None,
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
     cause); only a programming error raises. ``secrets`` are values to redact from messages;
     ``client`` finds images through the engine's API (the engine that runs ``platform``);
-    ``builder`` is the buildx builder named for ``platform`` (None: that engine's own)."""
+    ``builder`` is the buildx builder named for ``platform`` (None: that engine's own);
+    ``private_tags`` is the run's directory of records of the build's private tag, which the
+    next run removes when this one dies before its retag (:func:`sweep_private_tags`)."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
@@ -218,7 +221,14 @@ def build_image(
             message = f"build of image {spec.name!r} for {platform.name}: {builder.problem}"
             return _failed(spec, platform, tag, 0.0, message)
         error = _run_build(
-            spec, platform, tag, timeout, secrets or {}, observer or _Unobserved(), builder
+            spec,
+            platform,
+            tag,
+            timeout,
+            secrets or {},
+            observer or _Unobserved(),
+            builder,
+            private_tags,
         )
         if error:
             return _failed(spec, platform, tag, time.monotonic() - start, error)
@@ -235,6 +245,7 @@ def _run_build(
     secrets: Mapping[str, str],
     observer: BuildObserver,
     builder: BuilderFacts | None = None,
+    private_tags: Path | None = None,
 ) -> str:
     """Run buildx into a tag of this call's own, then move the shared tag onto the result (in
     the engine that runs ``platform``, wherever ``builder`` built it: :func:`_deliver`).
@@ -243,6 +254,14 @@ def _run_build(
     # inputs by two runs write the same manifest, so no private name is needed there.
     through_registry = builder is not None and builder.delivery == "registry"
     private = tag if through_registry else f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
+    # Written before buildx may export the private tag, removed once it is gone: a run killed
+    # in between leaves the record in its state directory for the next run's sweep.
+    record = None
+    if private_tags is not None and not through_registry:
+        engines = {engine_of(platform)}
+        if builder is not None:
+            engines.add(builder_engine(builder, platform))
+        record = record_private_tag(private_tags, private, engines)
     stdin = f"FROM {spec.ref}\n" if spec.ref else None
     failure: CommandError | None = None
     observer.building()
@@ -265,9 +284,23 @@ def _run_build(
             break
     if failure is None:
         _deliver(private, tag, platform, builder, timeout, observer)
+        if record is not None:
+            record.unlink(missing_ok=True)
         return ""
+    if record is not None:  # a build that failed late may have exported it all the same
+        _remove_recorded(record, 60)
     command = redact(" ".join(failure.command), secrets)
     log = redact(_tail(failure.stderr or failure.stdout), secrets)
+    if not isinstance(failure, CommandTimeout):
+        # An unreachable registry or an index without the platform, said as such. Imported
+        # here: it reads registries, which only a failed build needs.
+        from pytest_multiarch.runtime.offline import explain
+
+        built_on = builder_engine(builder, platform) if builder is not None else engine_of(platform)
+        full_log = redact(failure.stderr + failure.stdout, secrets)
+        plain = explain(full_log, spec, platform, built_on)
+        if plain:
+            return f"{plain}\ncommand: {command}\nlast lines of the build log:\n{log}"
     if isinstance(failure, CommandTimeout):
         what = (
             f"timed out after {failure.timeout:g}s (--build-timeout, scaled on emulated platforms)"
@@ -279,6 +312,57 @@ def _run_build(
         f"last lines of the build log:\n{log}"
         + _hint(failure.stderr + failure.stdout, platform, builder)
     )
+
+
+PRIVATE_TAGS_DIR = "private-tags"
+PRIVATE_TAG_SUFFIX = ".private-tag.json"
+
+
+def record_private_tag(directory: Path, private: str, engines: set[EngineRef | None]) -> Path:
+    """A record of ``private`` (a build's own tag) and the engines it may appear in."""
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{private.rpartition('-tmp-')[2]}{PRIVATE_TAG_SUFFIX}"
+    specs = sorted({engine.spec if engine is not None else "" for engine in engines})
+    # O_EXCL|O_NOFOLLOW: never write through a link planted in the run directory.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"tag": private, "engines": specs}, handle)
+    return path
+
+
+def sweep_private_tags(directory: Path, timeout: float = 60) -> list[str]:
+    """Remove the private build tags recorded in ``directory`` (records of a run whose owner
+    died, or was interrupted, between buildx's export and the retag). Returns the tags removed;
+    best effort: an engine that is gone keeps its tag, and a record that is not one is skipped."""
+    removed = []
+    for path in sorted(directory.glob(f"*{PRIVATE_TAG_SUFFIX}")):
+        removed += _remove_recorded(path, timeout)
+    return removed
+
+
+def _remove_recorded(path: Path, timeout: float) -> list[str]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd) as handle:
+            recorded = json.load(handle)
+        tag, specs = recorded["tag"], recorded["engines"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    removed = []
+    # Only a private tag of our own naming, whatever the record says.
+    if isinstance(tag, str) and tag.startswith(f"{TAG_REPOSITORY}/") and "-tmp-" in tag:
+        for spec in specs if isinstance(specs, list) else []:
+            engine = EngineRef(spec) if isinstance(spec, str) and spec else None
+            try:
+                gone = run_command(
+                    docker("image", "rm", tag, engine=engine), timeout=timeout, check=False
+                )
+            except CommandError:  # a timeout: the engine does not answer
+                continue
+            if gone.returncode == 0:
+                removed.append(tag)
+    path.unlink(missing_ok=True)
+    return removed
 
 
 def _retag(built: str, tag: str, platform: Platform) -> None:
@@ -547,6 +631,7 @@ class BuildCoordinator:
                 client=self.client(),
                 observer=observer,
                 builder=self.builders.get(platform.name),
+                private_tags=self.run_dir / PRIVATE_TAGS_DIR,
             )
         if record.error:
             observer.finished(record)

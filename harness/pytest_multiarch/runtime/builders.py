@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_multiarch.core.commands import CommandResult, run_command
+from pytest_multiarch.core.commands import CommandResult
 from pytest_multiarch.core.errors import (
     CommandError,
     CommandTimeout,
@@ -33,7 +33,7 @@ from pytest_multiarch.core.errors import (
 )
 from pytest_multiarch.core.platform_map import parse_platform_map, platform_key, tool_table
 from pytest_multiarch.core.platforms import Platform
-from pytest_multiarch.engine.docker import docker
+from pytest_multiarch.engine.buildx import INSPECT_TIMEOUT, BuilderInfo, inspect_builder
 from pytest_multiarch.engine.endpoints import EngineRef, engine_of
 from pytest_multiarch.model.records import BuilderFacts
 
@@ -49,8 +49,6 @@ _REGISTRY = re.compile(
 _LOOPBACK = ("localhost", "127.", "[::1]")
 EXAMPLE_REGISTRY = "127.0.0.1:5000/multiarch-transfer"
 _EXAMPLES = f"e.g. arm64=arm-builder or arm64=remote-arm@{EXAMPLE_REGISTRY}"
-# Seconds `docker buildx inspect` may take on the controller (it does not boot the builder).
-INSPECT_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
@@ -138,78 +136,6 @@ def project_builder_map(pyproject: Path) -> dict[str, BuilderRef]:
             ref.name, parse_registry(registry, part, where) if registry else ""
         )
     return found
-
-
-# ---- what a builder is: `docker buildx inspect` --------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuilderNode:
-    name: str
-    endpoint: str  # driver docker: the Docker context; else where BuildKit is reached
-    status: str
-    platforms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class BuilderInfo:
-    name: str
-    driver: str
-    nodes: tuple[BuilderNode, ...]
-    error: str = ""  # why buildx could not reach it (a docker-driver builder's engine is down)
-
-    @property
-    def platforms(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(p for node in self.nodes for p in node.platforms))
-
-
-def parse_buildx_inspect(text: str) -> BuilderInfo:
-    """The builder that ``docker buildx inspect NAME`` describes (its text form: buildx 0.13
-    has no JSON form). Fields before ``Nodes:`` are the builder's, each ``Name:`` after it
-    starts a node."""
-    name = driver = error = ""
-    nodes: list[dict[str, str]] = []
-    in_nodes = False
-    for line in text.splitlines():
-        if line.startswith((" ", "\t")):
-            continue  # a label of a node, or a wrapped value
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key == "Nodes":
-            in_nodes = True
-        elif not in_nodes and key == "Name":
-            name = value
-        elif not in_nodes and key == "Driver":
-            driver = value
-        elif not in_nodes and key == "Error":
-            error = value
-        elif in_nodes and key == "Name":
-            nodes.append({"Name": value})
-        elif in_nodes and nodes and key in ("Endpoint", "Status", "Platforms"):
-            nodes[-1][key] = value
-    return BuilderInfo(
-        name,
-        driver,
-        tuple(
-            BuilderNode(
-                node["Name"],
-                node.get("Endpoint", ""),
-                node.get("Status", ""),
-                tuple(p.strip() for p in node.get("Platforms", "").split(",") if p.strip()),
-            )
-            for node in nodes
-        ),
-        error,
-    )
-
-
-def inspect_builder(
-    name: str, engine: EngineRef | None = None, *, timeout: float = INSPECT_TIMEOUT
-) -> BuilderInfo:
-    """``docker [engine flags] buildx inspect NAME``; CommandError when there is no such
-    builder (or no buildx)."""
-    found = run_command(docker("buildx", "inspect", name, engine=engine), timeout=timeout)
-    return parse_buildx_inspect(found.stdout)
 
 
 def resolve_builder(

@@ -64,6 +64,17 @@ def find_fault(
     return None
 
 
+def fault_line(fault: EmulatorFault, emulator_at_start: str) -> str:
+    """The one line a test's report gives ``fault``, with the emulator that the run found at
+    its start (its handler, flags and version). A vanished handler's line tells what it is now
+    (``... is disabled``), so the bracket says it is the state at the start, not a second
+    opinion on the present."""
+    if not emulator_at_start:
+        return fault.evidence
+    when = "at the start of the run: " if fault.kind == "binfmt" else ""
+    return f"{fault.evidence} [{when}{emulator_at_start}]"
+
+
 @dataclass(frozen=True)
 class RecordedRun:
     """One ``run(...)`` of a test: the equivalent docker command, how it ended, its stderr."""
@@ -85,10 +96,15 @@ def docker_run_line(
     user: str | None = None,
     workdir: str | None = None,
     env: Mapping[str, str] | None = None,
+    stdin: str | bytes | None = None,
 ) -> str:
-    """The ``docker run`` that does what ``run(cmd, ...)`` did, to rerun it by hand."""
+    """The ``docker run`` that does what ``run(cmd, ...)`` did, to rerun it by hand. Input
+    (``stdin``) is piped in with ``printf`` (exact, bytes included) and the container given
+    ``-i``; input too long to show is read from a file named for its size."""
     command = list(cmd)
-    args = ["docker", "run", "--rm", "--platform", platform]
+    args = ["docker", "run", "--rm", "-i", "--platform", platform]
+    if stdin is None:
+        args.remove("-i")
     if entrypoint is not None:
         if not isinstance(entrypoint, str):
             parts = list(entrypoint)
@@ -100,4 +116,35 @@ def docker_run_line(
         args += ["--workdir", workdir]
     for key, value in (env or {}).items():
         args += ["--env", f"{key}={value}"]
-    return shlex.join([*args, reference, *command])
+    line = shlex.join([*args, reference, *command])
+    if stdin is None:
+        return line
+    data = stdin.encode() if isinstance(stdin, str) else bytes(stdin)
+    if len(data) > STDIN_SHOWN:
+        return f"{line} < stdin-{len(data)}-bytes"
+    return f"printf {shlex.quote(printf_format(data))} | {line}"
+
+
+# Input bytes written out in a recorded command line; more is named, not shown.
+STDIN_SHOWN = 1000
+
+
+def printf_format(data: bytes) -> str:
+    """A ``printf`` format that prints exactly ``data`` (POSIX printf: ``%%``, ``\\`` and
+    octal escapes), so the recorded line gives the container the same input."""
+    out = []
+    for byte in data:
+        char = chr(byte)
+        if char == "%":
+            out.append("%%")
+        elif char == "\\":
+            out.append("\\\\")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\t":
+            out.append("\\t")
+        elif 0x20 <= byte < 0x7F and not (char == "-" and not out):
+            out.append(char)  # a leading "-" would be taken for an option of printf
+        else:
+            out.append(f"\\{byte:03o}")
+    return "".join(out)

@@ -9,8 +9,8 @@ from typing import Any
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.core.secrets import redact_values
-from pytest_multiarch.runtime.containers import RunResult
 from pytest_multiarch.runtime.faults import STDERR_KEPT, RecordedRun, docker_run_line
+from pytest_multiarch.runtime.oneshot import RunResult
 from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime, Runner
 
 
@@ -41,6 +41,7 @@ class RecordingRunner(Runner):
             user=options.get("user"),
             workdir=options.get("workdir"),
             env={**self.image.spec.env, **(options.get("env") or {})},
+            stdin=options.get("stdin"),
         )
         try:
             result = super().__call__(cmd, **options)

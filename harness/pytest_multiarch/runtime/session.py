@@ -25,18 +25,23 @@ from pytest_multiarch.engine.health import EngineStoppedAnswering as EngineLost
 from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.progress import ProgressBoard
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.runtime.build import image_tag, inspect_platform
+from pytest_multiarch.runtime.build import (
+    PRIVATE_TAGS_DIR,
+    image_tag,
+    inspect_platform,
+    sweep_private_tags,
+)
 from pytest_multiarch.runtime.containers import (
-    RunResult,
     WrongArchitecture,
     check_uname,
     exec_uname,
     make_container,
-    run_once,
     start_container,
     stop_container,
 )
 from pytest_multiarch.runtime.engine import Engine
+from pytest_multiarch.runtime.image_fs import ImageFilesystems
+from pytest_multiarch.runtime.oneshot import RunResult, run_once
 from pytest_multiarch.runtime.prestart import CLOSE_WAIT, Prestarter
 from pytest_multiarch.runtime.transfer import Content
 from pytest_multiarch.runtime.verification import Verifier
@@ -67,6 +72,7 @@ def _sweep_dead_run_dirs(runs: Path) -> None:
         except OSError:
             continue
         if owner_alive(owner) is False:
+            sweep_private_tags(run_dir / PRIVATE_TAGS_DIR)
             shutil.rmtree(run_dir, ignore_errors=True)
 
 
@@ -103,7 +109,9 @@ class ProcessRuntime:
         self.labels = Labels(settings.run_id, settings.owner, settings.keep_containers)
         # By engine spec ("": the default engine), in the order they were first used.
         self._engines: dict[str, Engine] = {}
-        self.verifier = Verifier(settings, self.labels, self.engine_for)
+        # The run's image exports, shared with the structure tests (one export per image).
+        self.filesystems = ImageFilesystems(run_state_dir(settings.run_id), self.labels)
+        self.verifier = Verifier(settings, self.labels, self.engine_for, self.filesystems)
         self._started = False
         self._prestarter: Prestarter | None = None
 

@@ -18,6 +18,9 @@ from pytest_multiarch.runtime.build import BuildMode
 # What a platform without a usable emulator does: stop the run, or skip its tests.
 MissingEmulator = Literal["error", "skip"]
 MISSING_EMULATOR_MODES: tuple[MissingEmulator, ...] = get_args(MissingEmulator)
+# In which order xdist's workers get the tests: longest first by earlier runs, or as collected.
+DispatchOrder = Literal["longest", "collection"]
+DISPATCH_ORDERS: tuple[DispatchOrder, ...] = get_args(DispatchOrder)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class Settings:
     # Platform name -> the buildx builder named for it ([tool.multiarch.builders]), as the
     # controller found it at the start; a platform without one builds with its engine's own.
     builders: dict[str, BuilderFacts] = field(default_factory=dict)
+    # With -n: hand out tests longest first (by earlier runs' durations), or in collection order.
+    order: DispatchOrder = "longest"
 
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""

@@ -16,13 +16,9 @@ from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.core.version import __version__
 from pytest_multiarch.runtime import verify_cache
 from pytest_multiarch.runtime.build import Verdict
-from pytest_multiarch.runtime.containers import (
-    image_platform,
-    metadata_problem,
-    probe_uname,
-    scan_image_files,
-)
+from pytest_multiarch.runtime.containers import image_platform, metadata_problem
 from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
+from pytest_multiarch.runtime.oneshot import probe_uname
 
 if TYPE_CHECKING:
     from pytest_multiarch.core.images import ImageSpec
@@ -30,6 +26,7 @@ if TYPE_CHECKING:
     from pytest_multiarch.engine.labels import Labels
     from pytest_multiarch.model.records import BuildRecord
     from pytest_multiarch.runtime.engine import Engine
+    from pytest_multiarch.runtime.image_fs import ImageFilesystems
     from pytest_multiarch.runtime.settings import Settings
 
 # Bump when what verification checks, or how it decides, changes: outcomes cached by older
@@ -46,15 +43,20 @@ def verification_version() -> str:
 
 class Verifier:
     """Verifies the images one process builds or finds, each on the engine of its platform
-    (``engine_for``), with the run's ``settings`` (time limits) and ``labels`` (the probe's
-    containers)."""
+    (``engine_for``), with the run's ``settings`` (time limits), ``labels`` (the probe's
+    containers) and image exports (``filesystems``, shared with the structure tests)."""
 
     def __init__(
-        self, settings: Settings, labels: Labels, engine_for: Callable[[Platform], Engine]
+        self,
+        settings: Settings,
+        labels: Labels,
+        engine_for: Callable[[Platform], Engine],
+        filesystems: ImageFilesystems,
     ) -> None:
         self.settings = settings
         self.labels = labels
         self._engine_for = engine_for
+        self._filesystems = filesystems
         self._emulators: dict[str, str] = {}
 
     def emulator(self, platform: Platform) -> str:
@@ -136,15 +138,17 @@ class Verifier:
 
         api = self._engine_for(platform).api
         try:
-            _, recorded = image_platform(reference, api.client)
+            image_id, recorded = image_platform(reference, api.client)
             wrong_metadata = metadata_problem(reference, recorded, platform)
-            scan = scan_image_files(
+            scan = self._filesystems.scan(
                 reference,
+                image_id,
                 platform,
                 spec.foreign_binaries,
-                self.labels,
                 api,
                 variant_of=recorded if wrong_metadata else "",
+                # Kept for the image's structure tests, which read the same export.
+                keep=bool(spec.structure_test_files()),
             )
         except MultiarchError as exc:
             return outcome("metadata", str(exc)), False

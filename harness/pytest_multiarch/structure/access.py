@@ -1,60 +1,59 @@
-"""``ImageAccess`` on the real engine: one built image variant, reached through the docker CLI.
+"""``ImageAccess`` on the real engine: one built image variant, reached through the runtime's
+one-shot runs and image filesystems, on the engine that runs its platform.
 
-Commands (``run_steps``): each step runs in a fresh container created for it
-(``docker create --entrypoint ARGV0 ... ARGV1..`` then ``docker start --attach``), and when
-another step follows, that container is committed (``docker commit``) and the next step's
-container is created from the committed image. This is container-structure-test's own docker
-driver design: every step sees the filesystem the steps before it left, no process outlives
-its step, and nothing needs a shell or a long-running process in the image (``docker exec``
-would need the container kept alive by something the image may not have). A check without
-setup or teardown is a single ``docker run --rm``, no commit. A program that cannot be started
-exits 127 (not found) or 126 (not executable) with the runtime's message on stderr, as with
-``docker run``. Containers carry the run's labels, so the end-of-run sweep removes any that a
-killed process leaves; committed images are removed at the end of the steps.
+Commands (``run_steps``): each step runs in a fresh container created for it, with the step's
+argv[0] as the entrypoint, and when another step follows, that container is committed and the
+next step's container is created from the committed image
+(:func:`pytest_multiarch.runtime.oneshot.run_step`). This is container-structure-test's own
+docker driver design: every step sees the filesystem the steps before it left, no process
+outlives its step, and nothing needs a shell or a long-running process in the image. A check
+without setup or teardown is a single one-shot run, no commit. Every run is the runtime's
+(:mod:`pytest_multiarch.runtime.oneshot`): the run's labels, docker run's exit codes (127 not
+found, 126 not executable; the runtime's words on stderr, as with ``docker run``), the same
+message for an emulator that went away, and an engine that stops answering fails at once.
+Committed images are removed at the end of the steps.
 
-Files (``file``/``list_dir``): the filesystem of a created, never started container of the image
-(``docker export``), saved once per image id and run in the run's state directory (xdist
-workers share it under a file lock) and indexed once per process. Entries are looked up like
-``lstat`` with symlinks resolved in the image's own root, never on the host.
+Files (``file``/``list_dir``): the image's filesystem as the run exported it once
+(:class:`pytest_multiarch.runtime.image_fs.ImageFilesystems`, shared with verification and
+every xdist worker), indexed once per process. Entries are looked up like ``lstat`` with
+symlinks resolved in the image's own root, never on the host.
 
-Config (``config``): ``docker image inspect``'s ``Config``, once per image id and process.
+Config (``config``): the image's ``Config`` as the engine inspects it, once per image id and
+process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import posixpath
 import stat
-import subprocess
 import tarfile
-import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from pytest_multiarch.core.commands import run_command
-from pytest_multiarch.core.errors import CommandError
 from pytest_multiarch.core.platforms import Platform
-from pytest_multiarch.engine.docker import docker
-from pytest_multiarch.engine.endpoints import EngineRef, engine_of
-from pytest_multiarch.engine.labels import CALL_LABEL, Labels, remove_by_label
+from pytest_multiarch.engine.api import EngineApi
+from pytest_multiarch.engine.health import EngineWatch
+from pytest_multiarch.engine.labels import Labels
+from pytest_multiarch.engine.probe import START_FAILURE_CODES
 from pytest_multiarch.runtime.elf import image_path
+from pytest_multiarch.runtime.image_fs import ImageFilesystems
+from pytest_multiarch.runtime.oneshot import (
+    HostOptions,
+    RunResult,
+    remove_image,
+    run_once,
+    run_step,
+)
 from pytest_multiarch.structure.checks import ExecResult, FileInfo, ImageAccessError
 from pytest_multiarch.structure.config import RunOptions
 
 _MAX_SYMLINKS = 40  # Linux's limit before ELOOP
-_DOCKER_TIMEOUT = 120.0  # create, commit, rm, inspect: engine bookkeeping, not emulated work
-_EXPORT_TIMEOUT = 900.0
-# docker create refuses an image without Entrypoint and Cmd; the export container never starts.
-_NEVER_STARTED = "/pytest-multiarch-export-only"
-# What docker run answers when the process could not be started (the daemon's State.ExitCode).
-_START_FAILURE_CODES = (126, 127)
+# What docker run prints before the engine's reason when it could not start the program.
+_DAEMON_PREFIX = "docker: Error response from daemon: "
 
 _TYPE_BITS = {
     tarfile.DIRTYPE: stat.S_IFDIR,
@@ -67,32 +66,31 @@ _TYPE_BITS = {
 
 @dataclass
 class ImageCache:
-    """Per process: image filesystems and configs already read, by image id."""
+    """Per process: image filesystems indexed and configs read, by image id and platform."""
 
     filesystems: dict[str, ExportedFilesystem] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
 class EngineImageAccess:
-    """One image variant on the engine, for ``pytest_multiarch.structure.checks.evaluate``."""
+    """One image variant on the engine, for ``pytest_multiarch.structure.checks.evaluate``.
+    ``engine`` and ``watch``: the connection to, and the watch of, the engine that runs
+    ``platform``; ``filesystems``: the run's image exports; ``cache``: this process's."""
 
-    def __init__(
-        self,
-        reference: str,
-        image_id: str,
-        platform: Platform,
-        labels: Labels,
-        *,
-        state_dir: Path,
-        cache: ImageCache,
-    ) -> None:
-        self.reference = reference
-        self.image_id = image_id
-        self.platform = platform
-        self.engine = engine_of(platform)  # every call for this platform goes to its engine
-        self.labels = labels
-        self._state_dir = state_dir
-        self._cache = cache
+    reference: str
+    image_id: str
+    platform: Platform
+    labels: Labels
+    _: KW_ONLY
+    engine: EngineApi
+    watch: EngineWatch
+    filesystems: ImageFilesystems
+    cache: ImageCache
+
+    @property
+    def _key(self) -> str:
+        return f"{self.image_id} {self.platform.name}"
 
     # --- commands -------------------------------------------------------------------------
 
@@ -104,161 +102,69 @@ class EngineImageAccess:
         options: RunOptions,
         timeout: float,
     ) -> Sequence[ExecResult]:
+        environment = container_environment(options, env)
+        host = HostOptions(
+            privileged=options.privileged,
+            tty=options.allocate_tty,
+            capabilities=options.capabilities,
+            binds=options.bind_mounts,
+        )
+        user = options.user or None
         if len(steps) == 1:
-            return [self._run_alone(steps[0], env, options, timeout)]
+            argv = steps[0]
+            with self.watch.guard():
+                alone = run_once(
+                    self.reference,
+                    self.platform,
+                    argv[1:],
+                    self.labels,
+                    timeout=timeout,
+                    env=environment,
+                    entrypoint=argv[0],
+                    user=user,
+                    engine=self.engine,
+                    host=host,
+                )
+            return [_exec_result(alone)]
         results: list[ExecResult] = []
-        containers: list[str] = []
         committed: list[str] = []
         image = self.reference
         try:
-            for index, argv in enumerate(steps):
-                container = self._create(image, argv, env, options)
-                containers.append(container)
-                results.append(self._start_attached(container, argv, timeout))
-                if index + 1 < len(steps):
-                    image = _docker_out("commit", container, engine=self.engine)
-                    committed.append(image)
+            with self.watch.guard():
+                for index, argv in enumerate(steps):
+                    result, made = run_step(
+                        image,
+                        self.platform,
+                        argv[1:],
+                        self.labels,
+                        engine=self.engine,
+                        timeout=timeout,
+                        commit=index + 1 < len(steps),
+                        env=environment,
+                        entrypoint=argv[0],
+                        user=user,
+                        host=host,
+                    )
+                    results.append(_exec_result(result))
+                    if made:
+                        committed.append(made)
+                        image = made
         finally:
-            # Best effort: a container left behind carries the run's labels and is swept.
-            if containers:
-                _docker_quiet("rm", "-f", "-v", *containers, engine=self.engine)
-            if committed:
-                _docker_quiet("rmi", "-f", *reversed(committed), engine=self.engine)
+            for made in reversed(committed):
+                remove_image(self.engine, made)
         return results
-
-    def _container_args(
-        self, argv: Sequence[str], env: Mapping[str, str], options: RunOptions
-    ) -> list[str]:
-        """Options of ``docker create``/``docker run`` for one step, up to the image."""
-        args = ["--platform", self.platform.name, "--pull", "never"]
-        for key, value in self.labels.as_dict().items():
-            args += ["--label", f"{key}={value}"]
-        # The format runs commands as given: the image's entrypoint is replaced, not prefixed.
-        args += ["--entrypoint", argv[0]]
-        if options.user:
-            args += ["--user", options.user]
-        if options.privileged:
-            args.append("--privileged")
-        if options.allocate_tty:
-            args.append("--tty")
-        if options.env_file:
-            args += ["--env-file", options.env_file]
-        for name in options.env_vars:
-            args += ["--env", name]  # no value: docker passes the host's
-        for capability in options.capabilities:
-            args += ["--cap-add", capability]
-        for mount in options.bind_mounts:
-            args += ["--volume", mount]
-        for key, value in env.items():
-            args += ["--env", f"{key}={value}"]
-        return args
-
-    def _run_alone(
-        self, argv: Sequence[str], env: Mapping[str, str], options: RunOptions, timeout: float
-    ) -> ExecResult:
-        """A check without setup or teardown: one ``docker run --rm``, nothing to commit."""
-        call = uuid.uuid4().hex
-        args = ["run", "--rm", "--label", f"{CALL_LABEL}={call}"]
-        args += [*self._container_args(argv, env, options), self.reference, *argv[1:]]
-        try:
-            done = self._attached(args, argv, timeout)
-        except ImageAccessError:
-            with contextlib.suppress(CommandError):
-                remove_by_label(f"{CALL_LABEL}={call}", engine=self.engine)
-            raise
-        # docker run's own failures: 125 (could not create), 126/127 (could not start).
-        daemon = done.stderr.startswith(b"docker: ")
-        if daemon and done.returncode in _START_FAILURE_CODES:
-            first = done.stderr.decode(errors="replace").splitlines()[0]
-            problem = _start_problem(first.removeprefix("docker: Error response from daemon: "))
-            return ExecResult(done.returncode, done.stdout, problem.encode())
-        if daemon and done.returncode == 125:
-            raise ImageAccessError(
-                f"could not run {list(argv)} in a container of {self.reference} "
-                f"({self.platform.name}): {done.stderr.decode(errors='replace').splitlines()[0]}"
-            )
-        return self._result(argv, done.returncode, done.stdout, done.stderr)
-
-    def _create(
-        self, image: str, argv: Sequence[str], env: Mapping[str, str], options: RunOptions
-    ) -> str:
-        args = ["create", *self._container_args(argv, env, options), image, *argv[1:]]
-        try:
-            return _docker_out(*args, engine=self.engine)
-        except ImageAccessError as exc:
-            raise ImageAccessError(
-                f"could not create a container of {self.reference} ({self.platform.name}) to "
-                f"run {list(argv)}: {exc}"
-            ) from None
-
-    def _attached(
-        self, args: Sequence[str], argv: Sequence[str], timeout: float
-    ) -> subprocess.CompletedProcess[bytes]:
-        # Bytes, not text: a command's output may be anything; the checks decode it as Go does.
-        command = docker(*args, engine=self.engine)
-        try:
-            return subprocess.run(
-                command, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
-            )
-        except subprocess.TimeoutExpired:
-            raise ImageAccessError(
-                f"{list(argv)} did not finish within {timeout:g}s in a container of "
-                f"{self.reference} ({self.platform.name}); the limit is scaled for emulated "
-                "platforms (--emulation-timeout-factor)"
-            ) from None
-        except OSError as exc:
-            raise ImageAccessError(f"could not run the docker CLI {command[0]!r}: {exc}") from None
-
-    def _start_attached(self, container: str, argv: Sequence[str], timeout: float) -> ExecResult:
-        done = self._attached(["start", "--attach", container], argv, timeout)
-        if done.returncode == 0:
-            return ExecResult(0, done.stdout, done.stderr)
-        state = self._state(container)
-        problem = str(state.get("Error") or "")
-        code = int(state.get("ExitCode", done.returncode))
-        if problem:
-            if code in _START_FAILURE_CODES:
-                # As `docker run` reports it: 127 not found, 126 not executable.
-                return ExecResult(code, done.stdout, _start_problem(problem).encode())
-            raise ImageAccessError(
-                f"could not start {list(argv)} in a container of {self.reference} "
-                f"({self.platform.name}): {problem}"
-            )
-        return self._result(argv, code, done.stdout, done.stderr)
-
-    def _result(self, argv: Sequence[str], code: int, stdout: bytes, stderr: bytes) -> ExecResult:
-        if code != 0 and b"exec format error" in stderr:
-            raise ImageAccessError(
-                f"{list(argv)} failed with 'exec format error' on {self.platform.name}: no "
-                "working emulator for this platform (`multiarch doctor`)"
-            )
-        return ExecResult(code, stdout, stderr)
-
-    def _state(self, container: str) -> dict[str, Any]:
-        text = _docker_out("inspect", "--format", "{{json .State}}", container, engine=self.engine)
-        state = json.loads(text)
-        return state if isinstance(state, dict) else {}
 
     # --- filesystem ------------------------------------------------------------------------
 
     def _filesystem(self) -> ExportedFilesystem:
-        found = self._cache.filesystems.get(self.image_id)
+        found = self.cache.filesystems.get(self._key)
         if found is None:
-            tar_path = self._exported_tar()
-            found = self._cache.filesystems[self.image_id] = ExportedFilesystem(tar_path)
+            with self.watch.guard():
+                tar_path = self.filesystems.tar(
+                    self.reference, self.image_id, self.platform, self.engine
+                )
+            found = self.cache.filesystems[self._key] = ExportedFilesystem(tar_path)
         return found
-
-    def _exported_tar(self) -> Path:
-        directory = self._state_dir / "filesystems"
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = self.image_id.replace(":", "-").replace("/", "-")
-        target = directory / f"{name}.tar"
-        with FileLock(str(directory / f"{name}.lock")):
-            if not target.exists():
-                partial = directory / f"{name}.{os.getpid()}.partial"
-                export_filesystem(self.reference, self.platform, self.labels, partial)
-                os.replace(partial, target)
-        return target
 
     def file(self, path: str) -> FileInfo | None:
         return self._filesystem().file(path)
@@ -269,51 +175,73 @@ class EngineImageAccess:
     # --- config ----------------------------------------------------------------------------
 
     def config(self) -> Mapping[str, Any]:
-        found = self._cache.configs.get(self.image_id)
+        found = self.cache.configs.get(self._key)
         if found is None:
-            text = _docker_out(
-                "image",
-                "inspect",
-                "--format",
-                "{{json .Config}}",
-                self.reference,
-                engine=self.engine,
-            )
-            data = json.loads(text)
-            found = self._cache.configs[self.image_id] = data if isinstance(data, dict) else {}
+            from docker.errors import DockerException
+            from requests.exceptions import RequestException
+
+            try:
+                with self.watch.guard():
+                    inspected = self.engine.client.images.get(self.reference).attrs
+            except (DockerException, RequestException, OSError) as exc:
+                raise ImageAccessError(
+                    f"could not inspect {self.reference} ({self.platform.name}): {exc}"
+                ) from None
+            data = inspected.get("Config") if isinstance(inspected, dict) else None
+            found = self.cache.configs[self._key] = data if isinstance(data, dict) else {}
         return found
 
 
-def export_filesystem(
-    reference: str, platform: Platform, labels: Labels, destination: Path
-) -> None:
-    """Write the filesystem of ``reference`` for ``platform`` to ``destination`` as a tar: the
-    export of a created, never started (so never emulated) container, removed afterwards."""
-    args = ["create", "--platform", platform.name, "--pull", "never"]
-    for key, value in labels.as_dict().items():
-        args += ["--label", f"{key}={value}"]
-    args += ["--entrypoint", _NEVER_STARTED, reference]
-    container = ""
-    engine = engine_of(platform)
+def _exec_result(result: RunResult) -> ExecResult:
+    """A one-shot run as a check sees it: a program that could not be started (docker run's
+    126 or 127) has the runtime's own words on stderr, as container-structure-test shows them."""
+    if result.exit_code in START_FAILURE_CODES and result.stderr.startswith(_DAEMON_PREFIX):
+        first = result.stderr.splitlines()[0]
+        problem = _start_problem(first.removeprefix(_DAEMON_PREFIX))
+        return ExecResult(result.exit_code, result.stdout_bytes, problem.encode())
+    return ExecResult(result.exit_code, result.stdout_bytes, result.stderr_bytes)
+
+
+def container_environment(options: RunOptions, env: Mapping[str, str]) -> dict[str, str]:
+    """The variables a step's container gets beyond the image's, as ``docker run`` would set
+    them from the options: ``envFile`` first, then ``envVars`` (names whose value is this
+    process's, left out when it has none), then ``env`` (the check's own, which win)."""
+    merged: dict[str, str] = {}
+    if options.env_file:
+        merged.update(read_env_file(options.env_file))
+    for name in options.env_vars:
+        if name in os.environ:
+            merged[name] = os.environ[name]
+    merged.update(env)
+    return merged
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """``docker run --env-file``'s format: ``NAME=value`` lines (the value taken as written),
+    ``NAME`` alone for this process's value (left out when it has none), ``#`` comments."""
     try:
-        container = _docker_out(*args, engine=engine)
-        _docker_out(
-            "export",
-            "--output",
-            str(destination),
-            container,
-            timeout=_EXPORT_TIMEOUT,
-            engine=engine,
-        )
-    except ImageAccessError as exc:
-        with contextlib.suppress(OSError):
-            destination.unlink()
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ImageAccessError(
-            f"could not read the filesystem of {reference} ({platform.name}): {exc}"
+            f"cannot read the envFile {path!r} of containerRunOptions: {exc}"
         ) from None
-    finally:
-        if container:
-            _docker_quiet("rm", "-f", "-v", container, engine=engine)
+    found: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        name, equals, value = line.partition("=")
+        name = name.lstrip()
+        if not name or any(char.isspace() for char in name):
+            raise ImageAccessError(
+                f"invalid variable {name!r} at line {number} of the envFile {path!r}: a name "
+                "has no white space (write NAME=value)"
+            )
+        if equals:
+            found[name] = value
+        elif name in os.environ:
+            found[name] = os.environ[name]
+    return found
 
 
 class ExportedFilesystem:
@@ -436,21 +364,3 @@ def _start_problem(message: str) -> str:
     found in $PATH``, without the layers of "failed to create task ... runc create failed"."""
     _, marker, tail = message.partition("unable to start container process: ")
     return (tail.removesuffix(": unknown") if marker else message) + "\n"
-
-
-def _docker_out(
-    *args: str, timeout: float = _DOCKER_TIMEOUT, engine: EngineRef | None = None
-) -> str:
-    """Run a docker CLI command (on ``engine``, the platform's; else the default engine); its
-    stdout, stripped. ImageAccessError when it fails."""
-    try:
-        result = run_command(docker(*args, engine=engine), timeout=timeout)
-    except CommandError as exc:
-        raise ImageAccessError(str(exc)) from None
-    return result.stdout.strip()
-
-
-def _docker_quiet(*args: str, engine: EngineRef | None = None) -> None:
-    """Best effort: whatever is left is removed by the run's sweep (containers by label)."""
-    with contextlib.suppress(CommandError):
-        run_command(docker(*args, engine=engine), timeout=_DOCKER_TIMEOUT, check=False)

@@ -1,0 +1,451 @@
+"""One-shot containers: a command run in a fresh, labelled container of an image for a platform,
+over the engine's API, and the container removed (what ``docker run --rm --pull never`` does).
+The ``run`` fixture, the runtime's ``uname -m`` probe and the structure tests' commands all run
+here, so each gets the same exit codes (pytest_multiarch.engine.probe), the same message for an
+emulator that went away (on this host or on a remote engine), the run's labels and the removal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.engine.api import EngineApi
+from pytest_multiarch.engine.labels import CALL_LABEL, Labels
+from pytest_multiarch.engine.probe import (
+    DOCKER_FAILURE,
+    UNAME_ARGS,
+    UNAME_ENTRYPOINT,
+    refused_start_code,
+)
+from pytest_multiarch.engine.probe import probe_uname as read_uname
+from pytest_multiarch.runtime.containers import WrongArchitecture
+from pytest_multiarch.runtime.transfer import (
+    Content,
+    checked_paths,
+    file_archive,
+    get_files,
+    put_files,
+)
+
+
+class RunTimeout(MultiarchError):
+    """A ``run(...)`` command did not finish within its (emulation-scaled) time limit; its
+    container has been removed. Public as ``harness.RunTimeout``."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a one-shot container did. The output is kept as the command wrote it
+    (``stdout_bytes``, ``stderr_bytes``); ``stdout`` and ``stderr`` are the same decoded as
+    UTF-8 with undecodable bytes replaced by U+FFFD, so binary output is never lost.
+    ``files``: what ``run(..., collect=[...])`` took out of the container (path -> content; a
+    path the command did not leave behind is absent: ``file(path)`` says so)."""
+
+    exit_code: int
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+    files: Mapping[str, bytes] = field(default_factory=dict)
+
+    def file(self, path: str) -> bytes:
+        """The collected file at ``path``; FileNotCollected (with the exit code and the end of
+        stderr) when the command did not leave it behind."""
+        if path in self.files:
+            return self.files[path]
+        from pytest_multiarch.runtime.transfer import FileNotCollected
+
+        asked = ", ".join(self.files) or "nothing"
+        raise FileNotCollected(
+            f"{path} was not collected: the command (exit {self.exit_code}) did not leave it "
+            f"behind (collected: {asked}); end of stderr: {self.stderr[-300:].strip()!r}"
+        )
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_bytes.decode("utf-8", errors="replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """How a one-shot container is started beyond its command, as ``docker run``'s
+    ``--privileged``, ``--tty``, ``--cap-add`` and ``--volume`` (the structure tests'
+    ``containerRunOptions``). With ``tty`` the output is one stream: all of it is stdout."""
+
+    privileged: bool = False
+    tty: bool = False
+    capabilities: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
+
+
+def probe_uname(
+    reference: str,
+    platform: Platform,
+    labels: Labels,
+    timeout: float,
+    engine: EngineApi | None = None,
+) -> str | None:
+    """What ``uname -m`` prints in a fresh container of ``reference``; None when the image has no
+    ``uname`` to ask (a scratch image, say). (pytest_multiarch.engine.probe.probe_uname)"""
+
+    def run() -> RunResult:
+        return run_once(
+            reference,
+            platform,
+            list(UNAME_ARGS),
+            labels,
+            timeout=timeout,
+            entrypoint=UNAME_ENTRYPOINT,
+            check_arch=False,
+            engine=engine,
+        )
+
+    return read_uname(run, f"{reference} ({platform.name})")
+
+
+def run_once(
+    reference: str,
+    platform: Platform,
+    command: Sequence[str],
+    labels: Labels,
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    stdin: str | bytes | None = None,
+    entrypoint: str | None = None,
+    user: str | None = None,
+    workdir: str | None = None,
+    check_arch: bool = True,
+    engine: EngineApi | None = None,
+    files: Mapping[str, Content] | None = None,
+    collect: Sequence[str] = (),
+    host: HostOptions | None = None,
+) -> RunResult:
+    """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
+    ``stdin`` is sent as is (bytes) or UTF-8 encoded (str). ``files`` (path -> bytes or host
+    file) are put into the container before it starts; ``collect`` paths are taken out after
+    it ends, into the result's ``files`` (pytest_multiarch.runtime.transfer).
+
+    What ``docker run --rm --pull never`` does, over the engine's API (``engine``: the
+    process's connection; a temporary one when None): create the labelled container, attach to
+    its output, start it, feed stdin, wait. The removal is handed to ``engine``'s background
+    thread, off the test's critical path. A start the engine refuses gives the exit codes of
+    ``docker run`` (127: command not found, 126: not executable). ``host``: further options
+    of the container (:class:`HostOptions`)."""
+    __tracebackhide__ = True
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    # Checked before any container exists: a bad path or value is the caller's error.
+    archive = file_archive(files, "run(files=...)") if files else None
+    wanted = checked_paths(collect, "run(collect=...)")
+    connection = engine or EngineApi()
+    try:
+        container = _Container(
+            reference, platform, command, labels, env, entrypoint, user, workdir, host
+        )
+        ran = _run_attached(
+            connection, container, timeout=timeout, stdin=data, archive=archive, collect=wanted
+        )
+    finally:
+        if engine is None:
+            connection.close()
+    return _result(ran, reference, platform, check_arch, connection.environment)
+
+
+def run_step(
+    reference: str,
+    platform: Platform,
+    command: Sequence[str],
+    labels: Labels,
+    *,
+    engine: EngineApi,
+    timeout: float,
+    commit: bool,
+    env: Mapping[str, str] | None = None,
+    entrypoint: str | None = None,
+    user: str | None = None,
+    host: HostOptions | None = None,
+) -> tuple[RunResult, str]:
+    """One step of a sequence whose steps each see the files the ones before left (the
+    structure tests' setup, command and teardown, as container-structure-test's docker driver
+    runs them): :func:`run_once`, then with ``commit`` the container's filesystem committed to
+    an image whose id is returned ("" without), for the next step to run from. The container is
+    removed before this returns, so that the image can be removed (:func:`remove_image`)."""
+    __tracebackhide__ = True
+    container = _Container(reference, platform, command, labels, env, entrypoint, user, None, host)
+    ran = _run_attached(engine, container, timeout=timeout, stdin=None, commit=commit)
+    return _result(ran, reference, platform, True, engine.environment), ran.image
+
+
+def remove_image(engine: EngineApi, image: str) -> None:
+    """Best effort: remove ``image`` (one :func:`run_step` committed)."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    with contextlib.suppress(DockerException, RequestException, OSError):
+        engine.client.api.remove_image(image, force=True)
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """How one container run ended, before the exit is read (internal)."""
+
+    code: int
+    out: bytes
+    err: bytes
+    collected: Mapping[str, bytes] = field(default_factory=dict)
+    image: str = ""  # committed
+
+
+def _result(
+    ran: _Ran,
+    reference: str,
+    platform: Platform,
+    check_arch: bool,
+    environment: Mapping[str, str] | None,
+) -> RunResult:
+    """The RunResult of ``ran``; raises for docker's own failure (exit 125 with docker's
+    message) and, with ``check_arch``, for a program the kernel could not execute."""
+    __tracebackhide__ = True
+    stderr_text = ran.err.decode("utf-8", errors="replace")
+    if ran.code == DOCKER_FAILURE and stderr_text.startswith("docker:"):
+        raise MultiarchError(f"docker could not run {reference} for {platform.name}: {stderr_text}")
+    if check_arch and "exec format error" in stderr_text:
+        raise WrongArchitecture(_exec_format_error(reference, platform, environment))
+    return RunResult(ran.code, ran.out, ran.err, dict(ran.collected))
+
+
+def _exec_format_error(
+    reference: str, platform: Platform, environment: Mapping[str, str] | None = None
+) -> str:
+    """Why the kernel could not execute the container's program: usually an emulator that was
+    there when the run began and has since gone (disabled, unregistered, binfmt_misc unmounted).
+    ``environment``: the SDK environment of the engine it ran on (None: the default engine);
+    on another machine, this host's binfmt_misc says nothing about it."""
+    from pytest_multiarch.core.emulation import check_emulator
+    from pytest_multiarch.engine.endpoints import host_is_local
+
+    what = f"{reference} ({platform.name}) failed with 'exec format error'"
+    host = (environment or {}).get("DOCKER_HOST", "")
+    if host and not host_is_local(host):
+        return (
+            f"{what} on the engine at {host}: no working emulator for {platform.name} on that "
+            "machine (its binfmt_misc handlers cannot be seen from here); register QEMU's "
+            "handlers there, or map this platform to an engine that runs it"
+        )
+    status = check_emulator(platform, ask_version=False)
+    if not status.usable:
+        return (
+            f"{what}: {status.problem}, though it worked when the run began (it was disabled or "
+            f"removed since); remedy: {status.remedy}"
+        )
+    return f"{what}: no working emulator for this platform (`multiarch doctor`)"
+
+
+class _Expired(Exception):
+    """The deadline of a one-shot container passed (internal to this module)."""
+
+
+class _Duplex(Protocol):
+    """The socket of an attach: a plain or TLS socket, or an SSH channel."""
+
+    def recv(self, size: int, /) -> bytes: ...
+    def sendall(self, data: bytes, /) -> None: ...
+    def settimeout(self, seconds: float | None, /) -> None: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
+def _daemon_error(explanation: str) -> bytes:
+    """The engine's error as ``docker run`` prints it."""
+    return f"docker: Error response from daemon: {explanation}\n".encode()
+
+
+def _start_refused(explanation: str) -> tuple[int, bytes, bytes]:
+    """What ``docker run`` reports when the engine refuses to start the container: its exit
+    code (pytest_multiarch.engine.probe.refused_start_code) and the daemon's error."""
+    return refused_start_code(explanation), b"", _daemon_error(explanation)
+
+
+@dataclass(frozen=True)
+class _Container:
+    """What one one-shot container is (internal): ``run_once``'s arguments of that name."""
+
+    reference: str
+    platform: Platform
+    command: Sequence[str]
+    labels: Labels
+    env: Mapping[str, str] | None
+    entrypoint: str | None
+    user: str | None
+    workdir: str | None
+    host: HostOptions | None
+
+
+def _run_attached(
+    engine: EngineApi,
+    container: _Container,
+    *,
+    timeout: float,
+    stdin: bytes | None,
+    archive: bytes | None = None,
+    collect: Sequence[str] = (),
+    commit: bool = False,
+) -> _Ran:
+    """How one container run as ``run_once`` describes ended; files of ``archive`` put in
+    before the start, ``collect`` paths read after. With ``commit`` (:func:`run_step`), the
+    ended container is committed to an image and removed at once, not in the background."""
+    __tracebackhide__ = True
+    from docker.errors import APIError, DockerException
+    from requests.exceptions import RequestException
+
+    reference, platform, command = container.reference, container.platform, container.command
+    entrypoint, env = container.entrypoint, container.env or {}
+    host = container.host or HostOptions()
+    deadline = time.monotonic() + timeout
+    what = f"{reference} ({platform.name})"
+    try:
+        api = engine.client.api
+        created = api.create_container(
+            reference,
+            command=list(command) or None,
+            # --entrypoint X is a one-element entrypoint; "" resets the image's (as the CLI).
+            entrypoint=None if entrypoint is None else [entrypoint],
+            user=container.user or None,
+            working_dir=container.workdir or None,
+            environment=[f"{key}={value}" for key, value in env.items()] or None,
+            labels={**container.labels.as_dict(), CALL_LABEL: uuid.uuid4().hex},
+            platform=platform.name,
+            # Attached and not detached, stdin_open also sets StdinOnce: closing our sending
+            # half ends the command's input, as with docker run --interactive.
+            stdin_open=stdin is not None,
+            tty=host.tty,
+            host_config=api.create_host_config(
+                privileged=host.privileged,
+                cap_add=list(host.capabilities) or None,
+                binds=list(host.binds) or None,
+            ),
+        )
+    except APIError as exc:  # no such image, or not of this platform: docker run's exit 125
+        return _Ran(DOCKER_FAILURE, b"", _daemon_error(exc.explanation or str(exc)))
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+    container_id = str(created["Id"])
+    try:
+        if archive is not None:
+            put_files(api, container_id, archive, what)
+        # Attached before the start, as docker run does: no output can be missed.
+        attached = api.attach_socket(
+            container_id,
+            params={"stdin": int(stdin is not None), "stdout": 1, "stderr": 1, "stream": 1},
+        )
+        duplex: _Duplex = getattr(attached, "_sock", attached)
+        try:
+            try:
+                api.start(container_id)
+            except APIError as exc:
+                return _Ran(*_start_refused(exc.explanation or str(exc)))
+            if stdin is not None:
+                threading.Thread(
+                    target=_feed, args=(duplex, stdin), name="multiarch-stdin", daemon=True
+                ).start()
+            out, err = _read_frames(duplex, deadline, raw=host.tty)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Expired
+            try:
+                status = api.wait(container_id, timeout=math.ceil(remaining))
+            except RequestException as exc:  # a read timeout, or the engine went away
+                if time.monotonic() >= deadline:
+                    raise _Expired from None
+                raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+            collected = get_files(api, container_id, collect) if collect else {}
+            if not out and not err:
+                # Seen under load: an attach stream that ended with no frame although the
+                # command printed (a probe read machine ''). The exited container's log has
+                # its output; the attach stream stays the source otherwise, because the log
+                # driver stores text and would mangle binary output.
+                out = api.logs(container_id, stdout=True, stderr=False)
+                err = api.logs(container_id, stdout=False, stderr=True)
+            image = str(api.commit(container_id)["Id"]) if commit else ""
+            return _Ran(int(status.get("StatusCode", -1)), out, err, collected, image)
+        finally:
+            with contextlib.suppress(OSError):
+                duplex.close()
+    except _Expired:
+        # Removed at once, not later: a command that overran must not keep running.
+        with contextlib.suppress(DockerException, RequestException, OSError):
+            api.remove_container(container_id, v=True, force=True)
+        container_id = ""
+        raise RunTimeout(
+            f"one-shot container of {what} did not finish within {timeout:g}s "
+            f"(the limit is scaled for emulated platforms); command: {list(command)}"
+        ) from None
+    except (DockerException, RequestException, OSError) as exc:
+        raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+    finally:
+        if container_id and commit:
+            # The next step's image: removing it must not wait for this container's removal.
+            with contextlib.suppress(DockerException, RequestException, OSError):
+                api.remove_container(container_id, v=True, force=True)
+        elif container_id:
+            engine.remove_later(container_id)
+
+
+def _feed(duplex: _Duplex, data: bytes) -> None:
+    """Send stdin, then close the sending half: the command sees the end of its input."""
+    # A command that exits without reading all of it closes the connection: not an error.
+    with contextlib.suppress(OSError):
+        duplex.sendall(data)
+        duplex.shutdown(socket.SHUT_WR)
+
+
+_FRAME_HEADER = struct.Struct(">BxxxL")
+
+
+def _read_frames(duplex: _Duplex, deadline: float, *, raw: bool = False) -> tuple[bytes, bytes]:
+    """stdout and stderr of an attach stream (frames of an 8-byte header: stream, size), read
+    until the container closes it; ``raw`` (a container with a TTY): one unframed stream, all
+    of it stdout. Raises _Expired when ``deadline`` passes first."""
+    streams = {1: bytearray(), 2: bytearray()}
+    pending = bytearray()
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Expired
+        duplex.settimeout(remaining)
+        try:
+            chunk = duplex.recv(256 * 1024)
+        except TimeoutError:
+            raise _Expired from None
+        if not chunk:
+            break
+        if raw:
+            streams[1] += chunk
+            continue
+        pending += chunk
+        while len(pending) >= _FRAME_HEADER.size:
+            stream, size = _FRAME_HEADER.unpack_from(pending)
+            end = _FRAME_HEADER.size + size
+            if len(pending) < end:
+                break
+            if stream in streams:
+                streams[stream] += pending[_FRAME_HEADER.size : end]
+            del pending[:end]
+    return bytes(streams[1]), bytes(streams[2])
