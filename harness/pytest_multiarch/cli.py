@@ -192,17 +192,30 @@ def cmd_summary(args: argparse.Namespace) -> int:
         from pytest_multiarch.reports.summary import markdown
 
         print(markdown(merged))
+    if merged.interrupted:
+        print(
+            "multiarch: a session of these reports was interrupted: its results are incomplete",
+            file=sys.stderr,
+        )
+    elif not merged.tests:
+        print("multiarch: no test ran in these reports", file=sys.stderr)
+        return 1
     return 1 if merged.failed else 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     from pytest_multiarch.model.records import RunReport
-    from pytest_multiarch.publish.push import parse_destination, publish_report
+    from pytest_multiarch.publish.push import (
+        parse_destination,
+        publish_report,
+        refuse_unfinished,
+    )
     from pytest_multiarch.reports.summary import format_publications
 
     destination = parse_destination(args.to, args.tag, source="--to")
     path = Path(args.report)
     report = RunReport.read(path)
+    refuse_unfinished(report, str(path))
     if not report.images:
         print(
             f"multiarch: error: {path} names no tested image (write it with "

@@ -57,9 +57,12 @@ from pytest_multiarch.run.state import (
 )
 from pytest_multiarch.run.timeouts import (
     configured_pytest_timeout,
+    explain_timeout,
     platform_timeout,
     scale_timeout,
     set_timeout,
+    timer_armed,
+    timer_cancelled,
 )
 
 if TYPE_CHECKING:  # the Docker side is imported only when used
@@ -178,16 +181,11 @@ def _start_shown(
     """A started, verified container; shown in the live progress while it takes long (an
     emulated service can take a while to become ready). ``ahead``: the start begun for this test
     while the one before ran, if there is one (pytest_multiarch.runtime.prestart)."""
-    from pytest_multiarch.runtime.session import start_verified
+    from pytest_multiarch.runtime.services import readiness, start_verified
 
-    wait = image.spec.wait
-    ready = {
-        "log": f"for log line {wait.log!r}",
-        "http": f"for HTTP {wait.http} on port {wait.port}",
-        "port": f"for port {wait.port}",
-    }.get(wait.kind, "")
+    waits = [strategy.describe() for strategy in readiness(image.spec.wait)]
     with _progress_board(runtime.settings.run_id).waiting(
-        image.name, platform, f"container start {ready}".rstrip()
+        image.name, platform, " ".join(["container start", *filter(None, waits)])
     ):
         return ahead.result() if ahead is not None else start_verified(image, platform, runtime)
 
@@ -336,7 +334,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if plat is None:
             if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
                 # A test that reaches every platform is as slow as the slowest of them.
-                scale_timeout(item, max(settings.factor(p) for p in settings.platforms), timeouts)
+                slowest = max(settings.platforms, key=settings.factor)
+                scale_timeout(item, settings.factor(slowest), timeouts, slowest.name)
             continue
         # The image name is a keyword of its items: `-k service` selects that image's tests.
         image_marker = item.get_closest_marker("image")
@@ -350,9 +349,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 "pytest-timeout is not installed (pip install pytest-timeout)"
             )
         if own_limit is not None:
-            set_timeout(item, own_limit)
+            set_timeout(item, own_limit, f"@pytest.mark.platform_timeout on {plat.name}")
         elif timeouts is not None:
-            scale_timeout(item, settings.factor(plat), timeouts)
+            scale_timeout(item, settings.factor(plat), timeouts, plat.name)
 
 
 def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Platform) -> None:
@@ -444,8 +443,8 @@ def _started_container(
     (unless kept, or its engine is gone: then the end-of-run sweep or the next run takes it).
     ``prestarted``: the node is a test whose container may have been started ahead, and whose
     next test's container is started while this one starts and runs."""
-    from pytest_multiarch.runtime.containers import stop_container
     from pytest_multiarch.runtime.prestart import PrestartKey
+    from pytest_multiarch.runtime.services import stop_container
 
     runtime = runtime_of(request.config)
     ahead = None
@@ -622,7 +621,7 @@ def _prestart_next(item: pytest.Item) -> None:
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
     from pytest_multiarch.runtime.prestart import PrestartKey
-    from pytest_multiarch.runtime.session import start_verified
+    from pytest_multiarch.runtime.services import start_verified
 
     runtime = runtime_of(item.config)
     with contextlib.suppress(MultiarchError, OSError):
@@ -687,6 +686,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         item.user_properties[:] = [*properties, *(("emulator_fault_retried", f) for f in faults)]
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> None:
+    """pytest-timeout arms a test's timer: noted, so that a build wait can pause it (it arms the
+    timer itself: this returns None)."""
+    timer_armed(item, settings)
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> None:
+    timer_cancelled(item)
 
 
 def _fault_of(reports: list[pytest.TestReport]) -> str:
@@ -768,7 +779,7 @@ def pytest_runtest_makereport(
             properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
     runtime = item.config.stash.get(RUNTIME_KEY, None)
     if report.failed and runtime is not None:
-        from pytest_multiarch.runtime.containers import container_logs
+        from pytest_multiarch.runtime.services import container_logs
 
         platforms = {p.short: p for p in runtime.settings.platforms}
         for short, started in [c for s in (state, *shared) for c in s.containers]:
@@ -796,6 +807,7 @@ def pytest_runtest_makereport(
                     "--emulator-fault-retries N runs such tests again.",
                 )
             )
+    explain_timeout(report, item)
     secrets = item.config.stash.get(SECRETS_KEY, [])
     _redact_report(report, secrets)
     facts.commands = [redact_values(command, secrets) for command in facts.commands]

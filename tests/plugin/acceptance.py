@@ -9,19 +9,58 @@ import re
 import shutil
 import subprocess
 import textwrap
+import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 RUN_LABEL = "pytest-multiarch.run"
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
 def needs_docker(docker_engine: None) -> None:
     """Every acceptance test runs real inner sessions against the real engine."""
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float,
+    what: str,
+    *,
+    interval: float = 0.1,
+    context: Callable[[], str] = lambda: "",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; fail the test,
+    naming ``what`` (and ``context()``, e.g. the inner session's output), once ``timeout``
+    seconds have passed. The one way this suite waits for an event: never a bare sleep."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = predicate()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            told = context()
+            pytest.fail(
+                f"timed out after {timeout:g}s waiting for {what}" + (f":\n{told}" if told else "")
+            )
+        time.sleep(interval)
+
+
+def docker_cli(
+    engine: str | None, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``docker [--host ENGINE] ARGS``: an independent look at an engine (None: the default)."""
+    flags = ["--host", engine] if engine else []
+    return subprocess.run(
+        ["docker", *flags, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def containers_of_run(run_id: str, *, all_states: bool = True) -> list[str]:
@@ -32,12 +71,32 @@ def containers_of_run(run_id: str, *, all_states: bool = True) -> list[str]:
     return result.stdout.split()
 
 
+SDK_SPY = """
+    # Loaded through PYTEST_PLUGINS by every process of the inner session (xdist workers too):
+    # logs each HTTP request the docker SDK sends, as the shim logs each docker CLI call.
+    import docker.api.client
+
+    _send = docker.api.client.APIClient.send
+
+
+    def _logged(self, request, **kwargs):
+        with open(__LOG__, "a") as log:
+            log.write(f"{request.method} {request.url}\\n")
+        return _send(self, request, **kwargs)
+
+
+    docker.api.client.APIClient.send = _logged
+"""
+
+
 @dataclass
 class Project:
-    """A directory with images/ and tests, plus a docker CLI shim that logs every call."""
+    """A directory with images/ and tests, plus a docker CLI shim that logs every call (and,
+    after :meth:`watch_sdk`, a log of every docker SDK request)."""
 
     pytester: pytest.Pytester
     docker_log: Path
+    monkeypatch: pytest.MonkeyPatch
 
     @property
     def path(self) -> Path:
@@ -68,6 +127,29 @@ class Project:
             return []
         return self.docker_log.read_text().splitlines()
 
+    @property
+    def sdk_log(self) -> Path:
+        return self.path / "sdk-requests.log"
+
+    def watch_sdk(self) -> None:
+        """Log every request the docker SDK sends in the inner sessions' processes."""
+        spy = self.path / "sdk-spy"
+        spy.mkdir(exist_ok=True)
+        source = textwrap.dedent(SDK_SPY).replace("__LOG__", repr(str(self.sdk_log)))
+        (spy / "multiarch_sdk_spy.py").write_text(source)
+        path = os.pathsep.join(p for p in (str(spy), os.environ.get("PYTHONPATH", "")) if p)
+        self.monkeypatch.setenv("PYTHONPATH", path)
+        self.monkeypatch.setenv("PYTEST_PLUGINS", "multiarch_sdk_spy")
+
+    def sdk_requests(self) -> list[str]:
+        if not self.sdk_log.exists():
+            return []
+        return self.sdk_log.read_text().splitlines()
+
+    def engine_calls(self) -> list[str]:
+        """Every docker CLI call, and every docker SDK request once :meth:`watch_sdk` ran."""
+        return self.docker_calls() + self.sdk_requests()
+
     def builds(self) -> list[str]:
         return [call for call in self.docker_calls() if call.startswith("buildx build")]
 
@@ -84,7 +166,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Proje
     shim.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec "{real}" "$@"\n')
     shim.chmod(0o755)
     monkeypatch.setenv("MULTIARCH_DOCKER", str(shim))
-    return Project(pytester, log)
+    return Project(pytester, log, monkeypatch)
 
 
 def assert_outcome(result: pytest.RunResult, test_id: str, outcome: str) -> None:
@@ -109,3 +191,27 @@ BUSYBOX_IMAGE = """
     RUN echo "$TARGETPLATFORM" > /built-for && echo "$TARGETARCH" > /target-arch
     CMD ["sh", "-c", "echo ready; exec sleep 600"]
 """
+
+
+INDEX_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+
+
+def manifest(address: str, repository: str, reference: str) -> tuple[str, dict[str, Any]] | None:
+    """A registry's manifest (or index) and its digest, read over its HTTP API; None if absent."""
+    request = urllib.request.Request(
+        f"http://{address}/v2/{repository}/manifests/{reference}", headers={"Accept": INDEX_TYPES}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.headers["Docker-Content-Digest"], json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return None
+        raise

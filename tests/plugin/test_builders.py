@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, read_json
-from test_engines import _docker, e12, second_engine
-from test_publish import manifest, registry
+from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, manifest, read_json
+from pytest_multiarch.provision.engines import EngineLayout
 
 CONTEXT = "e12-ctx"
 TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'
-__all__ = ["e12", "registry", "second_engine"]  # fixtures of test_engines and test_publish
 
 TESTS = """
     import pytest
@@ -40,7 +38,7 @@ def _private_config(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
     is a system CLI plugin, so the docker CLI still finds it."""
     config = project.path / "docker-config"
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    version = _docker(None, "buildx", "version")
+    version = docker_cli(None, "buildx", "version")
     assert version.returncode == 0, f"buildx not found with DOCKER_CONFIG={config}: {version}"
     return config
 
@@ -48,9 +46,9 @@ def _private_config(project: Project, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _e12_builder(project: Project, monkeypatch: pytest.MonkeyPatch, e12: str) -> None:
     """A Docker context for e12: buildx lists it as a builder of driver docker."""
     _private_config(project, monkeypatch)
-    made = _docker(None, "context", "create", CONTEXT, "--docker", f"host={e12}")
+    made = docker_cli(None, "context", "create", CONTEXT, "--docker", f"host={e12}")
     assert made.returncode == 0, made.stderr
-    listed = _docker(None, "buildx", "ls")
+    listed = docker_cli(None, "buildx", "ls")
     assert listed.returncode == 0, listed.stderr
     assert any(line.split()[:2] == [CONTEXT, "docker"] for line in listed.stdout.splitlines()), (
         listed.stdout
@@ -58,7 +56,7 @@ def _e12_builder(project: Project, monkeypatch: pytest.MonkeyPatch, e12: str) ->
 
 
 def _image_events(engine: str, since: float) -> list[dict[str, Any]]:
-    events = _docker(
+    events = docker_cli(
         engine,
         "events",
         "--since",
@@ -75,7 +73,8 @@ def _image_events(engine: str, since: float) -> list[dict[str, Any]]:
 
 
 def _platform_of(engine: str | None, reference: str) -> str:
-    found = _docker(engine, "image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", reference)
+    platform = "{{.Os}}/{{.Architecture}}"
+    found = docker_cli(engine, "image", "inspect", "--format", platform, reference)
     return found.stdout.strip() if found.returncode == 0 else ""
 
 
@@ -88,8 +87,9 @@ def _builds(project: Project, platform: str) -> list[str]:
 
 
 def test_another_engines_builder_builds_and_the_image_moves_to_the_running_engine(
-    project: Project, e12: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, second_engine: EngineLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    e12 = second_engine.docker_host
     _e12_builder(project, monkeypatch, e12)
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(TESTS)
@@ -145,8 +145,9 @@ def test_another_engines_builder_builds_and_the_image_moves_to_the_running_engin
 
 
 def test_a_builder_with_a_registry_pushes_and_the_running_engine_pulls(
-    project: Project, e12: str, registry: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, second_engine: EngineLayout, registry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    e12 = second_engine.docker_host
     _e12_builder(project, monkeypatch, e12)
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(TESTS)
@@ -210,7 +211,7 @@ def test_a_builder_that_cannot_load_and_has_no_registry_is_refused_with_the_fix(
 ) -> None:
     # A remote-driver builder is only a record until it is used: nothing needs to listen.
     _private_config(project, monkeypatch)
-    made = _docker(
+    made = docker_cli(
         None, "buildx", "create", "--driver", "remote", "--name", "remote-x", "tcp://127.0.0.1:9"
     )
     assert made.returncode == 0, made.stderr
@@ -227,11 +228,12 @@ def test_a_builder_that_cannot_load_and_has_no_registry_is_refused_with_the_fix(
 
 
 def test_the_current_docker_context_is_the_default_engine_for_every_engine_call(
-    project: Project, e12: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, second_engine: EngineLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``docker context use e12-ctx`` (here: DOCKER_CONTEXT): the docker CLI talks to e12, and
     so must everything the run does through the SDK (image lookups, ``run``, cleanup), or the
     image is built on one engine and looked for on another."""
+    e12 = second_engine.docker_host
     _e12_builder(project, monkeypatch, e12)
     monkeypatch.setenv("DOCKER_CONTEXT", CONTEXT)
     project.image("box", BUSYBOX_IMAGE, TOML)
@@ -248,7 +250,7 @@ def test_the_current_docker_context_is_the_default_engine_for_every_engine_call(
     builds = [call for call in project.docker_calls() if "buildx build" in call]
     assert len(builds) == 2
     assert all(call.startswith(f"--context {CONTEXT} buildx build ") for call in builds), builds
-    started = _docker(
+    started = docker_cli(
         e12, "events", "--since", f"{since:.0f}", "--until", f"{time.time() + 1:.0f}",
         "--filter", "type=container", "--filter", "event=start", "--format", "{{json .}}",
     )  # fmt: skip
@@ -265,7 +267,7 @@ def test_a_builder_whose_engine_is_down_fails_only_its_platforms_tests(
     _private_config(project, monkeypatch)
     # A socket path nobody listens on (short: unix socket paths have a length limit).
     dead = f"unix:///tmp/multiarch-down-{uuid.uuid4().hex[:8]}.sock"
-    made = _docker(None, "context", "create", "down-ctx", "--docker", f"host={dead}")
+    made = docker_cli(None, "context", "create", "down-ctx", "--docker", f"host={dead}")
     assert made.returncode == 0, made.stderr
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(TESTS)

@@ -7,13 +7,12 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from acceptance import Project
+from acceptance import Project, wait_until
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
 pytestmark = pytest.mark.usefixtures("binfmt_lock")
@@ -80,8 +79,8 @@ def classic_engine(
     host = f"unix://{socket_path}"
     env = {**os.environ, "DOCKER_HOST": host}
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def answering() -> subprocess.CompletedProcess[str] | None:
             info = subprocess.run(
                 ["docker", "info", "--format", "{{json .DriverStatus}}"],
                 capture_output=True,
@@ -89,11 +88,17 @@ def classic_engine(
                 env=env,
                 check=False,
             )
-            if info.returncode == 0:
-                break
-            if daemon.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"classic dockerd did not start: {(root / 'dockerd.log').read_text()}")
-            time.sleep(0.5)
+            if info.returncode != 0 and daemon.poll() is not None:
+                pytest.fail(f"classic dockerd exited: {(root / 'dockerd.log').read_text()}")
+            return info if info.returncode == 0 else None
+
+        info = wait_until(
+            answering,
+            60,
+            "the classic dockerd to answer",
+            interval=0.5,
+            context=(root / "dockerd.log").read_text,
+        )
         assert "snapshotter" not in info.stdout, "expected the classic image store"
         yield host
     finally:

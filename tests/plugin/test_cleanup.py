@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, containers_of_run
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, wait_until
 
 SLOW_TEST = """
     import time
@@ -51,13 +50,12 @@ def _start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[
 
 
 def _wait_for_containers(run_id: str, timeout: float = 120) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = containers_of_run(run_id, all_states=False)
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"no container of run {run_id} appeared within {timeout}s")
+    return wait_until(
+        lambda: containers_of_run(run_id, all_states=False),
+        timeout,
+        f"a running container of run {run_id}",
+        interval=0.3,
+    )
 
 
 def test_failing_run_leaves_nothing(project: Project) -> None:

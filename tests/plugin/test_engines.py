@@ -12,74 +12,17 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, read_json
-from filelock import FileLock
-from test_publish import registry
+from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, read_json, wait_until
+from pytest_multiarch.provision.engines import EngineLayout
 
-ENGINE = "e12"
-SOCKET = f"unix:///run/pytest-multiarch/{ENGINE}/docker.sock"
-PID_FILE = Path(f"/run/pytest-multiarch/{ENGINE}/docker.pid")
-MULTIARCH = str(Path(sys.executable).with_name("multiarch"))
 RUN_LABEL = "pytest-multiarch.run"
-# Shared by the xdist workers of the outer session: which of them still use the engine.
-USERS = Path(tempfile.gettempdir()) / f"pytest-multiarch-tests-{ENGINE}"
 TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'
-__all__ = ["registry"]  # a fixture of test_publish, used here too
-
-
-def _multiarch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [MULTIARCH, *args], capture_output=True, text=True, timeout=300, check=False
-    )
-
-
-def _engine_up(unavailable: Callable[[str], NoReturn]) -> None:
-    up = _multiarch("host", "engine", "up", ENGINE)
-    if up.returncode != 0:
-        unavailable(f"`multiarch host engine up {ENGINE}` failed:\n{up.stdout}{up.stderr}")
-
-
-@pytest.fixture(scope="session")
-def second_engine(root_host: None, unavailable: Callable[[str], NoReturn]) -> Iterator[str]:
-    """The second engine, up for the session, down after its last user (xdist workers count)."""
-    USERS.mkdir(exist_ok=True)
-    me = USERS / str(os.getpid())
-    with FileLock(str(USERS) + ".lock"):
-        _engine_up(unavailable)
-        me.touch()
-    yield SOCKET
-    with FileLock(str(USERS) + ".lock"):
-        me.unlink(missing_ok=True)
-        for user in USERS.iterdir():  # a worker that was killed never said goodbye
-            if not Path(f"/proc/{user.name}").exists():
-                user.unlink(missing_ok=True)
-        if not any(USERS.iterdir()):
-            _multiarch("host", "engine", "down", ENGINE)
-
-
-@pytest.fixture
-def e12(second_engine: str, unavailable: Callable[[str], NoReturn]) -> Iterator[str]:
-    """The second engine for one test at a time (one of them kills it), up when it starts."""
-    with FileLock(str(USERS) + ".test.lock"):
-        _engine_up(unavailable)  # again: a test before may have killed it
-        yield second_engine
-
-
-def _docker(
-    engine: str | None, *args: str, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    flags = ["--host", engine] if engine else []
-    return subprocess.run(
-        ["docker", *flags, *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 def _inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
@@ -113,16 +56,22 @@ def _finish(project: Project, proc: subprocess.Popen[str], timeout: float = 600)
     return (project.path / "inner.log").read_text()
 
 
-def _running_images(engine: str | None, run_id: str) -> set[str]:
-    listed = _docker(
-        engine, "ps", "--filter", f"label={RUN_LABEL}={run_id}", "--format", "{{.Image}}"
+def _running(engine: str | None, run_id: str) -> dict[str, str]:
+    """Short id -> image of every running container of run ``run_id`` on ``engine``."""
+    listed = docker_cli(
+        engine,
+        "ps",
+        "--filter",
+        f"label={RUN_LABEL}={run_id}",
+        "--format",
+        "{{.ID}} {{.Image}}",
     )
-    return set(listed.stdout.split())
+    return dict(line.split(" ", 1) for line in listed.stdout.splitlines() if line)
 
 
 def _created_images(engine: str | None, run_id: str, since: float) -> list[str]:
     """The image of every container of run ``run_id`` created on ``engine`` since ``since``."""
-    events = _docker(
+    events = docker_cli(
         engine,
         "events",
         "--since",
@@ -148,7 +97,11 @@ def _created_images(engine: str | None, run_id: str, since: float) -> list[str]:
 
 PLACEMENT_TESTS = """
     import time
+    from pathlib import Path
+
     import pytest
+
+    LISTED = Path(__file__).with_name("listed-ids")
 
     pytestmark = pytest.mark.image("box")
 
@@ -158,7 +111,12 @@ PLACEMENT_TESTS = """
     def test_container(container, platform):
         out = container.exec(["cat", "/built-for"]).output.decode().strip()
         assert out == platform.name
-        time.sleep(2)  # the outer test lists the engines' containers meanwhile
+        # Held until the outer test (one that lists containers) has listed this one.
+        mine = container.get_wrapped_container().id
+        deadline = time.monotonic() + 120
+        while LISTED.exists() and not any(mine.startswith(s) for s in LISTED.read_text().split()):
+            assert time.monotonic() < deadline, "the outer test never listed this container"
+            time.sleep(0.1)
 
     def test_where(platform):
         print(f"PLATFORM {platform.short} engine={platform.engine!r} emulated={platform.emulated}")
@@ -166,13 +124,14 @@ PLACEMENT_TESTS = """
 
 
 def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
-    project: Project, e12: str, monkeypatch: pytest.MonkeyPatch
+    project: Project, second_engine: EngineLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    e12 = second_engine.docker_host
     # Mapped through a Docker context (in a private docker config): the docker CLI and buildx
     # get --context, the docker SDK and testcontainers the context's endpoint.
     config = project.path / "docker-config"
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
-    made = _docker(None, "context", "create", "e12ctx", "--docker", f"host={e12}")
+    made = docker_cli(None, "context", "create", "e12ctx", "--docker", f"host={e12}")
     assert made.returncode == 0, made.stderr
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(PLACEMENT_TESTS)
@@ -181,10 +140,19 @@ def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
     since = time.time() - 1
     proc = _inner(project, run_id, "--platforms", "amd64,arm64", "-s", "--multiarch-json", "r.json")
     seen: dict[str, set[str]] = {"default": set(), "e12": set()}
-    while proc.poll() is None:
-        seen["default"] |= _running_images(None, run_id)
-        seen["e12"] |= _running_images(e12, run_id)
-        time.sleep(0.2)
+    listed = project.path / "listed-ids"
+    listed.touch()
+
+    def look() -> bool:
+        for name, engine in (("default", None), ("e12", e12)):
+            running = _running(engine, run_id)
+            seen[name] |= set(running.values())
+            with listed.open("a") as out:
+                out.write("".join(f"{short}\n" for short in running))
+        return proc.poll() is not None
+
+    log = project.path / "inner.log"
+    wait_until(look, 600, "the inner run to end", context=lambda: log.read_text()[-4000:])
     output = _finish(project, proc)
     assert proc.returncode == 0, output
     assert "PLATFORM arm64 engine='e12ctx' emulated=True" in output
@@ -206,10 +174,10 @@ def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
     # The arm64 image was built there (buildx of that engine) and only there.
     report = read_json(project.path / "r.json")
     built = {b["platform"]: b["reference"] for b in report["builds"]}
-    assert _docker(e12, "image", "inspect", built["linux/arm64"]).returncode == 0
-    assert _docker(None, "image", "inspect", built["linux/arm64"]).returncode != 0
-    assert _docker(None, "image", "inspect", built["linux/amd64"]).returncode == 0
-    assert _docker(e12, "image", "inspect", built["linux/amd64"]).returncode != 0
+    assert docker_cli(e12, "image", "inspect", built["linux/arm64"]).returncode == 0
+    assert docker_cli(None, "image", "inspect", built["linux/arm64"]).returncode != 0
+    assert docker_cli(None, "image", "inspect", built["linux/amd64"]).returncode == 0
+    assert docker_cli(e12, "image", "inspect", built["linux/amd64"]).returncode != 0
     builds = [call for call in project.docker_calls() if "buildx build" in call]
     arm64_builds = [call for call in builds if "--platform linux/arm64" in call]
     assert arm64_builds
@@ -219,8 +187,9 @@ def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
     assert (facts["arm64"]["engine"], facts["arm64"]["native"]) == ("e12ctx", False)
     assert (facts["amd64"]["engine"], facts["amd64"]["native"]) == ("", True)
     # Nothing of the run is left on either engine.
-    assert not _docker(e12, "ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout.strip()
-    assert not _docker(None, "ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout.strip()
+    for engine in (e12, None):
+        left = docker_cli(engine, "ps", "-aq", "--filter", f"label={RUN_LABEL}={run_id}").stdout
+        assert not left.strip(), (engine, left)
 
 
 NATIVE_TESTS = """
@@ -236,8 +205,9 @@ NATIVE_TESTS = """
 
 
 def test_native_or_emulated_is_measured_on_each_platforms_engine(
-    project: Project, e12: str
+    project: Project, second_engine: EngineLayout
 ) -> None:
+    e12 = second_engine.docker_host
     # amd64 on the second engine (an x86_64 machine: native there), arm64 on the default one.
     project.tests(NATIVE_TESTS)
     result = project.run(
@@ -336,8 +306,9 @@ RECORDER = """
 
 
 def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
-    project: Project, e12: str
+    project: Project, second_engine: EngineLayout
 ) -> None:
+    e12 = second_engine.docker_host
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(KILL_TESTS)
     project.tests(RECORDER, name="conftest.py")
@@ -355,17 +326,20 @@ def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
     )
     # Killed once an arm64 test has passed on it and another one's container runs there.
     phases = project.path / "phases.jsonl"
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
+
+    def mid_run() -> bool:
+        if proc.poll() is not None:
+            return True  # too late: told by the assertion below
         passed = any(r["outcome"] == "passed" and "arm64" in r["nodeid"] for r in _read(phases))
-        running = _docker(e12, "ps", "-q", "--filter", f"label={RUN_LABEL}={run_id}").stdout
-        if passed and running.strip():
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, (project.path / "inner.log").read_text()
+        running = docker_cli(e12, "ps", "-q", "--filter", f"label={RUN_LABEL}={run_id}").stdout
+        return passed and bool(running.strip())
+
+    log = project.path / "inner.log"
+    wait_until(mid_run, 300, "an arm64 pass and a running arm64 container", context=log.read_text)
+    assert proc.poll() is None, log.read_text()
     # Taken before the signal: a test may fail (and stamp its report) before os.kill returns.
     killed = time.time()
-    os.kill(int(PID_FILE.read_text().strip()), signal.SIGKILL)
+    os.kill(int(second_engine.docker_pidfile.read_text().strip()), signal.SIGKILL)
     output = _finish(project, proc)
     finished = time.time()
     assert proc.returncode == 1, output
@@ -381,7 +355,7 @@ def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
     assert all(p["outcome"] == "passed" for p in before), before
     assert after, arm64
     assert all(p["outcome"] == "failed" for p in after), after
-    assert all(f"{ENGINE} ({e12})" in p["message"] for p in after), after
+    assert all(f"{second_engine.name} ({e12})" in p["message"] for p in after), after
     assert all("stopped answering" in p["message"] for p in after), after
     last_failure = max(p["stop"] for p in after) - killed
     assert last_failure < 30, f"arm64's tests failed until {last_failure:.1f}s after the kill"
@@ -405,8 +379,9 @@ PUBLISH_TESTS = """
 
 
 def test_publish_pushes_each_platform_from_the_engine_that_tested_it(
-    project: Project, e12: str, registry: str
+    project: Project, second_engine: EngineLayout, registry: str
 ) -> None:
+    e12 = second_engine.docker_host
     project.image("box", BUSYBOX_IMAGE)
     project.tests(PUBLISH_TESTS)
     result = project.run(

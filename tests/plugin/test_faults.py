@@ -1,33 +1,26 @@
 """Faults while a run is under way (issue 11): the engine killed or frozen mid-run, SIGTERM,
 two runs of one project at once, a run() that times out, an emulator disabled mid-run.
 
-The engine faults happen to a second engine on this machine (`multiarch host engine up`), never
-to the machine's own engine, which other tests and sessions use."""
+The engine faults happen to the second engine of this machine (the ``second_engine`` fixture,
+`multiarch host engine up`), never to the machine's own engine, which other tests and sessions
+use."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json
-from filelock import FileLock
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json, wait_until
+from pytest_multiarch.provision.engines import EngineLayout
 
-if TYPE_CHECKING:
-    from pytest_multiarch.provision.engines import EngineLayout
-
-ENGINE = "fault11"
 # From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
 FAULT_TO_EXIT_LIMIT = 30.0
 
@@ -40,79 +33,34 @@ import pytest
 
 pytestmark = pytest.mark.image("box")
 PROGRESS = pathlib.Path(os.environ["FAULT_PROGRESS"])
+FAULTED = PROGRESS.with_name("faulted")
+
+
+def started(name):
+    \"\"\"The first tests end on a sound engine; from the third on, each waits (its container
+    started, a command run) until the outer test has faulted the engine, so the run has
+    results from both sides of the fault.\"\"\"
+    (PROGRESS / name).touch()
+    if len(list(PROGRESS.iterdir())) < 3:
+        return
+    deadline = time.monotonic() + 600
+    while not FAULTED.exists():
+        assert time.monotonic() < deadline, "the outer test never faulted the engine"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("n", range(4))
 def test_run(run, platform, n):
     assert run(["true"]).exit_code == 0
-    (PROGRESS / f"run-{platform.short}-{n}").touch()
-    time.sleep(1)
+    started(f"run-{platform.short}-{n}")
     assert run(["cat", "/built-for"]).stdout.strip() == platform.name
 
 
 @pytest.mark.parametrize("n", range(3))
 def test_container(container, platform, n):
-    (PROGRESS / f"container-{platform.short}-{n}").touch()
-    time.sleep(1)
+    started(f"container-{platform.short}-{n}")
     assert container.exec(["true"]).exit_code == 0
 """
-
-
-def _multiarch() -> str:
-    found = Path(sys.executable).with_name("multiarch")
-    return str(found) if found.exists() else (shutil.which("multiarch") or "multiarch")
-
-
-def _engine_command(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_multiarch(), "host", "engine", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def _daemon_pid(layout: EngineLayout) -> int:
-    return int(layout.docker_pidfile.read_text().strip())
-
-
-@pytest.fixture(scope="module")
-def engine_lock() -> Iterator[FileLock]:
-    """One test at a time uses (and breaks) the second engine; it is stopped after the module."""
-    lock = FileLock(str(Path(tempfile.gettempdir()) / f"pytest-multiarch-tests-{ENGINE}.lock"))
-    yield lock
-    with lock:
-        _engine_command("down", ENGINE)
-
-
-@pytest.fixture
-def second_engine(
-    engine_lock: FileLock, unavailable: Callable[[str], None]
-) -> Iterator[EngineLayout]:
-    """A second engine (own containerd, dockerd, socket, data root and bridge), up and
-    answering; thawed again after the test, whatever the test did to it."""
-    if os.geteuid() != 0 or shutil.which("dockerd") is None:
-        unavailable("needs root and dockerd to start a second engine (scripts/bootstrap)")
-    from pytest_multiarch.provision.engines import engine_layout
-
-    with engine_lock:
-        started = _engine_command("up", ENGINE)
-        if started.returncode != 0:
-            pytest.fail(
-                f"multiarch host engine up {ENGINE} failed:\n{started.stdout}{started.stderr}"
-            )
-        layout = engine_layout(ENGINE)
-        try:
-            yield layout
-        finally:
-            # Killed by the test (no such process): the next `up` starts it again.
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(_daemon_pid(layout), signal.SIGCONT)
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; inner output:\n{log.read_text()[-4000:]}")
-        time.sleep(0.1)
 
 
 def _junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
@@ -160,10 +108,16 @@ def test_engine_lost_mid_run_fails_its_tests_at_once_and_keeps_results(
     daemon = 0
     try:
         # Mid-run: tests have passed, others are running or still to come.
-        _wait_for(lambda: len(list(progress.iterdir())) >= 3, 600, "3 tests to start", log)
-        daemon = _daemon_pid(second_engine)
+        wait_until(
+            lambda: len(list(progress.iterdir())) >= 3,
+            600,
+            "3 tests to start",
+            context=lambda: log.read_text()[-4000:],
+        )
+        daemon = int(second_engine.docker_pidfile.read_text().strip())
         faulted = time.monotonic()
         os.kill(daemon, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+        (project.path / "faulted").touch()
         try:
             returncode = inner.wait(timeout=180)
         except subprocess.TimeoutExpired:
@@ -233,8 +187,17 @@ def test_sigterm_is_handled_like_ctrl_c(
     with log.open("w") as output:
         inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
     try:
-        _wait_for(lambda: any(progress.iterdir()), 600, "a test to hold a container", log)
-        run_id = next(progress.iterdir()).read_text()
+        # The file's content, not only the file: write_text creates it before it writes.
+        def written() -> list[str]:
+            return [text for path in progress.iterdir() if (text := path.read_text())]
+
+        wait_until(
+            written,
+            600,
+            "a test to hold a container",
+            context=lambda: log.read_text()[-4000:],
+        )
+        run_id = written()[0]
         assert containers_of_run(run_id), "the test's container is not there"
         inner.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
@@ -250,6 +213,91 @@ def test_sigterm_is_handled_like_ctrl_c(
     assert "INTERNALERROR" not in output, output
     assert containers_of_run(run_id) == [], f"left after SIGTERM:\n{output}"
     assert seconds < 30, f"{seconds:.1f} s from SIGTERM to the end"
+
+
+INTERRUPTED_TESTS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.image("box")
+
+
+def test_quick(run, platform):
+    assert run(["true"]).exit_code == 0
+
+
+@pytest.mark.parametrize("n", range(2))
+def test_slow(run, platform, n):
+    assert run(["true"]).exit_code == 0
+    pathlib.Path(os.environ["TERM_PROGRESS"], f"{platform.short}-{n}").touch()
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_interrupted_tests_are_never_passed(
+    project: Project, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    """SIGTERM while tests run (issue 20.1): the tests it cut off have no call report, so they
+    are "interrupted", never "passed"; the report says the session was interrupted, `multiarch
+    summary` flags it and `multiarch publish --report` refuses it."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)
+    project.tests(INTERRUPTED_TESTS)
+    progress = project.path / "progress"
+    progress.mkdir()
+    monkeypatch.setenv("TERM_PROGRESS", str(progress))
+    log, report = project.path / "out", project.path / "report.json"
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    command += ["--platforms", "amd64", "-n", workers, "--multiarch-json", str(report)]
+    with log.open("w") as output:
+        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        # Every slow test is in its call (one at a time without xdist).
+        wanted = 1 if workers == "0" else 2
+        wait_until(
+            lambda: len(list(progress.iterdir())) >= wanted,
+            600,
+            "slow tests",
+            context=lambda: log.read_text()[-4000:],
+        )
+        inner.send_signal(signal.SIGTERM)
+        returncode = inner.wait(timeout=120)
+    finally:
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    output = log.read_text()
+    assert returncode == pytest.ExitCode.INTERRUPTED, output
+    data = read_json(report)
+    outcomes = {t["nodeid"].split("::")[-1]: t["outcome"] for t in data["tests"]}
+    cut = {name for name in outcomes if name.startswith("test_slow")}
+    assert len(cut) >= wanted, outcomes
+    assert {outcomes[name] for name in cut} == {"interrupted"}, outcomes
+    for test in data["tests"]:
+        if test["outcome"] == "passed":
+            assert "call" in test["phases"], test
+    assert data.get("interrupted") is True
+    cli = [sys.executable, "-m", "pytest_multiarch.cli"]
+    summary = subprocess.run(
+        [*cli, "summary", str(report)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert summary.returncode == 1, summary.stdout + summary.stderr
+    assert "**INTERRUPTED**" in summary.stdout
+    assert "was interrupted" in summary.stderr
+    assert "interrupted**" in summary.stdout  # the cut-off tests are listed as not passed
+    publish = subprocess.run(
+        [*cli, "publish", "--report", str(report), "--to", "127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert publish.returncode == 2, publish.stdout + publish.stderr
+    assert "is the report of an interrupted session" in publish.stderr
+    assert "nothing was published" in publish.stderr
 
 
 CONCURRENT_TESTS = """

@@ -32,11 +32,12 @@ from pytest_multiarch.model.records import RunReport
 )
 def test_bad_options_are_usage_errors(project: Project, args: list[str], message: str) -> None:
     project.tests("def test_it():\n    pass\n")
+    project.watch_sdk()
     result = project.run(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stderr.str()
-    assert project.docker_calls() == []
+    assert project.engine_calls() == []
 
 
 def test_bad_value_from_environment_names_the_variable(
@@ -85,9 +86,10 @@ def test_unused_plugin_makes_no_docker_call(
     )
     # Point the engine client nowhere: any Docker call would fail or show in the shim's log.
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    project.watch_sdk()
     result = project.run("--platforms", "amd64,arm64", "-n", "2")
     result.assert_outcomes(passed=1)
-    assert project.docker_calls() == []
+    assert project.engine_calls() == []
 
 
 def test_json_report_and_terminal_matrix(project: Project) -> None:
@@ -148,6 +150,78 @@ def test_json_report_and_terminal_matrix(project: Project) -> None:
         for m in data["summary"]["matrix"]
     }
     assert cells == {("box", "amd64"): (2, 0, 1), ("box", "arm64"): (2, 1, 0)}
+
+
+def test_failure_lines_and_xfail_reasons_under_xdist(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under -n, pytest's text of a failure begins with the worker's line ("[gw0] linux --
+    Python ..."): what the report keeps, and shows as the one line of a failure, is the
+    failure's own (issue 20.4). An xfail's reason is kept (issue 20.5)."""
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.image("box")
+
+        @pytest.fixture
+        def broken():
+            raise RuntimeError("fixture exploded")
+
+        def test_assert(run, platform):
+            assert run(["cat", "/target-arch"]).stdout.strip() == "sparc", "wrong arch"
+
+        def test_fail(platform):
+            pytest.fail("plain failure line", pytrace=False)
+
+        def test_setup_error(broken, platform):
+            pass
+
+        @pytest.mark.xfail(reason="known: bug 42")
+        def test_xfail(platform):
+            assert platform.short == "sparc"
+
+        @pytest.mark.xfail(reason="maybe fixed")
+        def test_xpass(platform):
+            pass
+        """
+    )
+    summary = project.path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    report, page = project.path / "report.json", project.path / "results.html"
+    result = project.run(
+        "--platforms",
+        "amd64",
+        "-n",
+        "2",
+        "--multiarch-json",
+        str(report),
+        "--multiarch-html",
+        str(page),
+    )
+    result.assert_outcomes(failed=2, errors=1, xfailed=1, xpassed=1)
+    tests = {t["nodeid"].split("::")[1].split("[")[0]: t for t in read_json(report)["tests"]}
+    expected = {
+        "test_assert": "AssertionError: wrong arch",
+        "test_fail": "Failed: plain failure line",
+        "test_setup_error": "RuntimeError: fixture exploded",
+        "test_xfail": "known: bug 42",
+        "test_xpass": "maybe fixed",
+    }
+    firsts = {name: t["message"].splitlines()[0] for name, t in tests.items() if t["message"]}
+    assert not [line for line in firsts.values() if line.startswith("[gw")], firsts
+    assert firsts["test_fail"] == "plain failure line"
+    assert tests["test_xfail"]["message"] == "known: bug 42"
+    markdown, html = summary.read_text(), page.read_text()
+    for shown in (markdown, html):
+        assert "[gw" not in shown
+    assert {name: t.get("headline") for name, t in tests.items()} == expected
+    assert "**failed**: AssertionError: wrong arch" in markdown
+    assert "**failed**: Failed: plain failure line" in markdown
+    assert "**error**: RuntimeError: fixture exploded" in markdown
+    assert "**xpassed**: maybe fixed" in markdown
+    assert "failed</strong>: Failed: plain failure line</summary>" in html
 
 
 def test_wait_timeout_is_scaled_and_explained(project: Project) -> None:

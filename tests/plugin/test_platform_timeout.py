@@ -3,8 +3,10 @@ on the platforms it names, as given; the other platforms keep the emulation-scal
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
-from acceptance import Project, assert_outcome
+from acceptance import Project, assert_outcome, read_json
 
 SLOW = """
     import time
@@ -49,3 +51,63 @@ def test_bad_platform_timeout_is_a_usage_error(project: Project, marker: str, me
     result = project.run("--platforms", "amd64,arm64")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+# The nonce in the step itself: a real build each time, never BuildKit's cached layer.
+SLOW_BUILD = """
+    FROM busybox:latest
+    RUN echo {nonce} && sleep 8
+"""
+
+LIMITED = """
+    import time
+    import pytest
+
+    pytestmark = pytest.mark.image("box")
+
+    # Under the build's 8 s, and far over what run(["true"]) takes even on a busy machine.
+    @pytest.mark.timeout(6)
+    def test_after_a_long_build(run, platform):
+        assert run(["true"]).exit_code == 0
+
+    @pytest.mark.timeout(1)
+    def test_too_slow_when_emulated(run, platform):
+        time.sleep(6 if platform.emulated else 0)
+"""
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_the_limit_is_the_tests_not_the_builds(project: Project, workers: str) -> None:
+    """Issue 20.6: pytest-timeout's limit covers the test, not the wait for its image's build
+    (8 s here, on a cold run) or verification; a limit scaled for emulation says how."""
+    project.image("box", SLOW_BUILD.format(nonce=uuid.uuid4().hex))
+    project.tests(LIMITED)
+    report = project.path / "report.json"
+    result = project.run(
+        "--platforms",
+        "amd64,arm64",
+        "--emulation-timeout-factor",
+        "3",
+        "-n",
+        workers,
+        "-v",
+        "--multiarch-json",
+        str(report),
+    )
+    assert_outcome(result, "test_after_a_long_build[amd64]", "PASSED")
+    assert_outcome(result, "test_after_a_long_build[arm64]", "PASSED")
+    assert_outcome(result, "test_too_slow_when_emulated[amd64]", "PASSED")
+    assert_outcome(result, "test_too_slow_when_emulated[arm64]", "FAILED")
+    result.assert_outcomes(passed=3, failed=1)
+    # The limit the test had: 1 s x 3, not what was left of it.
+    result.stdout.fnmatch_lines(
+        [
+            "*Failed: Timeout (>3.0s) from pytest-timeout*",
+            "*limit 3 s = 1 s x emulation factor 3 on linux/arm64*",
+        ]
+    )
+    tests = {t["nodeid"]: t for t in read_json(report)["tests"]}
+    assert tests["test_images.py::test_too_slow_when_emulated[arm64]"]["headline"] == (
+        "Failed: Timeout (>3.0s) from pytest-timeout."
+        " (limit 3 s = 1 s x emulation factor 3 on linux/arm64)"
+    )

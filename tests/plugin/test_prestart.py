@@ -19,6 +19,57 @@ from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, containers_of_run
 
 TOML = '[wait]\nlog = "ready"\ntimeout = 60\n'
 
+# A module of the inner project, installed by its conftest: every service container this
+# process creates (the docker SDK's one create call; one-shot runs carry a call label and are
+# left out), and those its tests took. A test waits on it for the next test's container, one
+# created but not taken yet, instead of sleeping and hoping it was begun meanwhile.
+PROBE = """
+    import os
+    import time
+    from pathlib import Path
+
+    import docker.api.container
+
+    _create = docker.api.container.ContainerApiMixin.create_container
+
+
+    def _ids(kind):
+        path = Path(__file__).with_name(f"{kind}-{os.getpid()}")
+        return path, (path.read_text().split() if path.exists() else [])
+
+
+    def _add(kind, container_id):
+        with _ids(kind)[0].open("a") as out:
+            out.write(container_id + "\\n")
+
+
+    def _recording(self, *args, **kwargs):
+        made = _create(self, *args, **kwargs)
+        if "pytest-multiarch.call" not in (kwargs.get("labels") or {}):
+            _add("created", made["Id"])
+        return made
+
+
+    def install():
+        docker.api.container.ContainerApiMixin.create_container = _recording
+
+
+    def next_container_created(mine, timeout):
+        \"\"\"Note ``mine`` as taken, then wait until this process has created a container that
+        no test took (the next test's, begun ahead); False once ``timeout`` seconds have passed
+        without one.\"\"\"
+        _add("taken", mine)
+        deadline = time.monotonic() + timeout
+        while True:
+            if set(_ids("created")[1]) - set(_ids("taken")[1]):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+"""
+
+PROBE_CONFTEST = "import prestart_probe\n\nprestart_probe.install()\n"
+
 TIMELINE_TEMPLATE = """
     import json
     import os
@@ -26,16 +77,19 @@ TIMELINE_TEMPLATE = """
     from pathlib import Path
 
     import pytest
+    from prestart_probe import next_container_created
 
     TIMELINE = Path(__file__).with_name("timeline.jsonl")
 
 
     @pytest.mark.image("__IMAGE__")
     @pytest.mark.parametrize("n", range(__TESTS__))
-    def test_service(container, platform, n):
+    def test_service(container, platform, n, request):
         called = time.time()
         attrs = container.get_wrapped_container().attrs
-        time.sleep(__PAUSE__)
+        # The last test of a run without xdist has no next test to begin a container for.
+        last = request.node is request.session.items[-1]
+        next_container_created(attrs["Id"], 0 if last else __WAIT__)
         line = {
             "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
             "test": f"{n}-{platform.short}",
@@ -49,18 +103,27 @@ TIMELINE_TEMPLATE = """
 """
 
 
-def timeline_tests(image: str, tests: int, pause: float) -> str:
-    """``tests`` tests of ``image``'s container, each ``pause`` seconds long, that log their
-    container and when their call began and ended to timeline.jsonl."""
+def timeline_tests(image: str, tests: int, wait: float) -> str:
+    """``tests`` tests of ``image``'s container that log their container and when their call
+    began and ended to timeline.jsonl. Each ends once its process has created the next test's
+    container, or after ``wait`` seconds (0: at once); call :func:`with_probe` first."""
     return (
         TIMELINE_TEMPLATE.replace("__IMAGE__", image)
         .replace("__TESTS__", str(tests))
-        .replace("__PAUSE__", str(pause))
+        .replace("__WAIT__", str(wait))
     )
 
 
-# Long enough for the next test's container to be started meanwhile, even emulated.
-TIMELINE_TESTS = timeline_tests("svc", 3, 1.5)
+def with_probe(project: Project) -> None:
+    """The inner project records the containers each of its processes creates."""
+    project.tests(PROBE, name="prestart_probe.py")
+    project.tests(PROBE_CONFTEST, name="conftest.py")
+
+
+# Long enough for the next test's container to be begun meanwhile, even emulated and under
+# load; a test without a next one in its process waits this long for nothing, and shows that
+# nothing is begun for a next test that cannot have a container started ahead.
+TIMELINE_TESTS = timeline_tests("svc", 3, 10)
 
 
 def _engine_time(text: str) -> float:
@@ -91,6 +154,7 @@ def test_a_cold_run_prestarts_only_containers_of_images_already_built(project: P
     """In file order: three amd64 tests, then three arm64 tests. The arm64 image is built by the
     first arm64 test, so nothing is started ahead for it while the last amd64 test runs."""
     project.image("svc", BUSYBOX_IMAGE, TOML)
+    with_probe(project)
     project.tests(TIMELINE_TESTS)
     run_id = uuid.uuid4().hex
     result = project.run("-v", "--platforms", "amd64,arm64", f"--testrunuid={run_id}")
@@ -109,6 +173,7 @@ def test_a_warm_run_starts_every_next_container_while_the_current_test_runs(
     project: Project, workers: list[str]
 ) -> None:
     project.image("svc", BUSYBOX_IMAGE, TOML)
+    with_probe(project)
     project.tests(TIMELINE_TESTS)
     project.run("--platforms", "amd64,arm64").assert_outcomes(passed=6)  # builds, verifies
     (project.path / "timeline.jsonl").unlink()
@@ -143,6 +208,7 @@ def test_a_test_that_waits_for_its_own_container_has_the_next_one_started_meanwh
     container was ready, took no time), and their successors' containers exist before their
     calls begin. The second's successor may be begun a moment after its (immediate) call."""
     project.image("slow", SLOW_SERVICE_IMAGE, TOML)
+    with_probe(project)
     project.tests(SETUP_OVERLAP_TESTS)
     project.run("--platforms", "amd64").assert_outcomes(passed=4)  # builds, verifies
     (project.path / "timeline.jsonl").unlink()
@@ -163,7 +229,9 @@ def test_a_test_that_waits_for_its_own_container_has_the_next_one_started_meanwh
 
 def test_no_prestart_starts_each_container_in_its_own_tests_setup(project: Project) -> None:
     project.image("svc", BUSYBOX_IMAGE, TOML)
-    project.tests(TIMELINE_TESTS)
+    with_probe(project)
+    # Each test but the last waits 3 s for a container begun ahead: none may come.
+    project.tests(timeline_tests("svc", 3, 3))
     result = project.run("-v", "--platforms", "amd64", "--no-prestart")
     result.assert_outcomes(passed=3)
     prestarted = _created_before_previous_ended(_timeline(project))
@@ -177,12 +245,14 @@ def test_a_prestarted_container_no_test_takes_is_removed_during_the_run(project:
     project.image("svc", BUSYBOX_IMAGE, TOML)
     project.image("other", BUSYBOX_IMAGE, TOML)
     run_id = uuid.uuid4().hex
+    with_probe(project)
     project.tests(
         f"""
         import subprocess
         import time
 
         import pytest
+        from prestart_probe import next_container_created
 
 
         @pytest.fixture
@@ -200,7 +270,7 @@ def test_a_prestarted_container_no_test_takes_is_removed_during_the_run(project:
 
         @pytest.mark.image("svc")
         def test_first(container, platform):
-            time.sleep(1.5)
+            assert next_container_created(container.get_wrapped_container().id, 60)
 
 
         @pytest.mark.image("svc")
@@ -210,7 +280,9 @@ def test_a_prestarted_container_no_test_takes_is_removed_during_the_run(project:
 
         @pytest.mark.image("svc")
         def test_before_other(container, platform):
-            time.sleep(1.5)
+            # Takes the container begun for test_skips (the same image and platform). Nothing
+            # is begun for test_other_image meanwhile: its image is not built yet.
+            pass
 
 
         @pytest.mark.image("other")
@@ -235,16 +307,17 @@ def test_a_prestarted_container_that_fails_fails_its_own_test_with_the_same_mess
 ) -> None:
     project.image("svc", BUSYBOX_IMAGE, TOML)
     project.image("broken", 'FROM busybox:latest\nCMD ["sh", "-c", "echo oops; exit 3"]\n', TOML)
+    with_probe(project)
     project.tests(
         """
-        import time
-
         import pytest
+        from prestart_probe import next_container_created
 
 
         @pytest.mark.image("svc")
         def test_first(container, platform):
-            time.sleep(1.5)
+            # test_broken's container is begun (and fails) while this test runs.
+            assert next_container_created(container.get_wrapped_container().id, 60)
 
 
         @pytest.mark.image("broken")

@@ -3,29 +3,12 @@ loopback port the registry picks itself), inspected with an independent client: 
 
 from __future__ import annotations
 
-import json
-import re
-import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, read_json
-
-INDEX_TYPES = ", ".join(
-    [
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-    ]
-)
+from acceptance import BUSYBOX_IMAGE, Project, manifest, read_json
 
 TESTS = """
     import pytest
@@ -35,51 +18,6 @@ TESTS = """
     def test_arch(run, platform):
         assert run(["uname", "-m"]).stdout.strip() == platform.uname
 """
-
-
-@pytest.fixture
-def registry(tmp_path: Path, unavailable: Callable[[str], None]) -> Iterator[str]:
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        unavailable("needs Debian's docker-registry (scripts/bootstrap installs it)")
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: info\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
-        "  delete:\n    enabled: true\n"
-        "http:\n  addr: 127.0.0.1:0\n"
-    )
-    log = tmp_path / "registry.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        address = ""
-        while not address:
-            found = re.search(r"listening on (127\.0\.0\.1:\d+)", log.read_text())
-            address = found.group(1) if found else ""
-            if not address and (process.poll() is not None or time.monotonic() > deadline):
-                pytest.fail(f"registry did not start: {log.read_text()}")
-            time.sleep(0.1)
-        yield address
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def manifest(address: str, repository: str, reference: str) -> tuple[str, dict[str, Any]] | None:
-    request = urllib.request.Request(
-        f"http://{address}/v2/{repository}/manifests/{reference}", headers={"Accept": INDEX_TYPES}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.headers["Docker-Content-Digest"], json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
 
 
 def platforms_of(index: dict[str, Any]) -> dict[str, str]:

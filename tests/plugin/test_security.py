@@ -52,6 +52,7 @@ def test_a_state_dir_others_control_is_refused_before_anything_runs(
     monkeypatch.setenv("XDG_STATE_HOME", str(state_home))
     project.image("box", BUSYBOX_IMAGE, unique=False)
     project.tests(ONE_TEST)
+    project.watch_sdk()
     for workers in ("0", "2"):
         result = project.run("--platforms", "amd64", "-n", workers)
         message = result.stderr.str()
@@ -60,7 +61,7 @@ def test_a_state_dir_others_control_is_refused_before_anything_runs(
         assert "Remove it" in message, message
         assert "MULTIARCH_RUN_STATE_DIR" in message, message
         assert "Traceback" not in message, message
-    assert project.docker_calls() == [], "the engine was used before the state dir was checked"
+    assert project.engine_calls() == [], "the engine was used before the state dir was checked"
 
 
 @pytest.mark.parametrize("hostile", ["foreign-parent", "foreign-link"])

@@ -5,12 +5,14 @@ build time kept out of test durations; one container shared by a module's tests.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
-import pytest
 from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, containers_of_run, read_json
 
 PLATFORMS = ("--platforms", "amd64,arm64,s390x")
@@ -272,8 +274,11 @@ PER_TEST_LIMITS = """
 """
 
 
-def test_pytest_timeout_limits_are_native_seconds(project: Project) -> None:
-    pytest.importorskip("pytest_timeout")
+def test_pytest_timeout_limits_are_native_seconds(
+    project: Project, unavailable: Callable[[str], NoReturn]
+) -> None:
+    if importlib.util.find_spec("pytest_timeout") is None:
+        unavailable("needs pytest-timeout (a dev dependency: pip install -e '.[dev]')")
     project.tests(PER_TEST_LIMITS)
     result = project.run(*PLATFORMS, "--timeout", "1", "-n", "2", "-v")
     # 1 native second: too short natively, ten seconds under emulation; 0 stays "no limit".
@@ -437,3 +442,37 @@ def test_readme_examples_behave_as_documented(project: Project) -> None:
     documented = text[start : text.index("```", start)].splitlines()[2:]
     assert len(documented) == 6
     result.stdout.fnmatch_lines([line.replace("[", "?").replace("]", "?") for line in documented])
+
+
+QUICK_IMAGE = """
+    FROM busybox:latest
+    CMD ["echo", "quick-said-this"]
+"""
+
+
+def test_a_one_shot_image_used_as_container_fails_plainly(project: Project) -> None:
+    """Issue 20 point 7: an image without [wait] whose command exits at once, used as
+    ``container``. A test that uses it after its command ended (each test waits for that
+    first, through the engine, so that the outcome never depends on timing) fails with a plain
+    sentence naming the image, its exit code and its output, not the engine's ``409 Conflict
+    ... is not running``; the first test's container is started in its own setup, the
+    second's ahead of it (prestart)."""
+    project.image("quick", QUICK_IMAGE)
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("quick")
+        @pytest.mark.parametrize("n", range(2))
+        def test_uses_it(container, n):
+            container.get_wrapped_container().wait()
+            container.exec(["true"])
+        """
+    )
+    result = project.run("--platforms", "amd64", "-v")
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str()
+    assert output.count("container of 'quick' exited (code 0) before the test used it") >= 2
+    assert "quick-said-this" in output
+    assert "409" not in output
+    assert "is not running" not in output

@@ -9,7 +9,9 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from acceptance import Project, assert_outcome, read_json
@@ -76,12 +78,12 @@ IMAGE_ONLY_TESTS = """
 
 
 @pytest.fixture(autouse=True)
-def host_busybox() -> None:
+def host_busybox(unavailable: Callable[[str], NoReturn]) -> None:
     kind = subprocess.run(
         ["file", "-L", str(HOST_BUSYBOX)], capture_output=True, text=True, check=False
     ).stdout
     if "x86-64" not in kind or "statically linked" not in kind:
-        pytest.skip(f"needs an x86-64 static busybox at {HOST_BUSYBOX} (busybox-static)")
+        unavailable(f"needs an x86-64 static busybox at {HOST_BUSYBOX} (busybox-static)")
 
 
 @pytest.fixture

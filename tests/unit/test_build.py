@@ -109,8 +109,37 @@ def test_build_command_uses_engine_docker_constant(
 
 
 def test_build_command_is_pure(image_dir: Path) -> None:
+    """The command follows from its arguments alone: another call in between changes nothing,
+    and the spec is left as it was (its build args unsorted)."""
     spec = spec_for(image_dir, build_args={"B": "2", "A": "1"})
-    assert build_command(spec, AMD64, "t") == build_command(spec, AMD64, "t")
+    first = build_command(spec, AMD64, "t")
+    build_command(spec_for(image_dir, target="other"), ARM64, "u", no_cache=True)
+    again = build_command(spec, AMD64, "t")
+    assert (
+        first
+        == again
+        == [
+            "docker",
+            "buildx",
+            "build",
+            "--platform",
+            "linux/amd64",
+            "--load",
+            "--provenance=false",
+            "--progress=plain",
+            "--tag",
+            "t",
+            "--label",
+            f"{IMAGE_LABEL}=web",
+            "--build-arg",
+            "A=1",
+            "--build-arg",
+            "B=2",
+            "--file",
+            str(image_dir / "Dockerfile"),
+            str(image_dir),
+        ]
+    )
     assert list(spec.build_args) == ["B", "A"]
 
 

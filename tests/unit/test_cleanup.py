@@ -1,4 +1,5 @@
-"""owner_id / owner_alive: deciding whether the process that owns a run is still alive."""
+"""owner_id / owner_alive: deciding whether the process that owns a run is still alive; the
+sweep's removal when another run removes the same containers."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import os
 import re
 import socket
 import subprocess
+from pathlib import Path
+from typing import Any
 
 import pytest
-from pytest_multiarch.engine.cleanup import owner_alive, owner_id
+from pytest_multiarch.core.errors import CommandError
+from pytest_multiarch.engine.cleanup import owner_alive, owner_id, sweep
 
 
 def dead_pid() -> int:
@@ -27,8 +31,11 @@ def test_owner_id_format() -> None:
 
 
 def test_owner_id_is_stable_for_a_process() -> None:
-    assert owner_id() == owner_id()
-    assert owner_id(os.getpid()) == owner_id()
+    # The process's start time read here, independently: field 22 of /proc/PID/stat.
+    ticks = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    expected = f"{socket.gethostname()}:{os.getpid()}:{ticks}"
+    assert owner_id() == expected
+    assert owner_id(os.getpid()) == expected
 
 
 def test_owner_id_of_another_live_process() -> None:
@@ -93,3 +100,46 @@ def test_owner_without_ticks_of_live_pid_is_not_judged_dead(suffix: str) -> None
 
 def test_owner_with_non_ascii_digit_pid_is_none() -> None:
     assert owner_alive(f"{socket.gethostname()}:\u00b2:1") is None
+
+
+def _answer(returncode: int, stderr: str) -> Any:
+    from pytest_multiarch.core.commands import CommandResult
+
+    def fake(command: list[str], *, check: bool = True, **_: Any) -> CommandResult:
+        # As run_command: check=True raises on a non-zero exit.
+        if command[1:3] == ["ps", "-a"]:
+            return CommandResult(
+                command, 0, "c1\trun-x\tnowhere:1:1\t\nc2\trun-x\tnowhere:1:1\t\n", ""
+            )
+        if check and returncode:
+            raise CommandError(command, returncode, "", stderr)
+        return CommandResult(command, returncode, "", stderr)
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "Error response from daemon: removal of container c1 is already in progress\n",
+        "Error response from daemon: No such container: c1\n"
+        "Error response from daemon: No such container: c2\n",
+    ],
+)
+def test_a_sweep_racing_another_removal_of_the_same_containers_succeeds(
+    monkeypatch: pytest.MonkeyPatch, stderr: str
+) -> None:
+    # Two runs on one engine sweep the same dead run's containers: whoever comes second is
+    # told the containers are going or gone, which is what the sweep wanted.
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", _answer(1, stderr))
+    assert sweep("run-x").removed == 2
+
+
+def test_a_sweep_that_cannot_remove_a_container_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    stderr = (
+        "Error response from daemon: No such container: c1\n"
+        "Error response from daemon: cannot remove container c2: device or resource busy\n"
+    )
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", _answer(1, stderr))
+    with pytest.raises(CommandError, match="device or resource busy"):
+        sweep("run-x")

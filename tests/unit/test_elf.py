@@ -8,9 +8,10 @@ import os
 import shutil
 import struct
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pytest_multiarch.core.errors import ConfigError, PlatformError
@@ -200,10 +201,12 @@ def test_header_fields_are_read_in_the_files_byte_order() -> None:
     assert (arm.bits, arm.arm_eabi_version, arm.arm_float, arm.file_type) == (32, 5, "hard", ET_REL)
 
 
-def test_the_hosts_own_ls_belongs_to_the_host_platform_only() -> None:
+def test_the_hosts_own_ls_belongs_to_the_host_platform_only(
+    unavailable: Callable[[str], NoReturn],
+) -> None:
     ls = Path("/bin/ls")
     if not ls.exists():
-        pytest.skip("this host has no /bin/ls")
+        unavailable("this host has no /bin/ls")
     with ls.open("rb") as handle:
         found = ElfIdentity.from_header(handle.read(64))
     host = native_platform()
@@ -489,9 +492,9 @@ def chunks(data: bytes, size: int) -> Iterator[bytes]:
 ARCH_TEST = Path("/usr/lib/arch-test")  # Debian's arch-test: one tiny static binary per arch
 
 
-def test_real_foreign_binaries_from_arch_test() -> None:
+def test_real_foreign_binaries_from_arch_test(unavailable: Callable[[str], NoReturn]) -> None:
     if not (ARCH_TEST / "arm64").exists():
-        pytest.skip("Debian's arch-test package is not installed")
+        unavailable("Debian's arch-test package is not installed (scripts/bootstrap)")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         archive.add(ARCH_TEST, arcname="arch-test")
@@ -519,10 +522,10 @@ def test_scan_reads_a_compressed_stream() -> None:
     assert [item.path for item in scan_tar(io.BytesIO(data), ARM64, ()).foreign] == ["/app"]
 
 
-def test_scan_over_real_host_files(tmp_path: Path) -> None:
+def test_scan_over_real_host_files(tmp_path: Path, unavailable: Callable[[str], NoReturn]) -> None:
     ls = Path("/bin/ls").resolve()
     if not ls.exists():
-        pytest.skip("this host has no /bin/ls")
+        unavailable("this host has no /bin/ls")
     root = tmp_path / "root"
     (root / "usr/bin").mkdir(parents=True)
     shutil.copy(ls, root / "usr/bin/ls")

@@ -7,6 +7,7 @@ import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pytest_multiarch.core.emulation import (
@@ -51,11 +52,30 @@ def _static_binary() -> Path | None:
 
 
 STATIC = _static_binary()
-needs_static = pytest.mark.skipif(STATIC is None, reason="no static binary on this host")
 DYNAMIC = Path("/bin/ls")
-needs_dynamic = pytest.mark.skipif(
-    not DYNAMIC.exists() or _file_says_static(DYNAMIC), reason="/bin/ls is not dynamic here"
-)
+QEMU_S390X_STATIC = Path("/usr/bin/qemu-s390x-static")
+
+
+@pytest.fixture
+def _static_binary(unavailable: Callable[[str], NoReturn]) -> None:
+    if STATIC is None:
+        unavailable("no static binary on this host (qemu-user-static or busybox-static)")
+
+
+@pytest.fixture
+def _dynamic_binary(unavailable: Callable[[str], NoReturn]) -> None:
+    if not DYNAMIC.exists() or _file_says_static(DYNAMIC):
+        unavailable(f"{DYNAMIC} is not dynamically linked here")
+
+
+@pytest.fixture
+def _static_qemu(unavailable: Callable[[str], NoReturn]) -> None:
+    if not _file_says_static(QEMU_S390X_STATIC):
+        unavailable(f"no static {QEMU_S390X_STATIC} (qemu-user-static, scripts/bootstrap)")
+
+
+needs_static = pytest.mark.usefixtures("_static_binary")
+needs_dynamic = pytest.mark.usefixtures("_dynamic_binary")
 
 
 def handler_text(
@@ -346,9 +366,7 @@ def test_static_interpreter_is_usable(binfmt: Path, plat: Platform) -> None:
     assert status.summary == f"qemu-{plat.qemu_name} enabled, flags PF"
 
 
-@pytest.mark.skipif(
-    not _file_says_static(Path("/usr/bin/qemu-s390x-static")), reason="no qemu-s390x-static"
-)
+@pytest.mark.usefixtures("_static_qemu")
 def test_static_qemu_reports_version(binfmt: Path) -> None:
     install(binfmt, "s390x", handler_text("/usr/bin/qemu-s390x-static"))
     status = check_emulator(S390X, binfmt_dir=binfmt, ask_version=True)

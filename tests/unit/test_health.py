@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import requests
@@ -132,11 +134,13 @@ def test_interrupts_are_never_hidden(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
 
-def test_a_frozen_engine_interrupts_the_guarded_call(tmp_path: Path) -> None:
+def test_a_frozen_engine_interrupts_the_guarded_call(
+    tmp_path: Path, unavailable: Callable[[str], NoReturn]
+) -> None:
     """A call that would block for good (an engine that accepts and never answers) is
     interrupted by the watch thread once the engine stops answering its pings."""
     if threading.current_thread() is not threading.main_thread():
-        pytest.skip("signals reach the main thread only")
+        unavailable("signals reach the main thread only: run this test in pytest's main thread")
     previous = signal.getsignal(INTERRUPT_SIGNAL)
     watch = _watch(tmp_path, FakePing("no answer within 3 s"), interval=0.05)
     blocked = threading.Event()

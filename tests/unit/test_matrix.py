@@ -10,7 +10,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from pytest_multiarch.core.errors import ConfigError
@@ -117,10 +119,12 @@ def test_workflow_reads_the_matrix_instead_of_listing_platforms() -> None:
     assert "schedule" in text
 
 
-def test_workflow_is_valid_against_the_github_schema() -> None:
+def test_workflow_is_valid_against_the_github_schema(
+    unavailable: Callable[[str], NoReturn],
+) -> None:
     tool = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
     if not Path(tool).exists():
-        pytest.skip("check-jsonschema is a dev dependency: pip install -e '.[dev]'")
+        unavailable("check-jsonschema is a dev dependency: pip install -e '.[dev]'")
     result = subprocess.run(
         [tool, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
         capture_output=True,
@@ -154,3 +158,69 @@ def test_merged_reports_add_up(tmp_path: Path) -> None:
     old.write_text(json.dumps({"platforms": ["amd64"], "matrix": []}))
     with pytest.raises(ReportFormatError, match=r"old\.json.*schema_version None"):
         merge_reports([old])
+
+
+@pytest.mark.parametrize(
+    ("data", "where"),
+    [
+        # What `echo '{"schema_version":1}' > r.json` gave: read as a clean run (issue 20.3).
+        ({"schema_version": 1}, r"r\.json: missing key 'run_id'"),
+        ("tests", r"r\.json: missing key 'tests'"),
+        ("platforms", r"r\.json: missing key 'platforms'"),
+        ("summary", r"r\.json: missing key 'summary'"),
+        ("interrupted", r"r\.json: missing key 'interrupted'"),
+        ("phases", r"r\.json\.tests\[0\]: missing key 'phases'"),
+        ("matrix", r"r\.json\.summary: missing key 'matrix'"),
+    ],
+)
+def test_a_report_without_its_parts_is_rejected(
+    tmp_path: Path, data: object, where: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pytest_multiarch.cli import main
+
+    full = RunReport(run_id="r", platforms=[PlatformFacts("linux/amd64", "amd64", True, "")])
+    full.record_phase("t::a[amd64]", "svc", "amd64", "call", "passed", 1.0, False)
+    written = full.to_json()
+    if isinstance(data, str):
+        for part in (written, written["tests"][0], written["summary"]):
+            part.pop(data, None)
+    else:
+        written = data  # type: ignore[assignment]
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(written))
+    with pytest.raises(ReportFormatError, match=where):
+        merge_reports([path])
+    assert main(["summary", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "all passed" not in captured.out
+    assert re.search(where, captured.err), captured.err
+
+
+def test_the_same_report_twice_is_an_error(tmp_path: Path) -> None:
+    one = RunReport(run_id="job-1", platforms=[PlatformFacts("linux/amd64", "amd64", True, "")])
+    for index in range(5):
+        one.record_phase(f"t::{index}[amd64]", "svc", "amd64", "call", "passed", 1.0, False)
+    first, copy = tmp_path / "a.json", tmp_path / "b.json"
+    one.write(first)
+    one.write(copy)
+    for paths in ([first, first], [first, copy]):
+        with pytest.raises(ReportFormatError) as raised:
+            merge_reports(paths)
+        message = str(raised.value)
+        assert "'t::0[amd64]'" in message
+        assert f"in both {paths[0]} and {paths[1]}" in message
+        assert "counted twice" in message
+
+
+def test_tests_on_every_platform_of_two_jobs_merge(tmp_path: Path) -> None:
+    # One job per platform: a test that uses `images` has the same id in each job's report.
+    paths = []
+    for plat in ("amd64", "arm64"):
+        one = RunReport(
+            run_id=f"job-{plat}", platforms=[PlatformFacts(f"linux/{plat}", plat, False, "")]
+        )
+        one.record_phase(f"t::a[{plat}]", "svc", plat, "call", "passed", 1.0, False)
+        one.record_phase("t::cmp", "svc", "all", "call", "passed", 1.0, False, True)
+        paths.append(tmp_path / f"{plat}.json")
+        one.write(paths[-1])
+    assert len(merge_reports(paths).tests) == 4

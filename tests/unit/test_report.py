@@ -81,6 +81,8 @@ XPASS_STRICT = [
     ("call", "failed", 1.0, False),
     ("teardown", "passed", 0.1, False),
 ]
+# Ctrl-C or SIGTERM in its call: no call report arrives, nor a teardown one.
+CUT_IN_CALL = [("setup", "passed", 0.04, False)]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +99,7 @@ XPASS_STRICT = [
         (XFAILED_IN_SETUP, "xfailed"),
         (XPASSED, "xpassed"),
         (XPASS_STRICT, "failed"),
+        (CUT_IN_CALL, "interrupted"),
     ],
     ids=[
         "passed",
@@ -110,6 +113,7 @@ XPASS_STRICT = [
         "xfailed-in-setup",
         "xpassed",
         "xpass-strict",
+        "cut-in-call",
     ],
 )
 def test_record_phase_outcome(phases: list[Phase], expected: str) -> None:
@@ -339,7 +343,7 @@ def slow_run() -> RunReport:
         record(results, f"t.py::test_{name}[amd64]", [("call", "passed", native, False)])
         record(results, f"t.py::test_{name}[arm64]", [("call", "passed", arm, False)], plat="arm64")
         record(
-            results, f"t.py::test_{name}[s390x]", [("call", "failed", s390x, False)], plat="s390x"
+            results, f"t.py::test_{name}[s390x]", [("call", "passed", s390x, False)], plat="s390x"
         )
     # Not matched with a native run: ran only on arm64, or skipped natively; never counted.
     record(results, "t.py::test_only_arm[arm64]", [("call", "passed", 50.0, False)], plat="arm64")
@@ -407,3 +411,72 @@ def test_slowdown_leaves_out_tests_that_ran_on_every_platform() -> None:
     assert results.test("t.py::test_cmp[arm64]").every_platform  # type: ignore[union-attr]
     again = RunReport.from_json(json.loads(json.dumps(results.to_json())))
     assert again.slowdown() == results.slowdown()
+
+
+def test_slowdown_compares_only_tests_that_passed_on_both() -> None:
+    # A failed, errored or interrupted run stopped at a point of its own: its time is no
+    # measure of the platform (these gave "0.0x" and "0.2x"); neither is a case of milliseconds.
+    results = RunReport(platforms=facts("amd64", "arm64", "s390x"))
+    record(results, "t.py::test_a[amd64]", PASSED)  # 1.2 s
+    record(results, "t.py::test_a[arm64]", [("setup", "passed", 0.04, False)], plat="arm64")
+    record(results, "t.py::test_a[s390x]", SETUP_ERROR, plat="s390x")
+    record(results, "t.py::test_b[amd64]", FAILED)
+    record(results, "t.py::test_b[arm64]", PASSED, plat="arm64")
+    record(results, "t.py::test_c[amd64]", [("call", "passed", 0.02, False)])
+    record(results, "t.py::test_c[arm64]", [("call", "passed", 0.3, False)], plat="arm64")
+    assert results.test("t.py::test_a[arm64]").outcome == "interrupted"  # type: ignore[union-attr]
+    assert results.slowdown() == {}
+    rows = {line.split()[0]: line.split()[1:] for line in format_lines(results) if line}
+    assert "slowdown" not in rows
+    assert "| slowdown | - | - | - |" in markdown(results)
+    # One case that passed on both: only it counts.
+    record(results, "t.py::test_d[amd64]", [("call", "passed", 2.0, False)])
+    record(results, "t.py::test_d[arm64]", [("call", "passed", 14.0, False)], plat="arm64")
+    assert results.slowdown() == {"arm64": pytest.approx(7.0)}
+
+
+def test_a_test_passes_only_when_its_call_and_teardown_reported() -> None:
+    results = RunReport(platforms=facts("amd64"))
+    record(results, "t.py::test_cut[amd64]", CUT_IN_CALL)
+    # Cut off in its teardown: its call passed, the teardown never reported.
+    record(results, "t.py::test_teardown[amd64]", PASSED[:2])
+    record(results, "t.py::test_whole[amd64]", PASSED)
+    record(results, "t.py::test_skip[amd64]", SKIPPED)
+    results.finish(interrupted=True)
+    outcomes = {t.nodeid: t.outcome for t in results.tests}
+    assert outcomes == {
+        "t.py::test_cut[amd64]": "interrupted",
+        "t.py::test_teardown[amd64]": "interrupted",
+        "t.py::test_whole[amd64]": "passed",
+        "t.py::test_skip[amd64]": "skipped",
+    }
+    assert results.test("t.py::test_whole[amd64]").phases == ["setup", "call", "teardown"]  # type: ignore[union-attr]
+    assert results.test("t.py::test_cut[amd64]").headline == (  # type: ignore[union-attr]
+        "the session stopped during its call: it did not finish"
+    )
+    assert results.interrupted
+    assert results.failed
+    cells = results.matrix()
+    assert [(c.passed, c.interrupted, c.skipped) for c in cells] == [(1, 2, 1)]
+    text = markdown(results)
+    assert "| web | 1 passed, 1 skipped, 2 interrupted |" in text
+    assert "- `t.py::test_cut[amd64]` **interrupted**: the session stopped during its call" in text
+    assert "was interrupted" in text
+    assert text.endswith("**INTERRUPTED**")
+    assert format_lines(results)[-1].startswith("INTERRUPTED: The session was interrupted")
+    again = RunReport.from_json(json.loads(json.dumps(results.to_json())))
+    assert again.interrupted
+    assert again.to_json() == results.to_json()
+
+
+def test_a_finished_session_with_every_phase_is_not_interrupted() -> None:
+    results = RunReport(platforms=facts("amd64"))
+    record(results, "t.py::test_whole[amd64]", PASSED)
+    results.finish(interrupted=False)
+    assert not results.interrupted
+    assert not results.failed
+    assert markdown(results).endswith("**all passed**")
+
+
+def test_an_empty_report_is_no_pass() -> None:
+    assert markdown(RunReport()).endswith("**no tests ran**")

@@ -87,6 +87,7 @@ def test_timeout_native_non_amd64_host() -> None:
 
 def test_run_state_dir_is_per_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("MULTIARCH_RUN_STATE_DIR", raising=False)
     assert run_state_dir("a") != run_state_dir("b")
     assert run_state_dir("a").name == "run-a"
-    assert run_state_dir("a") == run_state_dir("a")
+    assert run_state_dir("a") == tmp_path / "pytest-multiarch" / "runs" / "run-a"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pytest_multiarch.core.commands import run_command
+from pytest_multiarch.core.errors import CommandError
 from pytest_multiarch.core.processes import start_ticks
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.labels import KEEP_LABEL, OWNER_LABEL, RUN_LABEL
@@ -78,5 +79,22 @@ def sweep(run_id: str | None = None, engine: EngineRef | None = None) -> SweepRe
         doomed.append(ident)
         runs.add(run)
     if doomed:
-        run_command(docker("rm", "-f", "-v", *doomed, engine=engine), timeout=180)
+        _remove(doomed, engine)
     return SweepResult(len(doomed), tuple(sorted(runs)))
+
+
+# What `docker rm -f` says of a container that someone else (another run's sweep, the owner's
+# own teardown) is removing or has removed meanwhile: gone either way, so not a failure.
+_ALREADY_GOING = ("is already in progress", "No such container")
+
+
+def _remove(ids: list[str], engine: EngineRef | None) -> None:
+    """Force-remove ``ids``; CommandError only for a container that is still there after it."""
+    command = docker("rm", "-f", "-v", *ids, engine=engine)
+    done = run_command(command, timeout=180, check=False)
+    if done.returncode == 0:
+        return
+    errors = [line for line in done.stderr.splitlines() if line.strip()]
+    if errors and all(any(gone in line for gone in _ALREADY_GOING) for line in errors):
+        return
+    raise CommandError(command, done.returncode, done.stdout, done.stderr)

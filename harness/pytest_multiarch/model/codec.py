@@ -36,14 +36,18 @@ def dump(value: object) -> Any:
     return value
 
 
-def load(cls: type[T], data: object, where: str = "$") -> T:
+def load(cls: type[T], data: object, where: str = "$", *, complete: bool = False) -> T:
     """An instance of dataclass ``cls`` from JSON ``data``; ReportFormatError names the path
     (``$.tests[3].outcome``) of the first value that does not fit. Keys the class does not
-    define are ignored, so derived fields (a matrix written for other readers) may be present."""
-    return typing.cast(T, _load(cls, data, where))
+    define are ignored, so derived fields (a matrix written for other readers) may be present.
+
+    A key whose field has a default may be missing, unless ``complete``: then every field of
+    every dataclass in it must be there (a document ``dump`` wrote always has them all, so a
+    missing one means it is not such a document, not that the default holds)."""
+    return typing.cast(T, _load(cls, data, where, complete))
 
 
-def _load(tp: Any, data: object, where: str) -> Any:
+def _load(tp: Any, data: object, where: str, complete: bool = False) -> Any:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if not isinstance(data, Mapping):
             raise ReportFormatError(f"{where}: expected an object, got {_kind(data)}")
@@ -52,12 +56,9 @@ def _load(tp: Any, data: object, where: str) -> Any:
         for field in _public_fields(tp):
             if field.name in data:
                 values[field.name] = _load(
-                    hints[field.name], data[field.name], f"{where}.{field.name}"
+                    hints[field.name], data[field.name], f"{where}.{field.name}", complete
                 )
-            elif (
-                field.default is dataclasses.MISSING
-                and field.default_factory is dataclasses.MISSING
-            ):
+            elif complete or _required(field):
                 raise ReportFormatError(f"{where}: missing key {field.name!r}")
         return tp(**values)
     origin = get_origin(tp)
@@ -71,7 +72,7 @@ def _load(tp: Any, data: object, where: str) -> Any:
         if data is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _load(inner[0], data, where)
+        return _load(inner[0], data, where, complete)
     if origin in (list, tuple):
         if not isinstance(data, list):
             raise ReportFormatError(f"{where}: expected a list, got {_kind(data)}")
@@ -79,15 +80,15 @@ def _load(tp: Any, data: object, where: str) -> Any:
             if len(data) != len(args):
                 raise ReportFormatError(f"{where}: expected {len(args)} items, got {len(data)}")
             return tuple(
-                _load(a, v, f"{where}[{i}]")
+                _load(a, v, f"{where}[{i}]", complete)
                 for i, (a, v) in enumerate(zip(args, data, strict=True))
             )
-        items = [_load(args[0], v, f"{where}[{i}]") for i, v in enumerate(data)]
+        items = [_load(args[0], v, f"{where}[{i}]", complete) for i, v in enumerate(data)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(data, Mapping):
             raise ReportFormatError(f"{where}: expected an object, got {_kind(data)}")
-        return {str(k): _load(args[1], v, f"{where}.{k}") for k, v in data.items()}
+        return {str(k): _load(args[1], v, f"{where}.{k}", complete) for k, v in data.items()}
     if tp is float:
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             raise ReportFormatError(f"{where}: expected a number, got {_kind(data)}")
@@ -106,6 +107,10 @@ def _load(tp: Any, data: object, where: str) -> Any:
 INTERNAL = {"internal": True}  # field metadata: kept in memory, never written or read
 
 
+def _required(field: dataclasses.Field[Any]) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
 def _public_fields(cls: Any) -> list[dataclasses.Field[Any]]:
     return [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
 
@@ -114,20 +119,21 @@ def _kind(data: object) -> str:
     return f"{type(data).__name__} {data!r}"[:80]
 
 
-def json_schema(cls: type[Any]) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of dataclass ``cls``; nested dataclasses go to ``$defs``."""
+def json_schema(cls: type[Any], *, complete: bool = False) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of dataclass ``cls``; nested dataclasses go to ``$defs``.
+    ``complete``: every field is required, as ``load(..., complete=True)`` reads it."""
     defs: dict[str, Any] = {}
-    _schema(cls, defs)
+    _schema(cls, defs, complete)
     top = defs.pop(cls.__name__)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **top, "$defs": defs}
 
 
-def schema_of(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+def schema_of(tp: Any, defs: dict[str, Any], *, complete: bool = False) -> dict[str, Any]:
     """The schema of one type, adding the dataclasses it names to ``defs``."""
-    return _schema(tp, defs)
+    return _schema(tp, defs, complete)
 
 
-def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+def _schema(tp: Any, defs: dict[str, Any], complete: bool = False) -> dict[str, Any]:
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         name = tp.__name__
         if name not in defs:
@@ -137,12 +143,8 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
             defs[name] = {
                 "type": "object",
                 "description": (tp.__doc__ or "").strip().splitlines()[0] if tp.__doc__ else "",
-                "properties": {f.name: _schema(hints[f.name], defs) for f in fields},
-                "required": [
-                    f.name
-                    for f in fields
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                ],
+                "properties": {f.name: _schema(hints[f.name], defs, complete) for f in fields},
+                "required": [f.name for f in fields if complete or _required(f)],
             }
         return {"$ref": f"#/$defs/{name}"}
     origin = get_origin(tp)
@@ -150,18 +152,18 @@ def _schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
     if origin is typing.Literal:
         return {"enum": list(args)}
     if origin in (Union, types.UnionType):
-        return {"anyOf": [_schema(a, defs) for a in args]}
+        return {"anyOf": [_schema(a, defs, complete) for a in args]}
     if origin in (list, tuple):
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             return {
                 "type": "array",
-                "prefixItems": [_schema(a, defs) for a in args],
+                "prefixItems": [_schema(a, defs, complete) for a in args],
                 "minItems": len(args),
                 "maxItems": len(args),
             }
-        return {"type": "array", "items": _schema(args[0], defs)}
+        return {"type": "array", "items": _schema(args[0], defs, complete)}
     if origin is dict:
-        return {"type": "object", "additionalProperties": _schema(args[1], defs)}
+        return {"type": "object", "additionalProperties": _schema(args[1], defs, complete)}
     simple = {
         Path: "string",
         str: "string",

@@ -204,7 +204,12 @@ class BuildProgress:
         if state == "built" and record.cached:
             state = "cached"
         why = (record.error or problem).strip().splitlines()
-        self._set(state=state, seconds=record.seconds, step=shorten(why[0]) if why else "")
+        step = shorten(why[0]) if why else ""
+        if state == "built" and record.build_cache:
+            # --build-cache: what it gave, or why it was not used, on the build's own line.
+            use = f"{record.cache_use or 'no steps'} from {record.build_cache}"
+            step = f"WARNING: {record.cache_warning}" if record.cache_warning else use
+        self._set(state=state, seconds=record.seconds, step=step)
 
     def _set(self, **changes: object) -> None:
         self._entry = replace(self._entry, **changes)  # type: ignore[arg-type]
@@ -244,7 +249,8 @@ class ProgressView:
                     self._cached.append(entry.label)
                     self._cached_at = now
                 elif entry.state == "built":
-                    lines.append(f"{PREFIX}{entry.label} built in {entry.seconds:.1f}s")
+                    note = f" ({entry.step})" if entry.step else ""
+                    lines.append(f"{PREFIX}{entry.label} built in {entry.seconds:.1f}s{note}")
                 else:
                     lines.append(f"{PREFIX}{entry.label} FAILED: {entry.step or 'build failed'}")
                 continue

@@ -28,11 +28,22 @@ SCHEMA_VERSION = 1
 SLOWDOWN_MIN_SECONDS = 0.1
 
 # "emulator_fault": failed, and the emulator said it failed (pytest_multiarch.runtime.faults), not
-# the test.
-Outcome = Literal["passed", "failed", "skipped", "error", "xfailed", "xpassed", "emulator_fault"]
+# the test. "interrupted": set up, and then its call (or teardown) never reported: the session was
+# stopped (Ctrl-C, SIGTERM) while it ran. Never a pass: only a call that reported passing is one.
+Outcome = Literal[
+    "passed",
+    "failed",
+    "skipped",
+    "error",
+    "xfailed",
+    "xpassed",
+    "emulator_fault",
+    "interrupted",
+]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 PublicationStatus = Literal["published", "unchanged", "refused", "failed"]
 Phase = Literal["setup", "call", "teardown"]
+PHASES: tuple[Phase, ...] = get_args(Phase)
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,23 @@ class BuildRecord:
     # How the architecture was established, e.g. "metadata+uname"; "" when not verified.
     verified: str = ""
     verification_cached: bool = False
+    # The Dockerfile's steps when this run built it (not FROM, not buildx's own): taken from
+    # BuildKit's cache (``CACHED``), and run.
+    steps_cached: int = 0
+    steps_run: int = 0
+    # --build-cache: where this (image, platform)'s cache lives ("local:DIR/app/arm64"); "" when
+    # no cache was given.
+    build_cache: str = ""
+    # Why the given cache was not used (it could not be read: built without it); "" otherwise.
+    cache_warning: str = ""
+
+    @property
+    def cache_use(self) -> str:
+        """``5 of 7 steps cached``; "" when no build ran in this run."""
+        steps = self.steps_cached + self.steps_run
+        if not steps:
+            return ""
+        return f"{self.steps_cached} of {steps} steps cached"
 
     @property
     def state(self) -> str:
@@ -66,19 +94,32 @@ class TestRecord:
     nodeid: str
     image: str
     platform: str  # short name, arm64
-    outcome: Outcome = "passed"
+    # Until a phase says otherwise, a test that began did not finish: "passed" comes only from
+    # a call that reported passing (see add_phase and RunReport.finish).
+    outcome: Outcome = "interrupted"
     seconds: float = 0.0
     # It ran commands on every platform (the images fixture): its time is not its platform's.
     every_platform: bool = False
     # Filled when it did not pass: what pytest reported (truncated, secrets redacted), the logs
-    # of its containers, and the commands it ran (``run``) with how each ended.
+    # of its containers, and the commands it ran (``run``) with how each ended. An xfailed or
+    # xpassed test's message is its xfail reason.
     message: str = ""
+    # The failure's own first line (its exception, or pytest.fail's message), for one-line
+    # summaries; "" when pytest gave none (then the message's first ``E`` line stands in).
+    headline: str = ""
     logs: str = ""
     commands: list[str] = field(default_factory=list)
     # The emulator's own words when outcome is "emulator_fault", with the emulator's version.
     fault: str = ""
     # How many times it was run again after an emulator fault (--emulator-fault-retries).
     retries: int = 0
+    # The phases that reported, in order (each once): a pass without "call" is no pass.
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def called(self) -> bool:
+        """Whether its call phase reported."""
+        return "call" in self.phases
 
     def mark_emulator_fault(self, evidence: str) -> None:
         """A failure that the emulator caused (pytest_multiarch.runtime.faults), not the test."""
@@ -87,13 +128,16 @@ class TestRecord:
             self.fault = evidence
 
     def add_phase(self, when: str, outcome: str, seconds: float, wasxfail: bool) -> None:
-        """Fold one report phase (setup, call, teardown) into the item's outcome."""
+        """Fold one report phase (setup, call, teardown) into the item's outcome. A passing setup
+        or teardown makes nothing pass: only the call does."""
         self.seconds += seconds
-        if outcome == "passed" and wasxfail and when == "call":
-            self.outcome = "xpassed"
+        if when in PHASES and when not in self.phases:
+            self.phases.append(when)
+        if outcome == "passed" and when == "call":
+            self.outcome = "xpassed" if wasxfail else "passed"
         elif outcome == "skipped" and wasxfail:
             self.outcome = "xfailed"
-        elif outcome == "skipped" and self.outcome == "passed":
+        elif outcome == "skipped" and self.outcome in ("passed", "interrupted"):
             self.outcome = "skipped"
         elif outcome == "failed":
             if when == "call":
@@ -202,6 +246,7 @@ class MatrixCell:
     xfailed: int = 0
     xpassed: int = 0
     emulator_fault: int = 0
+    interrupted: int = 0
 
     def count(self, outcome: Outcome) -> int:
         value: int = getattr(self, outcome)
@@ -209,7 +254,9 @@ class MatrixCell:
 
     @property
     def bad(self) -> bool:
-        return bool(self.failed or self.error or self.xpassed or self.emulator_fault)
+        return bool(
+            self.failed or self.error or self.xpassed or self.emulator_fault or self.interrupted
+        )
 
 
 @dataclass(frozen=True)
@@ -238,6 +285,9 @@ class RunReport:
     spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     images: dict[str, ImageTarget] = field(default_factory=dict)
     publish: list[Publication] = field(default_factory=list)
+    # The session was stopped before it ended (Ctrl-C, SIGTERM): what it did not run is not in
+    # it, and it is never a publish candidate.
+    interrupted: bool = False
     _by_nodeid: dict[str, TestRecord] = field(
         default_factory=dict, repr=False, compare=False, metadata=INTERNAL
     )
@@ -262,6 +312,21 @@ class RunReport:
             self._by_nodeid[nodeid] = test
         test.add_phase(when, outcome, seconds, wasxfail)
         return test
+
+    def finish(self, *, interrupted: bool) -> None:
+        """At the end of the session: a test whose teardown never reported was cut off, whatever
+        its call said."""
+        self.interrupted = self.interrupted or interrupted
+        for test in self.tests:
+            if test.outcome in ("passed", "xpassed") and "teardown" not in test.phases:
+                test.outcome = "interrupted"
+            if test.outcome == "interrupted" and not test.headline:
+                if test.called:
+                    test.headline = "the session stopped during its teardown: it did not finish"
+                elif "teardown" in test.phases:  # --setup-only
+                    test.headline = "its call never ran"
+                else:
+                    test.headline = "the session stopped during its call: it did not finish"
 
     def test(self, nodeid: str) -> TestRecord | None:
         if len(self._by_nodeid) != len(self.tests):
@@ -307,16 +372,20 @@ class RunReport:
 
     def slowdown(self) -> dict[str, float]:
         """For each emulated platform, how many times longer its tests took than the same tests
-        on the native platform: sums over the test cases that ran (were not skipped) on both,
-        matched by node id with the platform's id taken out. Builds are not in it, and a
-        platform whose common tests took under SLOWDOWN_MIN_SECONDS natively has no figure: a
-        ratio of milliseconds is noise. Tests that ran on every platform are left out."""
+        on the native platform: sums over the test cases that passed on both, matched by node id
+        with the platform's id taken out. A failed, errored or interrupted run stopped at some
+        point of its own, so its time compares with nothing; a case that took under
+        SLOWDOWN_MIN_SECONDS natively is left out too (a ratio of milliseconds is noise), and a
+        platform with no case left has no figure. Builds are not in it, nor tests that ran on
+        every platform."""
         native = next((p.short for p in self.platforms if p.native), None)
         if native is None:
             return {}
-        ran = [t for t in self.tests if t.outcome != "skipped" and not t.every_platform]
+        ran = [t for t in self.tests if t.outcome == "passed" and not t.every_platform]
         native_seconds = {
-            case_id(t.nodeid, t.platform): t.seconds for t in ran if t.platform == native
+            case_id(t.nodeid, t.platform): t.seconds
+            for t in ran
+            if t.platform == native and t.seconds >= SLOWDOWN_MIN_SECONDS
         }
         sums: dict[str, tuple[float, float]] = {}  # platform -> (its seconds, native seconds)
         for test in ran:
@@ -340,7 +409,8 @@ class RunReport:
 
     @property
     def failed(self) -> bool:
-        return any(cell.bad for cell in self.matrix())
+        """Whether anything in it is not a pass: a bad cell, or the session was interrupted."""
+        return self.interrupted or any(cell.bad for cell in self.matrix())
 
     # ---- serialization ------------------------------------------------------------------
 
@@ -353,12 +423,20 @@ class RunReport:
 
     @classmethod
     def from_json(cls, data: object, where: str = "$") -> RunReport:
+        """A report as ``to_json`` writes it: every part of it must be there (ReportFormatError
+        names the path of the first one that is not), since a part that defaulted would say
+        something the run never said: an empty list of tests reads as a clean run."""
         if isinstance(data, dict) and data.get("schema_version") != SCHEMA_VERSION:
             raise ReportFormatError(
                 f"{where}: schema_version {data.get('schema_version')!r} is not "
                 f"{SCHEMA_VERSION}, the version this pytest-multiarch reads"
             )
-        return load(cls, data, where)
+        report = load(cls, data, where, complete=True)
+        if isinstance(data, dict):  # else load raised
+            if "summary" not in data:
+                raise ReportFormatError(f"{where}: missing key 'summary'")
+            load(RunSummary, data["summary"], f"{where}.summary", complete=True)
+        return report
 
     def write(self, path: Path) -> None:
         """Write the report atomically: a reader never sees half a file."""
@@ -382,7 +460,8 @@ class RunReport:
 
 def merge(reports: Iterable[RunReport]) -> RunReport:
     """One report over several (one CI job per platform): platforms, builds, tests and images
-    of each, in order. Engines differ per job, so the merged report names none."""
+    of each, in order; interrupted when any of them was. Engines differ per job, so the merged
+    report names none."""
     merged = RunReport(run_id="merged")
     seen: set[str] = set()
     for report in reports:
@@ -398,6 +477,7 @@ def merge(reports: Iterable[RunReport]) -> RunReport:
             platforms = [*known.platforms, *target.platforms] if known else target.platforms
             merged.images[name] = ImageTarget(target.repository, list(dict.fromkeys(platforms)))
         merged.publish.extend(report.publish)
+        merged.interrupted = merged.interrupted or report.interrupted
     return merged
 
 
@@ -413,9 +493,9 @@ def case_id(nodeid: str, platform: str) -> str:
 
 def report_schema() -> dict[str, Any]:
     """The JSON Schema of ``--multiarch-json`` reports (shipped as report.schema.json)."""
-    schema = json_schema(RunReport)
+    schema = json_schema(RunReport, complete=True)
     schema["title"] = "pytest-multiarch run report"
-    schema["properties"]["summary"] = schema_of(RunSummary, schema["$defs"])
+    schema["properties"]["summary"] = schema_of(RunSummary, schema["$defs"], complete=True)
     schema["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
     schema["required"] = sorted({*schema["required"], "schema_version", "summary"})
     return schema

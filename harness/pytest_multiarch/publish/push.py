@@ -23,7 +23,7 @@ from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import EngineRef
 from pytest_multiarch.engine.probe import cli_run, probe_uname
-from pytest_multiarch.model.records import Publication, RunReport
+from pytest_multiarch.model.records import Publication, RunReport, TestRecord
 from pytest_multiarch.publish.registry import RegistryReadError, fetch_manifest, platform_digests
 
 _HOST = re.compile(
@@ -122,16 +122,18 @@ def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
         target = report.images[name]
         repository = destination.repository(name, target.repository)
         tests = [t for t in report.tests if t.image == name]
-        bad = [t for t in tests if t.outcome in ("failed", "error", "xpassed")]
+        bad = [t for t in tests if t.outcome in ("failed", "error", "xpassed", "interrupted")]
+        # "passed" is a claim of the record; its call phase having reported is the evidence.
+        bad += [t for t in tests if t.outcome == "passed" and not t.called]
         reasons = []
         if not tests:
             reasons.append("no test ran against it")
         if bad:
-            listed = ", ".join(f"{t.nodeid} ({t.outcome})" for t in bad[:5])
+            listed = ", ".join(f"{t.nodeid} ({_what(t)})" for t in bad[:5])
             reasons.append(f"{len(bad)} test(s) did not pass: {listed}")
         tested: dict[str, str] = {}
         for plat in (lookup(p) for p in target.platforms):
-            passed = [t for t in tests if t.platform == plat.short and t.outcome == "passed"]
+            passed = [t for t in tests if t.platform == plat.short and _passed(t)]
             build = builds.get((name, plat.name))
             if not passed:
                 reasons.append(f"no test passed on {plat.short}")
@@ -142,6 +144,34 @@ def candidates(report: RunReport, destination: Destination) -> list[Candidate]:
         engines = {p.name: p.engine for p in report.platforms if p.engine}
         found.append(Candidate(name, repository, tested, "; ".join(reasons), engines))
     return found
+
+
+def _passed(test: TestRecord) -> bool:
+    return test.outcome == "passed" and test.called
+
+
+def _what(test: TestRecord) -> str:
+    if test.outcome == "passed":
+        return "passed without a call phase"
+    return test.outcome
+
+
+def refuse_unfinished(report: RunReport, source: str) -> None:
+    """PublishError when ``report`` is of a session that did not finish, or says a test passed
+    that never ran its call: nothing it holds is a publish candidate."""
+    if report.interrupted:
+        raise PublishError(
+            f"{source} is the report of an interrupted session (Ctrl-C or SIGTERM): what it "
+            "tested is not known to pass, so nothing was published; run the tests to the end"
+        )
+    uncalled = [t.nodeid for t in report.tests if t.outcome == "passed" and not t.called]
+    if uncalled:
+        listed = ", ".join(uncalled[:5]) + (" ..." if len(uncalled) > 5 else "")
+        raise PublishError(
+            f"{source} says {len(uncalled)} test(s) passed without a call phase ({listed}): "
+            "such a record is not the run's evidence of a pass, so nothing was published; "
+            "write the report with pytest --multiarch-json PATH"
+        )
 
 
 # ---- registry access ---------------------------------------------------------------------------
@@ -391,7 +421,8 @@ def publish_candidate(
 def publish_report(
     report: RunReport, destination: Destination, *, overwrite: bool, log: Log
 ) -> list[Publication]:
-    """Publish every image of a finished run."""
+    """Publish every image of a finished run (PublishError for a run that did not finish)."""
+    refuse_unfinished(report, f"run {report.run_id}")
     found = candidates(report, destination)
     if any(not c.refused for c in found):
         check_reachable(destination)

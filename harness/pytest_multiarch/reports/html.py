@@ -17,15 +17,18 @@ from pathlib import Path
 
 from pytest_multiarch.model.records import OUTCOMES, MatrixCell, Outcome, RunReport, TestRecord
 from pytest_multiarch.reports.summary import (
+    INTERRUPTED_NOTE,
     cell_text,
-    headline,
     not_passed,
     outcome_label,
     platform_rows,
+    verdict,
+    why_not_passed,
 )
 
 # The outcome a cell is coloured by: the worst it holds.
 SEVERITY: tuple[Outcome, ...] = (
+    "interrupted",
     "emulator_fault",
     "error",
     "failed",
@@ -52,7 +55,8 @@ td.cell[data-failures] { cursor: pointer; text-decoration: underline dotted; }
 .outcome-passed { background: #dff3e0; } .outcome-failed { background: #fbd5d5; }
 .outcome-error { background: #f9c0a8; } .outcome-emulator_fault { background: #e3d0f5; }
 .outcome-xpassed { background: #fde7b0; } .outcome-xfailed { background: #ececec; }
-.outcome-skipped { background: #f3f3f3; color: #666; } .outcome-none { color: #999; }
+.outcome-skipped { background: #f3f3f3; color: #666; }
+.outcome-interrupted { background: #f7c6e0; } .outcome-none { color: #999; }
 details.failure { border: 1px solid #ddd; border-left: 4px solid #c62828; margin: .4em 0;
                   padding: .2em .6em; }
 details.failure.emulator_fault { border-left-color: #7b1fa2; }
@@ -130,7 +134,9 @@ def _matrix(report: RunReport) -> str:
                 continue
             attrs = f' data-image="{_e(image)}" data-platform="{_e(plat)}"'
             if cell.bad:
-                bad = cell.failed + cell.error + cell.xpassed + cell.emulator_fault
+                bad = (
+                    cell.failed + cell.error + cell.xpassed + cell.emulator_fault + cell.interrupted
+                )
                 attrs += f' data-failures="{bad}" tabindex="0" title="show the failures"'
             tds.append(f'<td class="cell outcome-{_worst(cell)}"{attrs}>{_e(cell_text(cell))}</td>')
         rows.append("<tr>" + "".join(tds) + "</tr>")
@@ -183,6 +189,11 @@ def _builds(report: RunReport) -> str:
         state = _e(build.state)
         if build.error:
             state += f"<details><summary>why</summary><pre>{_e(build.error)}</pre></details>"
+        cache = _e(build.cache_use or "-")
+        if build.build_cache:
+            cache += f"<br><code>{_e(build.build_cache)}</code>"
+        if build.cache_warning:
+            cache += f'<br><span class="warning">WARNING: {_e(build.cache_warning)}</span>'
         rows.append(
             [
                 _e(build.image),
@@ -191,14 +202,15 @@ def _builds(report: RunReport) -> str:
                 f"{build.seconds:.1f}s",
                 f"<code>{_e(build.image_id or '-')}</code>",
                 _e(verified or "-"),
+                cache,
             ]
         )
-    header = ["image", "platform", "state", "seconds", "image id", "verified"]
+    header = ["image", "platform", "state", "seconds", "image id", "verified", "build steps"]
     return "<h2>Builds</h2>" + _table(header, rows, "builds")
 
 
 def _failure(test: TestRecord) -> str:
-    why = test.fault if test.outcome == "emulator_fault" else headline(test.message)
+    why = test.fault if test.outcome == "emulator_fault" else why_not_passed(test)
     parts = []
     if test.outcome == "emulator_fault":
         retried = f" It was run {test.retries} more time(s)." if test.retries else ""
@@ -269,19 +281,19 @@ def _engine(report: RunReport) -> str:
 
 def render_html(report: RunReport) -> str:
     """The page, as one string."""
-    verdict = (
-        '<span class="verdict bad">FAILED</span>'
-        if report.failed
-        else '<span class="verdict good">all passed</span>'
+    word = verdict(report)
+    verdict_html = (
+        f'<span class="verdict {"good" if word == "all passed" else "bad"}">{word}</span>'
     )
+    note = f"<p><strong>{_e(INTERRUPTED_NOTE)}</strong></p>" if report.interrupted else ""
     counts = {o: sum(1 for t in report.tests if t.outcome == o) for o in OUTCOMES}
     totals = ", ".join(f"{n} {outcome_label(o)}" for o, n in counts.items() if n) or "no tests"
     meta = " &middot; ".join(
         part for part in (f"run <code>{_e(report.run_id)}</code>", _engine(report)) if part
     )
     body = (
-        f"<h1>pytest-multiarch: results per platform {verdict}</h1>"
-        f'<p class="muted">{meta}</p><p>{_e(totals)}</p>'
+        f"<h1>pytest-multiarch: results per platform {verdict_html}</h1>"
+        f'<p class="muted">{meta}</p><p>{_e(totals)}</p>{note}'
         "<h2>Images &times; platforms</h2>"
         + _matrix(report)
         + _platforms(report)

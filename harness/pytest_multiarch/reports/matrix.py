@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pytest_multiarch.core.errors import ConfigError, PlatformError
 from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.model.codec import ReportFormatError
 from pytest_multiarch.model.records import RunReport, merge
 
 # GitHub's hosted runners by the machine they are: a platform with a runner of its own machine
@@ -60,5 +61,24 @@ def matrix_entries(names: Sequence[str], *, native_runners: bool = True) -> list
 
 
 def merge_reports(paths: Sequence[Path]) -> RunReport:
-    """One report over the ``--multiarch-json`` reports of several jobs."""
-    return merge(RunReport.read(path) for path in paths)
+    """One report over the ``--multiarch-json`` reports of several jobs. A test id in two of
+    them is an error (the same report given twice, or two jobs that ran the same tests): its
+    counts would be added twice. The one exception is a test that ran on every platform of its
+    job (the ``images`` fixture) in two different runs: each job has one of its own."""
+    reports = [RunReport.read(path) for path in paths]
+    first: dict[str, tuple[Path, RunReport]] = {}
+    for path, report in zip(paths, reports, strict=True):
+        for test in report.tests:
+            seen = first.get(test.nodeid)
+            if seen is None:
+                first[test.nodeid] = (path, report)
+                continue
+            other_path, other = seen
+            if test.every_platform and other.run_id != report.run_id:
+                continue
+            raise ReportFormatError(
+                f"test {test.nodeid!r} is in both {other_path} and {path}"
+                + (f" (both of run {report.run_id})" if other.run_id == report.run_id else "")
+                + ": merged, it would be counted twice; give each job's report once"
+            )
+    return merge(reports)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from pytest_multiarch.model.records import (
     OUTCOMES,
+    BuildRecord,
     MatrixCell,
     Outcome,
     Publication,
@@ -36,9 +37,29 @@ def headline(message: str) -> str:
     return lines[0] if lines else ""
 
 
+def why_not_passed(test: TestRecord) -> str:
+    """The line that says why ``test`` did not pass: its recorded headline, else its message's."""
+    return test.headline or headline(test.message)
+
+
+def verdict(report: RunReport) -> str:
+    """One word on the whole run: INTERRUPTED, FAILED, "no tests ran" or "all passed"."""
+    if report.interrupted:
+        return "INTERRUPTED"
+    if report.failed:
+        return "FAILED"
+    return "all passed" if report.tests else "no tests ran"
+
+
+INTERRUPTED_NOTE = (
+    "The session was interrupted (Ctrl-C or SIGTERM) before it ended: the tests it cut off are "
+    "marked interrupted, and those it never started are not in this report."
+)
+
+
 def not_passed(report: RunReport) -> list[TestRecord]:
-    """Tests that failed, errored, passed unexpectedly or met an emulator fault."""
-    bad = ("failed", "error", "xpassed", "emulator_fault")
+    """Tests that failed, errored, passed unexpectedly, met an emulator fault or were cut off."""
+    bad = ("failed", "error", "xpassed", "emulator_fault", "interrupted")
     return sorted((t for t in report.tests if t.outcome in bad), key=lambda t: t.nodeid)
 
 
@@ -88,7 +109,7 @@ def _columns(report: RunReport, cells: Sequence[MatrixCell]) -> list[str]:
 def format_lines(report: RunReport) -> list[str]:
     """The terminal section: images x platforms, time rows, builds, emulators."""
     if not report.tests and not report.builds:
-        return []
+        return [f"INTERRUPTED: {INTERRUPTED_NOTE}"] if report.interrupted else []
     cells = report.matrix()
     by_key = {(c.image, c.platform): c for c in cells}
     platforms = _columns(report, cells)
@@ -119,7 +140,11 @@ def format_lines(report: RunReport) -> list[str]:
             how = f"  verified: {build.verified}" if build.verified and not build.error else ""
             if how and build.verification_cached:
                 how += " (cached)"
-            lines.append(f"  {build.image:<20} {build.platform:<16} {build.state}{how}")
+            lines.append(
+                f"  {build.image:<20} {build.platform:<16} {build.state}{_cache_text(build)}{how}"
+            )
+            if build.cache_warning:
+                lines.append(f"    WARNING: {build.cache_warning}")
     if report.platforms:
         lines += [
             "",
@@ -134,7 +159,33 @@ def format_lines(report: RunReport) -> list[str]:
         for test in faults:
             retried = f" (after {test.retries} rerun(s))" if test.retries else ""
             lines.append(f"  {test.nodeid}: {test.fault}{retried}")
+    if report.interrupted:
+        lines += ["", f"INTERRUPTED: {INTERRUPTED_NOTE}"]
     return lines
+
+
+def _cache_text(build: BuildRecord) -> str:
+    """`` (5 of 7 steps cached from local:DIR/app/arm64)`` for a build this run made."""
+    if not build.cache_use:
+        return ""
+    return f" ({build.cache_use}" + (f" from {build.build_cache})" if build.build_cache else ")")
+
+
+def cache_rows(report: RunReport) -> list[list[str]]:
+    """Per (image, platform) built in this run: steps cached, steps run, the cache and why it
+    was not used; empty when no build ran."""
+    return [
+        [
+            build.image,
+            build.platform,
+            str(build.steps_cached),
+            str(build.steps_run),
+            build.build_cache or "-",
+            build.cache_warning,
+        ]
+        for build in sorted(report.builds, key=lambda b: (b.image, b.platform))
+        if build.cache_use or build.cache_warning
+    ]
 
 
 def markdown(report: RunReport) -> str:
@@ -156,17 +207,26 @@ def markdown(report: RunReport) -> str:
         lines.append("| --- |" + " --- |" * len(platforms))
         for row in platform_rows(report, platforms):
             lines.append("| " + " | ".join(_md(cell) for cell in row) + " |")
+    builds = cache_rows(report)
+    if builds:
+        lines += ["", "| image | platform | steps cached | steps run | build cache |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for image, plat, cached, run, where, warning in builds:
+            cell = _md(where) + (f" (WARNING: {_md(warning)})" if warning else "")
+            lines.append(f"| {_md(image)} | {plat} | {cached} | {run} | {cell} |")
     failures = not_passed(report)
     if failures:
         lines += ["", f"<details><summary>{len(failures)} test(s) did not pass</summary>", ""]
         for test in failures:
-            why = test.fault if test.outcome == "emulator_fault" else headline(test.message)
+            why = test.fault if test.outcome == "emulator_fault" else why_not_passed(test)
             lines.append(
                 f"- `{test.nodeid}` **{outcome_label(test.outcome)}**"
                 + (f": {_md(why)}" if why else "")
             )
         lines += ["", "</details>"]
-    lines += ["", "**FAILED**" if report.failed else "**all passed**"]
+    if report.interrupted:
+        lines += ["", INTERRUPTED_NOTE]
+    lines += ["", f"**{verdict(report)}**"]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -104,10 +105,38 @@ def _describe_images(config: pytest.Config, report: RunReport) -> None:
             )
 
 
+# The line xdist's controller puts first in a worker's report text (pytest's
+# getworkerinfoline): "[gw0] linux -- Python 3.11.7 /usr/bin/python".
+_WORKER_LINE = re.compile(r"\A\[[^\]\n]+\] [^\n]* -- Python [^\n]*\n?")
+
+
+def failure_text(report: pytest.TestReport) -> str:
+    """pytest's text of a failed phase, without the xdist worker line in front of it."""
+    text = report.longreprtext
+    if getattr(report, "node", None) is not None:
+        text = _WORKER_LINE.sub("", text, count=1)
+    return text.strip()
+
+
+def failure_headline(report: pytest.TestReport, text: str) -> str:
+    """The failure's own first line: pytest's crash message (the exception, ``Failed: ...``),
+    else the first ``E`` line or the first line of ``text``."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    message = str(getattr(crash, "message", "") or "").strip()
+    if message:
+        return message.splitlines()[0].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("E "):
+            return line[1:].strip()
+    return lines[0] if lines else ""
+
+
 def _note_failure(test: TestRecord, report: pytest.TestReport, facts: ItemFacts) -> None:
     """What the report of a failed phase tells: pytest's message, container logs, commands, and
     whether the emulator caused it. Reports are redacted before they get here."""
-    message = report.longreprtext.strip()
+    message = failure_text(report)
+    test.headline = test.headline or failure_headline(report, message)
     if len(message) > MESSAGE_KEPT:
         message = "...\n" + message[-MESSAGE_KEPT:]
     test.message = "\n\n".join(part for part in (test.message, message) if part)
@@ -186,6 +215,9 @@ class ReportCollector:
         )
         if report.failed:
             _note_failure(test, report, facts)
+        reason = getattr(report, "wasxfail", "")
+        if reason and test.outcome in ("xfailed", "xpassed") and not test.message:
+            test.message = test.headline = str(reason)
         self.report.record_span(
             facts.platform,
             float(getattr(report, "start", 0.0)) + facts.build_wait_seconds,
@@ -201,10 +233,13 @@ class ReportCollector:
         return self._engine_facts.result()
 
     @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int | pytest.ExitCode
+    ) -> None:
         """Publishing, then the JSON report: here, so that ``-p no:terminal`` keeps both."""
         config = session.config
         settings = config.stash[SETTINGS_KEY]
+        self.report.finish(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         _describe_images(config, self.report)
         if self.publisher is not None:
             self.publisher.publish(session, self.report)

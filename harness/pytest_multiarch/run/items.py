@@ -14,6 +14,7 @@ from pytest_multiarch.core.images import ImageSpec, did_you_mean
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.run.state import BROKEN_IMAGES_KEY, IMAGES_KEY, RUNTIME_KEY, SETTINGS_KEY
+from pytest_multiarch.run.timeouts import timer_paused
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -121,11 +122,14 @@ def _callspec_platform(item: pytest.Item) -> Platform | None:
 
 def runtime_of(config: pytest.Config) -> ProcessRuntime:
     """The Docker side of this test process, made on first use (it touches no engine yet)."""
-    from pytest_multiarch.runtime.session import ProcessRuntime
-
     runtime = config.stash.get(RUNTIME_KEY, None)
     if runtime is None:
-        runtime = ProcessRuntime(config.stash[SETTINGS_KEY])
+        # The runtime starts (imports) in the first test of a process to use it: not that
+        # test's time.
+        with timer_paused(config):
+            from pytest_multiarch.runtime.session import ProcessRuntime
+
+            runtime = ProcessRuntime(config.stash[SETTINGS_KEY])
         config.stash[RUNTIME_KEY] = runtime
     return runtime
 
@@ -141,7 +145,8 @@ def built_image(
     state = item_state(node)
     started = time.monotonic()
     try:
-        built, record = runtime_of(config).image(spec, plat)
+        with timer_paused(config):  # the test's time limit is not the build's
+            built, record = runtime_of(config).image(spec, plat)
     except ImageUnavailable as exc:
         if exc.record is not None:
             state.builds.append(exc.record)

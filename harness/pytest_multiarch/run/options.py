@@ -15,6 +15,7 @@ from typing import Any, Literal
 import pytest
 
 from pytest_multiarch.core.errors import ConfigError
+from pytest_multiarch.runtime.build_cache import parse_build_cache
 from pytest_multiarch.runtime.settings import DISPATCH_ORDERS, MISSING_EMULATOR_MODES
 
 Source = str  # "--platforms", "environment variable MULTIARCH_PLATFORMS", "ini option ...", ...
@@ -129,6 +130,16 @@ OPTIONS: tuple[Option, ...] = (
         env="MULTIARCH_BUILD_TIMEOUT",
         metavar="SECONDS",
         check=positive_number,
+    ),
+    Option(
+        "build-cache",
+        "read and write BuildKit's cache at SPEC, one scope per image and platform, so a fresh "
+        "machine builds from an earlier run's steps: local:DIR, registry:HOST[:PORT]/NAME[:TAG], "
+        "gha or gha:SCOPE (GitHub Actions); add ,mode=min to export only the final image's "
+        "layers (default mode=max: every stage's)",
+        env="MULTIARCH_BUILD_CACHE",
+        metavar="SPEC",
+        check=parse_build_cache,
     ),
     Option(
         "missing-emulator",

@@ -18,6 +18,11 @@ from pytest_multiarch.core.platforms import Platform, parse_platforms
 from pytest_multiarch.engine.endpoints import RESOLVE_TIMEOUT, EngineEndpoint, EngineRef
 from pytest_multiarch.model.records import BuilderFacts
 from pytest_multiarch.run.options import resolve, resolve_layers, resolve_path
+from pytest_multiarch.runtime.build_cache import (
+    BuildCache,
+    directory_problem,
+    environment_problem,
+)
 from pytest_multiarch.runtime.builders import BuilderRef
 from pytest_multiarch.runtime.settings import MissingEmulator, Settings
 
@@ -57,6 +62,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"Invalid images directory {images_dir} from {images.source}: not a directory"
         )
+    build_cache = _build_cache_of(config, sources)
     json_path = resolve_path(config, "multiarch-json")
     sources["multiarch-json"] = json_path.source
 
@@ -98,7 +104,32 @@ def resolve_settings(config: pytest.Config) -> Settings:
         endpoints=endpoints,
         builders=builders,
         order=value("multiarch-order"),
+        build_cache=build_cache,
     )
+
+
+def _build_cache_of(config: pytest.Config, sources: dict[str, str]) -> BuildCache | None:
+    """--build-cache with where it came from; a ``local:`` directory made absolute (against
+    where pytest was invoked, or rootdir for the ini value) and made if missing. A directory
+    that cannot be written, or a gha cache outside GitHub Actions, is a usage error."""
+    found = resolve(config, "build-cache")
+    sources["build-cache"] = found.source
+    cache = found.value
+    if not isinstance(cache, BuildCache):
+        return None
+    cache = replace(cache, source=found.source)
+    if cache.kind == "local":
+        path = Path(cache.location).expanduser()
+        if not path.is_absolute():
+            base = (
+                config.rootpath if found.source.startswith("ini") else config.invocation_params.dir
+            )
+            path = Path(base) / path
+        cache = replace(cache, location=str(path))
+    problem = directory_problem(cache) or environment_problem(cache, os.environ)
+    if problem:
+        raise pytest.UsageError(problem)
+    return cache
 
 
 def _engines_of(

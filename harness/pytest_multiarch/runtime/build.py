@@ -22,7 +22,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
@@ -35,10 +35,23 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import Platform, oci_name
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError
+from pytest_multiarch.engine.buildx import inspect_builder
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import EngineRef, engine_of
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts, BuildRecord
+from pytest_multiarch.runtime.build_cache import (
+    WITHOUT,
+    BuildCache,
+    StepCount,
+    cache_arguments,
+    discard_stage,
+    export_problem,
+    export_refused,
+    reads,
+    replace_local,
+    where,
+)
 from pytest_multiarch.runtime.builders import (
     builder_engine,
     pipe_commands,
@@ -87,12 +100,14 @@ def build_command(
     *,
     no_cache: bool = False,
     builder: BuilderFacts | None = None,
+    cache: Sequence[str] = (),
 ) -> list[str]:
     """The buildx command line for ``spec`` on ``platform``. An image with ``ref`` is taken as a
     one-line ``FROM ref`` build, so BuildKit pulls it with an explicit platform. Without
     ``builder``, built on the engine that runs it, by that engine's buildx, into its store
     (``--load``); with one, by that builder: loaded into its engine, or (``registry``) pushed
-    to the registry as ``registry_reference(registry, tag)``."""
+    to the registry as ``registry_reference(registry, tag)``. ``cache``: the build cache's
+    ``--cache-from``/``--cache-to`` (pytest_multiarch.runtime.build_cache.cache_arguments)."""
     if builder is None:
         engine, chosen = engine_of(platform), []
     else:
@@ -123,6 +138,7 @@ def build_command(
     for secret in spec.secrets:
         # The value stays in the environment: never on the command line, in history or logs.
         command += ["--secret", f"id={secret.id},env={secret.env}"]
+    command += list(cache)
     if no_cache:
         command += ["--no-cache"]
     if spec.ref:
@@ -189,6 +205,8 @@ def build_image(
     observer: BuildObserver | None = None,
     builder: BuilderFacts | None = None,
     private_tags: Path | None = None,
+    cache: BuildCache | None = None,
+    cache_problem: str = "",
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
@@ -196,7 +214,9 @@ def build_image(
     ``client`` finds images through the engine's API (the engine that runs ``platform``);
     ``builder`` is the buildx builder named for ``platform`` (None: that engine's own);
     ``private_tags`` is the run's directory of records of the build's private tag, which the
-    next run removes when this one dies before its retag (:func:`sweep_private_tags`)."""
+    next run removes when this one dies before its retag (:func:`sweep_private_tags`);
+    ``cache`` the --build-cache to read and write, and ``cache_problem`` why that builder
+    cannot export it (the build then fails with it)."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
@@ -220,6 +240,15 @@ def build_image(
         if builder is not None and builder.problem:
             message = f"build of image {spec.name!r} for {platform.name}: {builder.problem}"
             return _failed(spec, platform, tag, 0.0, message)
+        if cache is not None and cache_problem:
+            return _failed(
+                spec,
+                platform,
+                tag,
+                0.0,
+                f"build of image {spec.name!r} for {platform.name}: {cache_problem}",
+            )
+        steps = StepCount()
         error = _run_build(
             spec,
             platform,
@@ -229,10 +258,20 @@ def build_image(
             observer or _Unobserved(),
             builder,
             private_tags,
+            cache=cache,
+            steps=steps,
         )
         if error:
-            return _failed(spec, platform, tag, time.monotonic() - start, error)
-        return _found(spec, platform, tag, time.monotonic() - start, client, builder)
+            record = _failed(spec, platform, tag, time.monotonic() - start, error)
+        else:
+            record = _found(spec, platform, tag, time.monotonic() - start, client, builder)
+        return replace(
+            record,
+            steps_cached=steps.cached,
+            steps_run=steps.run,
+            build_cache=where(cache, spec.name, platform.short) if cache else "",
+            cache_warning=steps.unreadable,
+        )
     except (CommandError, EngineApiError) as exc:  # inspect, tag: the engine failed a call
         return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
 
@@ -246,10 +285,16 @@ def _run_build(
     observer: BuildObserver,
     builder: BuilderFacts | None = None,
     private_tags: Path | None = None,
+    *,
+    cache: BuildCache | None = None,
+    steps: StepCount | None = None,
 ) -> str:
     """Run buildx into a tag of this call's own, then move the shared tag onto the result (in
     the engine that runs ``platform``, wherever ``builder`` built it: :func:`_deliver`).
-    Returns "" on success, else the error message (with the log tail, secrets redacted)."""
+    Returns "" on success, else the error message (with the log tail, secrets redacted).
+    ``steps`` is filled with the steps of the last attempt (cached, run) and, with ``cache``,
+    why the cache could not be read (``unreadable``; a failed build then runs again without
+    reading it)."""
     # Through a registry, the build's name is the registry's by content: pushes of the same
     # inputs by two runs write the same manifest, so no private name is needed there.
     through_registry = builder is not None and builder.delivery == "registry"
@@ -265,23 +310,61 @@ def _run_build(
     stdin = f"FROM {spec.ref}\n" if spec.ref else None
     failure: CommandError | None = None
     observer.building()
-    for no_cache in (False, True):
+    counted = steps if steps is not None else StepCount()
+    unreadable = ""
+    read = True
+    no_cache = False
+    stage = uuid.uuid4().hex[:12]  # a local cache is written aside, then replaces the old one
+    while True:
+        attempt = StepCount()
+        arguments = (
+            cache_arguments(cache, spec.name, platform.short, read=read, stage=stage)
+            if cache
+            else []
+        )
+
+        def on_line(line: str, attempt: StepCount = attempt) -> None:
+            attempt.feed(line)
+            observer.line(redact(line, secrets))
+
         try:
             stream_command(
-                build_command(spec, platform, private, no_cache=no_cache, builder=builder),
+                build_command(
+                    spec, platform, private, no_cache=no_cache, builder=builder, cache=arguments
+                ),
                 timeout=timeout,
                 input_text=stdin,
-                on_line=lambda line: observer.line(redact(line, secrets)),
+                on_line=on_line,
             )
         except CommandError as exc:
             failure = exc
             log = exc.stderr + exc.stdout
+            if reads(arguments) and attempt.unreadable and not isinstance(exc, CommandTimeout):
+                # The cache could not be read and the build failed: once more, not reading it.
+                unreadable, read = attempt.unreadable, False
+                continue
             if not no_cache and all(marker in log for marker in _POISONED_CACHE):
-                continue  # one retry without BuildKit's cache, which lost a snapshot
+                no_cache = True  # one retry without BuildKit's cache, which lost a snapshot
+                continue
             break
         else:
             failure = None
             break
+        finally:
+            counted.cached, counted.run = attempt.cached, attempt.run
+            if reads(arguments) and attempt.unreadable:
+                unreadable = attempt.unreadable
+    if unreadable and cache is not None:
+        counted.unreadable = (
+            f"the build cache {where(cache, spec.name, platform.short)} could not be read "
+            f"({unreadable}); "
+            "built without it"
+        )
+    if cache is not None and cache.kind == "local":
+        if failure is None:
+            replace_local(cache, spec.name, platform.short, stage)
+        else:
+            discard_stage(cache, spec.name, platform.short, stage)
     if failure is None:
         _deliver(private, tag, platform, builder, timeout, observer)
         if record is not None:
@@ -311,6 +394,7 @@ def _run_build(
         f"build of image {spec.name!r} for {platform.name} {what}; command: {command}\n"
         f"last lines of the build log:\n{log}"
         + _hint(failure.stderr + failure.stdout, platform, builder)
+        + _cache_hint(failure.stderr + failure.stdout, cache, builder)
     )
 
 
@@ -363,6 +447,21 @@ def _remove_recorded(path: Path, timeout: float) -> list[str]:
                 removed.append(tag)
     path.unlink(missing_ok=True)
     return removed
+
+
+def _cache_hint(log: str, cache: BuildCache | None, builder: BuilderFacts | None) -> str:
+    """What a build that failed because of --build-cache should do."""
+    if cache is None:
+        return ""
+    if export_refused(log):
+        name = builder.name if builder is not None else "(the engine's default)"
+        return "\nhint: " + export_problem(cache, name, "docker", "classic")
+    if "exporting cache" in log or "cache exporter" in log:
+        return (
+            f"\nhint: the build cache {cache.describe()} could not be written: check that "
+            f"{cache.location} is reachable and writable; {WITHOUT}"
+        )
+    return ""
 
 
 def _retag(built: str, tag: str, platform: Platform) -> None:
@@ -568,6 +667,7 @@ class BuildCoordinator:
         client: Callable[[], DockerClient],
         observe: Callable[[str, Platform], BuildObserver] | None = None,
         builders: Mapping[str, BuilderFacts] | None = None,
+        cache: BuildCache | None = None,
     ) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
@@ -580,6 +680,8 @@ class BuildCoordinator:
         self.observe = observe  # image name, platform -> live progress of a build made here
         # Platform name -> the buildx builder named for it ([tool.multiarch.builders]).
         self.builders = dict(builders or {})
+        self.cache = cache  # --build-cache
+        self._drivers: dict[str, str] = {}  # engine -> driver of its current buildx builder
         self._seen: dict[tuple[str, str], BuildOutcome] = {}
 
     def get(
@@ -615,6 +717,27 @@ class BuildCoordinator:
         stem = f"{spec.name}--{platform.short}"
         return (spec.name, platform.name) in self._seen or (self.run_dir / f"{stem}.json").exists()
 
+    def export_problem_for(self, platform: Platform) -> str:
+        """Why the builder of ``platform`` cannot export --build-cache; "" when it can. Only
+        buildx's docker driver on a classic image store cannot; a builder on another engine
+        is left to buildx to refuse (its words are turned into the same advice)."""
+        if self.cache is None or not self.classic_store:
+            return ""
+        builder = self.builders.get(platform.name)
+        if builder is not None:
+            if builder.delivery != "load":
+                return ""
+            return export_problem(self.cache, builder.name, builder.driver, "classic", builder.name)
+        engine = engine_of(platform)
+        key = engine.spec if engine is not None else ""
+        if key not in self._drivers:
+            try:
+                driver = inspect_builder("", engine, timeout=60).driver
+            except CommandError:
+                driver = "docker"  # no answer: the engine's own builder, as buildx defaults
+            self._drivers[key] = driver
+        return export_problem(self.cache, "default", self._drivers[key], "classic", platform.short)
+
     def _produce(
         self, spec: ImageSpec, platform: Platform, verify: Verify, secrets: Mapping[str, str]
     ) -> BuildOutcome:
@@ -632,6 +755,8 @@ class BuildCoordinator:
                 observer=observer,
                 builder=self.builders.get(platform.name),
                 private_tags=self.run_dir / PRIVATE_TAGS_DIR,
+                cache=self.cache,
+                cache_problem=self.export_problem_for(platform),
             )
         if record.error:
             observer.finished(record)

@@ -91,6 +91,7 @@ class Engine:
                 client=lambda: self.api.client,
                 observe=self._board.build,
                 builders=settings.builders,
+                cache=settings.build_cache,
             )
         return self._builds
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from pytest_multiarch.core.paths import private_dir, run_state_root
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.core.secrets import secret_values
 from pytest_multiarch.engine.cleanup import owner_alive
-from pytest_multiarch.engine.health import EngineStoppedAnswering as EngineLost
 from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.progress import ProgressBoard
 from pytest_multiarch.model.records import BuildRecord
@@ -31,14 +29,6 @@ from pytest_multiarch.runtime.build import (
     inspect_platform,
     sweep_private_tags,
 )
-from pytest_multiarch.runtime.containers import (
-    WrongArchitecture,
-    check_uname,
-    exec_uname,
-    make_container,
-    start_container,
-    stop_container,
-)
 from pytest_multiarch.runtime.engine import Engine
 from pytest_multiarch.runtime.image_fs import ImageFilesystems
 from pytest_multiarch.runtime.oneshot import RunResult, run_once
@@ -47,8 +37,6 @@ from pytest_multiarch.runtime.transfer import Content
 from pytest_multiarch.runtime.verification import Verifier
 
 if TYPE_CHECKING:
-    from testcontainers.core.container import DockerContainer
-
     from pytest_multiarch.runtime.settings import Settings
 
 
@@ -202,6 +190,10 @@ class ProcessRuntime:
     def prestarter(self) -> Prestarter:
         """The next test's container, started ahead (pytest_multiarch.runtime.prestart)."""
         if self._prestarter is None:
+            # Imported here: only a process that starts service containers pays for
+            # testcontainers (services imports nothing of this module).
+            from pytest_multiarch.runtime.services import stop_container
+
             self._prestarter = Prestarter(stop_container)
         return self._prestarter
 
@@ -215,70 +207,6 @@ class ProcessRuntime:
         # Watches chain their signal handlers: closed in reverse order of creation.
         for engine in reversed(engines):
             engine.close()
-
-
-def start_verified(
-    image: BuiltImage,
-    platform: Platform,
-    harness: ProcessRuntime,
-    cancelled: threading.Event | None = None,
-) -> DockerContainer:
-    """A started, ready container of ``image`` that runs the very image verified for
-    ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
-    that fails, or when ``cancelled`` is set before it is ready."""
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-    from urllib3.exceptions import HTTPError
-
-    settings = harness.settings
-    spec = image.spec
-    mapped = settings.endpoint(platform)
-    bind_address = settings.bind_address
-    if mapped is not None:
-        bind_address = mapped.publish_address(bind_address)
-    started = make_container(
-        image.reference,
-        spec,
-        platform,
-        harness.labels,
-        bind_address,
-        harness.engine_for(platform).api,
-    )
-    if mapped is not None:
-        # Its published ports are on the engine's machine: testcontainers' host setting is one
-        # for the whole process, so this container's client is told where that machine is.
-        service_host = mapped.service_host(settings.bind_address)
-        setattr(started.get_docker_client(), "host", lambda: service_host)  # noqa: B010
-    timeout = settings.timeout(spec.wait.timeout, platform)
-    try:
-        start_container(started, spec.wait, timeout, cancelled)
-    except EngineLost:
-        raise
-    except (MultiarchError, DockerException, RequestException, HTTPError, OSError) as exc:
-        # An engine that died or froze says so (one line); anything else is the container's.
-        lost = harness.engine_for(platform).watch.translate(exc)
-        raise lost or MultiarchError(
-            f"container of {image.reference} ({platform.name}) failed to start: {exc}"
-        ) from None
-    try:
-        # The image id was verified (metadata, ELF files, uname) once for this platform and
-        # emulator; the same id is the same files, so no exec into the container is needed.
-        ran = str(started.get_wrapped_container().attrs.get("Image") or "")
-        if image.id and ran:
-            if ran != image.id:
-                raise WrongArchitecture(
-                    f"container of {image.reference} runs image {ran}, not {image.id}, the image "
-                    f"verified for {platform.name} (was the tag moved during the run?)"
-                )
-        else:
-            answer = exec_uname(started)
-            if answer is not None:
-                check_uname(answer, platform, f"container of {image.reference}")
-    except WrongArchitecture as exc:
-        if not settings.keep_containers:
-            stop_container(started)
-        raise WrongArchitecture(f"wrong architecture: {exc}") from None
-    return started
 
 
 class RunOptions(TypedDict, total=False):

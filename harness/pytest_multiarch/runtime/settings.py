@@ -14,6 +14,7 @@ from pytest_multiarch.engine.endpoints import EngineEndpoint
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts
 from pytest_multiarch.runtime.build import BuildMode
+from pytest_multiarch.runtime.build_cache import BuildCache
 
 # What a platform without a usable emulator does: stop the run, or skip its tests.
 MissingEmulator = Literal["error", "skip"]
@@ -52,6 +53,8 @@ class Settings:
     builders: dict[str, BuilderFacts] = field(default_factory=dict)
     # With -n: hand out tests longest first (by earlier runs' durations), or in collection order.
     order: DispatchOrder = "longest"
+    # --build-cache: where BuildKit's cache is read and written (a local DIR made absolute).
+    build_cache: BuildCache | None = None
 
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""
