@@ -5,8 +5,9 @@ image (by its tag) and establish that it is the requested architecture. The proj
 BusyBox images on amd64, arm64 and s390x by default. One warm-up pytest run builds and verifies
 everything; then each round starts a fresh process with a fresh run id (so nothing of an earlier
 run's state is reused, only what lasts between runs: images and the verification cache) and
-times ``Harness.image(spec, platform)`` for every (image, platform), after the process's
-one-time set-up (engine facts, the dead-run sweep, the API connection), timed on its own.
+times ``ProcessRuntime.image(spec, platform)`` (``Harness.image`` in older checkouts) for every
+(image, platform), after the process's one-time set-up (engine facts, the dead-run sweep, the
+API connection), timed on its own.
 Containers the rounds create are counted from the engine's events. A measurement to read, not
 a test.
 
@@ -108,13 +109,21 @@ def child(images_dir: Path, platforms: str, run_id: str) -> None:
     settings_type = settings_module.Settings
     names = [field.name for field in dataclasses.fields(settings_type)]
     settings = settings_type(**{name: candidates[name] for name in names if name in candidates})
-    harness = session.Harness(settings)
+    runtime_type = getattr(session, "ProcessRuntime", None)
+    harness = runtime_type(settings) if runtime_type else session.Harness(settings)
     started = time.perf_counter()
     harness.start()
-    _ = harness.builds  # engine facts and build locks: once per process
-    api = getattr(harness, "api", None)
-    if api is not None:
-        _ = api.client  # the process's API connection (importing the docker SDK)
+    if runtime_type:
+        for platform in parsed:
+            engine = harness.engine_for(platform)
+            engine.sweep_once()  # the dead runs' leftovers: once per run and engine
+            _ = engine.builds  # engine facts and build locks: once per process
+            _ = engine.api.client  # the process's API connection (importing the docker SDK)
+    else:
+        _ = harness.builds  # engine facts and build locks: once per process
+        api = getattr(harness, "api", None)
+        if api is not None:
+            _ = api.client  # the process's API connection (importing the docker SDK)
     setup = time.perf_counter() - started
     resolves: list[dict[str, Any]] = []
     for spec in images.values():

@@ -38,20 +38,20 @@ from pytest_multiarch.run.items import (
     ITEM_KEY,
     ItemState,
     built_image,
-    harness_of,
     image_spec,
     item_platform,
     item_state,
     parametrizes_platform,
+    runtime_of,
 )
 from pytest_multiarch.run.options import add_options
 from pytest_multiarch.run.state import (
     BROKEN_IMAGES_KEY,
-    HARNESS_KEY,
     IMAGES_KEY,
     REPORT_ATTRIBUTE,
     REPORT_KEY,
     RETRIED,
+    RUNTIME_KEY,
     SETTINGS_KEY,
     ItemFacts,
 )
@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
 
     from pytest_multiarch.runtime.compare import PlatformImages
     from pytest_multiarch.runtime.faults import RecordedRun
-    from pytest_multiarch.runtime.session import BuiltImage, Harness, Runner
+    from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime, Runner
     from pytest_multiarch.runtime.settings import Settings
 
 # Values of the build secrets declared in image.toml files: redacted from test reports.
@@ -175,7 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _start_shown(
     image: BuiltImage,
     platform: Platform,
-    harness: Harness,
+    runtime: ProcessRuntime,
     ahead: Future[DockerContainer] | None = None,
 ) -> DockerContainer:
     """A started, verified container; shown in the live progress while it takes long (an
@@ -184,10 +184,10 @@ def _start_shown(
     from pytest_multiarch.runtime.services import readiness, start_verified
 
     waits = [strategy.describe() for strategy in readiness(image.spec.wait)]
-    with _progress_board(harness.settings.run_id).waiting(
+    with _progress_board(runtime.settings.run_id).waiting(
         image.name, platform, " ".join(["container start", *filter(None, waits)])
     ):
-        return ahead.result() if ahead is not None else start_verified(image, platform, harness)
+        return ahead.result() if ahead is not None else start_verified(image, platform, runtime)
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
@@ -446,21 +446,21 @@ def _started_container(
     from pytest_multiarch.runtime.prestart import PrestartKey
     from pytest_multiarch.runtime.services import stop_container
 
-    harness = harness_of(request.config)
+    runtime = runtime_of(request.config)
     ahead = None
     if prestarted:
-        ahead = harness.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
         # Begun before this test's own container is ready, not after: consecutive service tests
         # then overlap their starts, instead of each waiting for its own in its setup.
         if isinstance(request.node, pytest.Item):
             _prestart_next(request.node)
     try:
-        started = _start_shown(image, platform, harness, ahead)
+        started = _start_shown(image, platform, runtime, ahead)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     item_state(request.node).containers.append((platform.short, started))
     yield started
-    if not harness.settings.keep_containers and harness.watch_for(platform).dead() is None:
+    if not runtime.settings.keep_containers and runtime.engine_for(platform).watch.dead() is None:
         stop_container(started)
 
 
@@ -487,7 +487,7 @@ def _recording_runner(
 
     secrets: list[str] = request.config.stash.get(SECRETS_KEY, [])
     return RecordingRunner(
-        harness_of(request.config), image, platform, item_state(request.node).runs, secrets
+        runtime_of(request.config), image, platform, item_state(request.node).runs, secrets
     )
 
 
@@ -495,9 +495,9 @@ def _recording_runner(
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Every process (each xdist worker too) finishes removing its containers in the
     background before the controller sweeps the run: the two must not race."""
-    harness = session.config.stash.get(HARNESS_KEY, None)
-    if harness is not None:
-        harness.close()
+    runtime = session.config.stash.get(RUNTIME_KEY, None)
+    if runtime is not None:
+        runtime.close()
 
 
 @pytest.fixture
@@ -564,7 +564,7 @@ def _guarded(item: pytest.Item) -> Generator[None]:
         return (yield)
     from pytest_multiarch.engine.health import EngineStoppedAnswering
 
-    harness = harness_of(item.config)
+    runtime = runtime_of(item.config)
     plat = item_platform(item)
     # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
     # that reaches every platform (the images fixture) by each of theirs.
@@ -572,8 +572,8 @@ def _guarded(item: pytest.Item) -> Generator[None]:
     try:
         # Its engine did not answer when the run began, or died since: this platform's tests
         # fail at once with why; the other platforms' tests run on.
-        down = harness.unreachable(plat) if plat is not None else ""
-        watches = list({id(w): w for w in (harness.watch_for(p) for p in reached)}.values())
+        down = runtime.engine_for(plat).unreachable(plat) if plat is not None else ""
+        watches = list({id(w): w for w in (runtime.engine_for(p).watch for p in reached)}.values())
     except UnsafeStateDir as exc:  # made unsafe since the run began: no INTERNALERROR
         down = str(exc)
     if down:
@@ -623,16 +623,16 @@ def _prestart_next(item: pytest.Item) -> None:
     from pytest_multiarch.runtime.prestart import PrestartKey
     from pytest_multiarch.runtime.services import start_verified
 
-    harness = harness_of(item.config)
+    runtime = runtime_of(item.config)
     with contextlib.suppress(MultiarchError, OSError):
-        if not harness.resolvable_at_once(spec, plat):
+        if not runtime.resolvable_at_once(spec, plat):
             return
         # Resolved for the next test, on its own state: a build record it produces is its.
         image = built_image(nextitem, item.config, spec, plat)
         if not isinstance(image, str):
-            harness.prestarter.begin(
+            runtime.prestarter.begin(
                 PrestartKey(image.reference, image.id, plat.name),
-                lambda cancelled: start_verified(image, plat, harness, cancelled),
+                lambda cancelled: start_verified(image, plat, runtime, cancelled),
             )
 
 
@@ -772,21 +772,24 @@ def pytest_runtest_makereport(
             properties.append(("image_id", state.image_id))
         from pytest_multiarch.engine.docker import endpoint
 
-        mapped = settings.endpoint(plat) if plat is not None else None
-        properties.append(("engine", mapped.host if mapped is not None else endpoint()))
+        # The engine the test ran on; a test of every platform (images) names the default one.
+        engine = settings.engine_endpoint(plat).host if plat is not None else endpoint()
+        properties.append(("engine", engine))
         if plat is not None and plat.engine:  # mapped (--engine): the matrix header's name
             properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
-    harness = item.config.stash.get(HARNESS_KEY, None)
-    if report.failed and harness is not None:
+    runtime = item.config.stash.get(RUNTIME_KEY, None)
+    if report.failed and runtime is not None:
         from pytest_multiarch.runtime.services import container_logs
 
-        try:
-            watch = harness.watch_for(plat) if plat is not None else harness.watch
-        except UnsafeStateDir:  # the test's error says so; its logs are not worth a crash
-            watch = None
+        platforms = {p.short: p for p in runtime.settings.platforms}
         for short, started in [c for s in (state, *shared) for c in s.containers]:
-            if watch is None or watch.dead() is not None:
-                break  # no logs from an engine that stopped answering
+            on = platforms.get(short, plat)
+            try:
+                gone = on is not None and runtime.engine_for(on).watch.dead() is not None
+            except UnsafeStateDir:  # the test's error says so; its logs are not worth a crash
+                break
+            if gone:
+                continue  # no logs from an engine that stopped answering
             logs = container_logs(started, lines=200)
             if logs:
                 report.sections.append((f"container logs [{short}]", logs))

@@ -1,4 +1,4 @@
-"""Verification once per image id: the cache in front of Harness._verify, and the pieces of a
+"""Verification once per image id: the cache in front of Verifier.verify, and the pieces of a
 one-shot container run over the engine's API that need no engine (attach frames, start errors).
 """
 
@@ -20,7 +20,12 @@ from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
 from pytest_multiarch.runtime.elf import ForeignBinary
 from pytest_multiarch.runtime.oneshot import _Expired, _feed, _read_frames, _start_refused
-from pytest_multiarch.runtime.session import VERIFICATION_LOGIC, Harness, verification_version
+from pytest_multiarch.runtime.session import ProcessRuntime
+from pytest_multiarch.runtime.verification import (
+    VERIFICATION_LOGIC,
+    Verifier,
+    verification_version,
+)
 
 from tests.unit.fakes import make_settings
 
@@ -37,14 +42,15 @@ WRONG = verify_cache.Verification(
 )
 
 
-class CountingHarness(Harness):
-    """A Harness whose verification is a stand-in that counts its calls (no engine)."""
+class CountingVerifier(Verifier):
+    """A Verifier whose verification is a stand-in that counts its calls (no engine)."""
 
     def __init__(self, outcome: verify_cache.Verification, lasting: bool = True) -> None:
         settings = make_settings(
             (ARM64,), Path("/nonexistent/images"), run_id="run", owner="host:1:1"
         )
-        super().__init__(settings)
+        runtime = ProcessRuntime(settings)
+        super().__init__(settings, runtime.labels, runtime.engine_for, runtime.filesystems)
         self.outcome = outcome
         self.lasting = lasting
         self.calls = 0
@@ -52,7 +58,7 @@ class CountingHarness(Harness):
     def emulator(self, platform: object) -> str:
         return "qemu-aarch64 enabled, flags PF, QEMU 7.2.22"
 
-    def _verify(
+    def verify(
         self, reference: str, spec: ImageSpec, platform: object
     ) -> tuple[verify_cache.Verification, bool]:
         self.calls += 1
@@ -72,45 +78,45 @@ def spec(*globs: str) -> ImageSpec:
 
 
 def test_second_check_of_an_image_id_is_read_from_the_cache() -> None:
-    first = CountingHarness(WRONG)
-    verdict = first._check(RECORD, spec(), ARM64)
+    first = CountingVerifier(WRONG)
+    verdict = first.check(RECORD, spec(), ARM64)
     assert (verdict.how, verdict.problem, verdict.cached) == ("metadata+elf", WRONG.problem, False)
     # Another process of a later run: nothing is verified again.
-    later = CountingHarness(WRONG)
-    again = later._check(RECORD, spec(), ARM64)
+    later = CountingVerifier(WRONG)
+    again = later.check(RECORD, spec(), ARM64)
     assert (again.how, again.problem, again.cached) == ("metadata+elf", WRONG.problem, True)
     assert (first.calls, later.calls) == (1, 0)
 
 
 def test_a_changed_image_id_or_allow_list_is_verified_again() -> None:
-    harness = CountingHarness(WRONG)
-    harness._check(RECORD, spec(), ARM64)
+    verifier = CountingVerifier(WRONG)
+    verifier.check(RECORD, spec(), ARM64)
     rebuilt = BuildRecord(**{**RECORD.__dict__, "image_id": "sha256:" + "b" * 64})
-    assert harness._check(rebuilt, spec(), ARM64).cached is False
+    assert verifier.check(rebuilt, spec(), ARM64).cached is False
     # The allow-globs decide what is foreign and are not in the image id: part of the key.
-    assert harness._check(RECORD, spec("/app"), ARM64).cached is False
-    assert harness.calls == 3
-    assert harness._check(RECORD, spec("/app"), ARM64).cached is True
+    assert verifier.check(RECORD, spec("/app"), ARM64).cached is False
+    assert verifier.calls == 3
+    assert verifier.check(RECORD, spec("/app"), ARM64).cached is True
 
 
 def test_an_engine_failure_is_not_cached() -> None:
     flaky = verify_cache.Verification("metadata+elf", False, "`uname -m` timed out")
-    harness = CountingHarness(flaky, lasting=False)
-    harness._check(RECORD, spec(), ARM64)
-    harness._check(RECORD, spec(), ARM64)
-    assert harness.calls == 2
+    verifier = CountingVerifier(flaky, lasting=False)
+    verifier.check(RECORD, spec(), ARM64)
+    verifier.check(RECORD, spec(), ARM64)
+    assert verifier.calls == 2
 
 
 def test_a_corrupted_entry_warns_and_is_verified_again(cache: Path) -> None:
-    CountingHarness(WRONG)._check(RECORD, spec(), ARM64)
+    CountingVerifier(WRONG).check(RECORD, spec(), ARM64)
     (entry,) = cache.glob("*.json")
     document = json.loads(entry.read_text())
     document["verification"].update(ok=True, problem="", elf_files=-1)  # forged, and malformed
     entry.write_text(json.dumps(document))
-    harness = CountingHarness(WRONG)
+    verifier = CountingVerifier(WRONG)
     with pytest.warns(verify_cache.VerificationCacheWarning, match="ignoring verification cache"):
-        verdict = harness._check(RECORD, spec(), ARM64)
-    assert (verdict.problem, verdict.cached, harness.calls) == (WRONG.problem, False, 1)
+        verdict = verifier.check(RECORD, spec(), ARM64)
+    assert (verdict.problem, verdict.cached, verifier.calls) == (WRONG.problem, False, 1)
     assert json.loads(entry.read_text())["verification"]["ok"] is False  # stored afresh
 
 

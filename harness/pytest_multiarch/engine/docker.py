@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.errors import CommandError, EngineUnavailable
+from pytest_multiarch.engine.endpoints import EngineEndpoint
 from pytest_multiarch.model.records import EngineFacts
 
 if TYPE_CHECKING:
@@ -31,6 +32,12 @@ ImageStore = Literal["containerd", "classic"]
 def endpoint() -> str:
     """Where the docker CLI talks to: DOCKER_HOST, else the default socket."""
     return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+
+def default_endpoint() -> EngineEndpoint:
+    """The default engine as an endpoint like a mapped engine's (spec ``""``), where the docker
+    CLI talks to; nothing is asked of it here."""
+    return EngineEndpoint("", endpoint())
 
 
 @dataclass(frozen=True)

@@ -107,9 +107,11 @@ _LOOPBACK_HOSTS = ("localhost", "127.", "[::1]", "::1")
 
 @dataclass(frozen=True)
 class EngineEndpoint:
-    """A mapped engine as the controller found it at the start of the run, shipped to every
-    worker: where the docker SDK connects (a context resolved to its host and TLS material),
-    what the engine is, or why it did not answer (``problem``)."""
+    """An engine of the run: a mapped one as the controller found it at the start of the run,
+    shipped to every worker: where the docker SDK connects (a context resolved to its host and
+    TLS material), what the engine is, or why it did not answer (``problem``). The default
+    engine is one too (spec ``""``: pytest_multiarch.engine.docker.default_endpoint), asked
+    nothing at the start: what it is comes over its API connection when needed."""
 
     spec: str
     host: str  # unix:///..., tcp://host:port, ssh://user@host
@@ -131,9 +133,12 @@ class EngineEndpoint:
         and ports it publishes on loopback can be reached from here."""
         return host_is_local(self.host)
 
-    def sdk_environment(self) -> dict[str, str]:
+    def sdk_environment(self) -> dict[str, str] | None:
         """What ``docker.from_env(environment=...)`` needs to talk to this engine (the docker
-        SDK and testcontainers both take it), TLS included."""
+        SDK and testcontainers both take it), TLS included; None for the default engine, which
+        the SDK finds from the process's own environment as the docker CLI does."""
+        if self.ref.is_default:
+            return None
         environment = {"DOCKER_HOST": self.host}
         if self.cert_path:
             environment["DOCKER_CERT_PATH"] = self.cert_path
@@ -157,7 +162,10 @@ class EngineEndpoint:
         return "0.0.0.0"  # noqa: S104 - the remote machine's ports must be reachable from here
 
     def describe(self) -> str:
-        """``e12 (unix:///run/.../docker.sock)`` or ``arm-box (context, ssh://ci@arm-box)``."""
+        """``e12 (unix:///run/.../docker.sock)`` or ``arm-box (context, ssh://ci@arm-box)``;
+        the default engine by where it is alone (``unix:///var/run/docker.sock``)."""
+        if self.ref.is_default:
+            return self.host
         if self.ref.is_context:
             return f"{self.spec} (context, {self.host})"
         return f"{self.ref.label} ({self.host})"

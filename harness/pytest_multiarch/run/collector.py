@@ -16,25 +16,25 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_multiarch.core.errors import MultiarchError
+from pytest_multiarch.engine.cleanup import sweep
 from pytest_multiarch.engine.resolve import platform_facts
 from pytest_multiarch.model.codec import ReportFormatError, load
 from pytest_multiarch.model.records import ImageTarget, RunReport, TestRecord
 from pytest_multiarch.run.options import resolve, resolve_path
 from pytest_multiarch.run.state import (
-    HARNESS_KEY,
     IMAGES_KEY,
     REPORT_ATTRIBUTE,
     RETRIED,
+    RUNTIME_KEY,
     SETTINGS_KEY,
     ItemFacts,
 )
 
 if TYPE_CHECKING:
     from pytest_multiarch.engine.docker import EngineInfo
-    from pytest_multiarch.engine.endpoints import EngineRef
-    from pytest_multiarch.engine.health import EngineWatch
     from pytest_multiarch.publish.push import Destination
-    from pytest_multiarch.runtime.session import Harness
+    from pytest_multiarch.runtime.engine import Engine
+    from pytest_multiarch.runtime.session import ProcessRuntime
     from pytest_multiarch.runtime.settings import Settings
 
 # Of a failed test, kept for the run report: its message and container logs.
@@ -224,10 +224,10 @@ class ReportCollector:
             float(getattr(report, "stop", 0.0)),
         )
 
-    def _engine_info(self, harness: Harness | None) -> EngineInfo:
+    def _engine_info(self, runtime: ProcessRuntime | None, default: Engine) -> EngineInfo:
         """The default engine's facts: this process's, else those asked during the run."""
-        if harness is not None:
-            return harness.engine
+        if runtime is not None:
+            return default.info
         if self._engine_facts is None:
             return _default_engine_info()
         return self._engine_facts.result()
@@ -247,22 +247,23 @@ class ReportCollector:
         self.report.platforms = platform_facts(
             settings.platforms, settings.endpoints, settings.builders
         )
-        harness = config.stash.get(HARNESS_KEY, None)
-        watch = _run_engine_watch(settings, harness)
+        runtime = config.stash.get(RUNTIME_KEY, None)
+        engines = _engines_of_run(settings, runtime)
         try:
+            # The report's engine is the run's default engine (platforms record their own).
+            default = next((e for e in engines if e.endpoint.ref.is_default), None)
             # A ping first (milliseconds): a dead or frozen engine costs no time limit here.
-            lost = watch.alive() if watch is not None else None
-            if watch is not None and lost is None:
-                with contextlib.suppress(MultiarchError), watch.guard():
-                    self.report.engine = self._engine_info(harness).facts()
+            if default is not None and default.watch.alive() is None:
+                with contextlib.suppress(MultiarchError), default.watch.guard():
+                    self.report.engine = self._engine_info(runtime, default).facts()
             if settings.json_path is not None:
                 self.report.write(settings.json_path)
-            problems = [_sweep_run(settings, watch)] if watch is not None else []
-            problems += _sweep_mapped_engines(settings, harness)
+            problems = [_sweep_run(settings, engine) for engine in engines]
             self.cleanup_problem = "; ".join(problem for problem in problems if problem)
         finally:
-            if watch is not None:
-                watch.close()
+            # Again, if this process closed them already: the sweeps restarted the watches.
+            for engine in reversed(engines):
+                engine.close()
         self.written = _write_pages(config, self.report)
 
 
@@ -291,74 +292,39 @@ def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
     return lines
 
 
-def _run_engine_watch(settings: Settings, harness: Harness | None) -> EngineWatch | None:
-    """The run's engine watch on the controller, or None when no process of the run touched
-    the engine (no state directory), or no platform of the run uses the default engine."""
-    if all(plat.engine for plat in settings.platforms):
-        return None
-    from pytest_multiarch.runtime.session import engine_watch, run_state_dir
+def _engines_of_run(settings: Settings, runtime: ProcessRuntime | None) -> list[Engine]:
+    """The engines of the run's platforms, each once, as this process has them; none when no
+    process of the run touched an engine (the run has no state directory)."""
+    from pytest_multiarch.runtime.session import ProcessRuntime, run_state_dir
 
     try:
-        if harness is not None:
-            return harness.watch
-        if not run_state_dir(settings.run_id).exists():
-            return None
-        return engine_watch(settings.run_id)
-    except MultiarchError:  # a state directory made unsafe since the run began
-        return None
+        if runtime is None:
+            if not run_state_dir(settings.run_id).exists():
+                return []
+            runtime = ProcessRuntime(settings)  # xdist's controller: it used no engine itself
+        return runtime.engines()
+    except MultiarchError:  # an unsafe state directory: said when the run began
+        return []
 
 
-def _sweep_run(settings: Settings, watch: EngineWatch, engine: EngineRef | None = None) -> str:
-    """Remove the run's containers (on ``engine``, else the default engine); what went wrong,
-    or "" (the next run reaps leftovers). Never waits on an engine that stopped answering
-    (``watch``)."""
+def _sweep_run(settings: Settings, engine: Engine) -> str:
+    """Remove the run's containers from ``engine``; what went wrong, or "" (the next run that
+    uses that engine reaps leftovers). Never waits on an engine that stopped answering."""
+    if settings.keep_containers or engine.endpoint.problem:
+        return ""  # kept; or the engine never answered, so nothing of this run is there
+    ref = engine.endpoint.ref
     try:
-        if settings.keep_containers:
-            return ""
-        from pytest_multiarch.engine.cleanup import sweep
-
-        with watch.guard():
-            sweep(settings.run_id, engine=engine)
+        lost = engine.watch.alive()
+        if lost is not None:
+            raise lost
+        with engine.watch.guard():
+            sweep(settings.run_id, engine=ref)
     except MultiarchError as exc:
         first = str(exc).splitlines()[0]
-        cli = " ".join(["docker", *(engine.cli_flags() if engine is not None else [])])
+        cli = " ".join(["docker", *ref.cli_flags()])
         return (
-            f"could not remove this run's containers ({first}); the next run removes them, or: "
-            f"{cli} rm -f $({cli} ps -aq --filter label=pytest-multiarch.run={settings.run_id})"
+            f"could not remove this run's containers ({first}); the next run that uses that "
+            f"engine removes them, or: {cli} rm -f $({cli} ps -aq --filter "
+            f"label=pytest-multiarch.run={settings.run_id})"
         )
     return ""
-
-
-def _sweep_mapped_engines(settings: Settings, harness: Harness | None) -> list[str]:
-    """Remove the run's containers from every engine a platform was mapped to (each engine
-    once); what went wrong on each. An engine that stopped answering is not waited for: the
-    next run that reaches it removes what this one left there."""
-    from pytest_multiarch.runtime.session import engine_watch, run_state_dir
-
-    try:
-        if harness is None and not run_state_dir(settings.run_id).exists():
-            return []  # no process of the run touched an engine
-    except MultiarchError:
-        return []
-    problems = []
-    for spec, mapped in settings.endpoints.items():
-        plat = next((p for p in settings.platforms if p.engine == spec), None)
-        if plat is None or mapped.problem:
-            continue  # not used, or never reachable: nothing of this run is there
-        try:
-            watch = harness.watch_for(plat) if harness is not None else None
-            watch = watch or engine_watch(settings.run_id, mapped)
-        except MultiarchError:  # a state directory made unsafe since the run began
-            continue
-        try:
-            lost = watch.alive()
-            if lost is not None:
-                problems.append(
-                    f"engine {mapped.describe()} stopped answering, so this run's containers "
-                    "there were not removed; the next run that uses it removes them"
-                )
-                continue
-            problems.append(_sweep_run(settings, watch, mapped.ref))
-        finally:
-            watch.close()  # again, if the harness closed it already: the sweep restarted it
-    return problems

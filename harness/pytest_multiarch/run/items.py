@@ -13,14 +13,14 @@ import pytest
 from pytest_multiarch.core.images import ImageSpec, did_you_mean
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.run.state import BROKEN_IMAGES_KEY, HARNESS_KEY, IMAGES_KEY, SETTINGS_KEY
+from pytest_multiarch.run.state import BROKEN_IMAGES_KEY, IMAGES_KEY, RUNTIME_KEY, SETTINGS_KEY
 from pytest_multiarch.run.timeouts import timer_paused
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
     from pytest_multiarch.runtime.faults import RecordedRun
-    from pytest_multiarch.runtime.session import BuiltImage, Harness
+    from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime
 
 
 ITEM_KEY = pytest.StashKey["ItemState"]()
@@ -120,17 +120,18 @@ def _callspec_platform(item: pytest.Item) -> Platform | None:
     return plat
 
 
-def harness_of(config: pytest.Config) -> Harness:
-    harness = config.stash.get(HARNESS_KEY, None)
-    if harness is None:
-        # The harness starts (imports, engine connection) in the first test of a process to
-        # use it: not that test's time.
+def runtime_of(config: pytest.Config) -> ProcessRuntime:
+    """The Docker side of this test process, made on first use (it touches no engine yet)."""
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    if runtime is None:
+        # The runtime starts (imports) in the first test of a process to use it: not that
+        # test's time.
         with timer_paused(config):
-            from pytest_multiarch.runtime.session import Harness
+            from pytest_multiarch.runtime.session import ProcessRuntime
 
-            harness = Harness(config.stash[SETTINGS_KEY])
-        config.stash[HARNESS_KEY] = harness
-    return harness
+            runtime = ProcessRuntime(config.stash[SETTINGS_KEY])
+        config.stash[RUNTIME_KEY] = runtime
+    return runtime
 
 
 def built_image(
@@ -145,7 +146,7 @@ def built_image(
     started = time.monotonic()
     try:
         with timer_paused(config):  # the test's time limit is not the build's
-            built, record = harness_of(config).image(spec, plat)
+            built, record = runtime_of(config).image(spec, plat)
     except ImageUnavailable as exc:
         if exc.record is not None:
             state.builds.append(exc.record)

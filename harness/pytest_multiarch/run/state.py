@@ -12,7 +12,7 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.model.records import BuildRecord, RunReport
 
 if TYPE_CHECKING:
-    from pytest_multiarch.runtime.session import Harness
+    from pytest_multiarch.runtime.session import ProcessRuntime
     from pytest_multiarch.runtime.settings import Settings
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()
@@ -20,7 +20,7 @@ REPORT_KEY = pytest.StashKey[RunReport]()
 IMAGES_KEY = pytest.StashKey[dict[str, ImageSpec]]()
 # Image directories whose image.toml (or name) is not valid: why, by name. Their tests fail.
 BROKEN_IMAGES_KEY = pytest.StashKey[dict[str, str]]()
-HARNESS_KEY: pytest.StashKey[Harness] = pytest.StashKey()
+RUNTIME_KEY: pytest.StashKey[ProcessRuntime] = pytest.StashKey()
 # The attribute xdist carries from a worker's test report to the controller: ItemFacts as JSON.
 REPORT_ATTRIBUTE = "multiarch"
 # The outcome of a report whose test is run again after an emulator fault.

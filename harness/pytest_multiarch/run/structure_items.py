@@ -21,7 +21,7 @@ import yaml
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec
 from pytest_multiarch.core.platforms import Platform
-from pytest_multiarch.run.items import built_image, harness_of, item_state, set_item_target
+from pytest_multiarch.run.items import built_image, item_state, runtime_of, set_item_target
 from pytest_multiarch.run.state import IMAGES_KEY, SETTINGS_KEY
 from pytest_multiarch.structure.checks import evaluate, platform_applies
 from pytest_multiarch.structure.config import Check, StructureConfigError, load_structure_file
@@ -208,7 +208,8 @@ class StructureCheckItem(pytest.Item):
         if isinstance(found, str):
             pytest.fail(found, pytrace=False)
         item_state(self).image_id = found.id
-        harness = harness_of(self.config)
+        runtime = runtime_of(self.config)
+        engine = runtime.engine_for(self.platform)
         cache = self.config.stash.get(_CACHE_KEY, None)
         if cache is None:
             cache = self.config.stash[_CACHE_KEY] = ImageCache()
@@ -216,10 +217,10 @@ class StructureCheckItem(pytest.Item):
             found.reference,
             found.id,
             self.platform,
-            harness.labels,
-            engine=harness.api_for(self.platform),
-            watch=harness.watch_for(self.platform),
-            filesystems=harness.filesystems,
+            runtime.labels,
+            engine=engine.api,
+            watch=engine.watch,
+            filesystems=runtime.filesystems,
             cache=cache,
         )
 

@@ -11,7 +11,7 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.core.secrets import redact_values
 from pytest_multiarch.runtime.faults import STDERR_KEPT, RecordedRun, docker_run_line
 from pytest_multiarch.runtime.oneshot import RunResult
-from pytest_multiarch.runtime.session import BuiltImage, Harness, Runner
+from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime, Runner
 
 
 class RecordingRunner(Runner):
@@ -19,13 +19,13 @@ class RecordingRunner(Runner):
 
     def __init__(
         self,
-        harness: Harness,
+        runtime: ProcessRuntime,
         image: BuiltImage,
         platform: Platform,
         calls: list[RecordedRun],
         secrets: Sequence[str] = (),
     ) -> None:
-        super().__init__(harness, image, platform)
+        super().__init__(runtime, image, platform)
         self._calls = calls
         self._secrets = list(secrets)
 

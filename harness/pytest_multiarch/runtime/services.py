@@ -35,7 +35,6 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.engine.api import EngineApi
 from pytest_multiarch.engine.docker import endpoint
 from pytest_multiarch.engine.health import EngineStoppedAnswering as EngineLost
-from pytest_multiarch.engine.health import EngineWatch
 from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.runtime.containers import WrongArchitecture, check_uname
 from pytest_multiarch.runtime.transfer import (
@@ -51,6 +50,7 @@ from pytest_multiarch.runtime.transfer import (
 if TYPE_CHECKING:
     from docker import APIClient
 
+    from pytest_multiarch.runtime.engine import Engine
     from pytest_multiarch.runtime.settings import Settings
 
 
@@ -541,22 +541,21 @@ class ServiceImage(Protocol):
     def spec(self) -> ImageSpec: ...
 
 
-class ServiceHarness(Protocol):
+class ServiceRuntime(Protocol):
     """What :func:`start_verified` needs of the process's Docker side
-    (pytest_multiarch.runtime.session's Harness)."""
+    (pytest_multiarch.runtime.session's ProcessRuntime)."""
 
     @property
     def settings(self) -> Settings: ...
     @property
     def labels(self) -> Labels: ...
-    def api_for(self, platform: Platform) -> EngineApi: ...
-    def watch_for(self, platform: Platform) -> EngineWatch: ...
+    def engine_for(self, platform: Platform) -> Engine: ...
 
 
 def start_verified(
     image: ServiceImage,
     platform: Platform,
-    harness: ServiceHarness,
+    harness: ServiceRuntime,
     cancelled: threading.Event | None = None,
 ) -> MultiarchContainer:
     """A started, ready container of ``image`` that runs the very image verified for
@@ -577,7 +576,7 @@ def start_verified(
         platform,
         harness.labels,
         bind_address,
-        harness.api_for(platform),
+        harness.engine_for(platform).api,
         service_host,
     )
     timeout = settings.timeout(spec.wait.timeout, platform)
@@ -587,7 +586,7 @@ def start_verified(
         raise
     except (MultiarchError, DockerException, RequestException, HTTPError, OSError) as exc:
         # An engine that died or froze says so (one line); anything else is the container's.
-        lost = harness.watch_for(platform).translate(exc)
+        lost = harness.engine_for(platform).watch.translate(exc)
         raise lost or MultiarchError(
             f"container of {image.reference} ({platform.name}) failed to start: {exc}"
         ) from None

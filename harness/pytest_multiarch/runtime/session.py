@@ -1,15 +1,12 @@
-"""What one test process of a run knows and owns: the resolved settings, and the lazily started
-Docker side (builds, architecture checks, the sweep of dead runs). Nothing here touches Docker
-until a fixture asks for an image."""
+"""The Docker side of one test process of a run (:class:`ProcessRuntime`): its engines
+(pytest_multiarch.runtime.engine), the verified images its tests get, and what a test holds of
+them (:class:`BuiltImage`, :class:`Runner`). Nothing here touches Docker until a fixture asks
+for an image."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import os
 import shutil
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,33 +19,22 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.paths import private_dir, run_state_root
 from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.core.secrets import secret_values
-from pytest_multiarch.core.version import __version__
-from pytest_multiarch.engine.api import EngineApi, engine_info_over_api
-from pytest_multiarch.engine.cleanup import owner_alive, sweep
-from pytest_multiarch.engine.docker import EngineInfo, endpoint
-from pytest_multiarch.engine.endpoints import EngineEndpoint
-from pytest_multiarch.engine.health import ENGINE_DEAD_FILE, EngineWatch, ping
+from pytest_multiarch.engine.cleanup import owner_alive
 from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.progress import ProgressBoard
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.runtime import verify_cache
 from pytest_multiarch.runtime.build import (
     PRIVATE_TAGS_DIR,
-    BuildCoordinator,
-    Verdict,
     image_tag,
     inspect_platform,
     sweep_private_tags,
 )
-from pytest_multiarch.runtime.containers import (
-    image_platform,
-    metadata_problem,
-)
-from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
+from pytest_multiarch.runtime.engine import Engine
 from pytest_multiarch.runtime.image_fs import ImageFilesystems
-from pytest_multiarch.runtime.oneshot import RunResult, probe_uname, run_once
+from pytest_multiarch.runtime.oneshot import RunResult, run_once
 from pytest_multiarch.runtime.prestart import CLOSE_WAIT, Prestarter
 from pytest_multiarch.runtime.transfer import Content
+from pytest_multiarch.runtime.verification import Verifier
 
 if TYPE_CHECKING:
     from pytest_multiarch.runtime.settings import Settings
@@ -66,20 +52,6 @@ def progress_board(run_id: str) -> ProgressBoard:
     return ProgressBoard(run_state_dir(run_id) / "progress")
 
 
-def engine_watch(run_id: str, mapped: EngineEndpoint | None = None) -> EngineWatch:
-    """Whether the default engine of run ``run_id`` (or the ``mapped`` engine of some of its
-    platforms) still answers, as every process of it sees it: one marker file per engine, so
-    an engine that dies fails its own platforms' tests and no others."""
-    if mapped is None:
-        return EngineWatch(endpoint(), run_state_dir(run_id) / ENGINE_DEAD_FILE)
-    key = hashlib.sha256(mapped.spec.encode()).hexdigest()[:16]
-    return EngineWatch(
-        mapped.describe(),
-        run_state_dir(run_id) / f"{ENGINE_DEAD_FILE}-{key}",
-        pinger=functools.partial(ping, environment=mapped.sdk_environment()),
-    )
-
-
 def _sweep_dead_run_dirs(runs: Path) -> None:
     """State directories of runs whose owner died (SIGKILL) are removed by the next run."""
     for run_dir in runs.glob("run-*"):
@@ -93,16 +65,6 @@ def _sweep_dead_run_dirs(runs: Path) -> None:
 
 
 OWNER_FILE = "owner"
-# Bump when what verification checks, or how it decides, changes: outcomes cached by older
-# logic are then verified afresh.
-VERIFICATION_LOGIC = 1
-# Foreign binaries a cached verification keeps (the message names the first few and a count).
-FOREIGN_KEPT = 50
-
-
-def verification_version() -> str:
-    """The harness version part of a verification cache key."""
-    return f"{__version__}+verification.{VERIFICATION_LOGIC}"
 
 
 @dataclass(frozen=True)
@@ -124,41 +86,37 @@ class ImageUnavailable(MultiarchError):
         self.record = record
 
 
-class Harness:
-    """The Docker side of one process. Created on first use of an image fixture."""
+class ProcessRuntime:
+    """The Docker side of one test process: one :class:`Engine` per engine its platforms use
+    (the default engine included), the verification of what is built on them, the images its
+    tests get, and the container started ahead. Made on first use; nothing touches Docker until
+    an image is asked for."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.labels = Labels(settings.run_id, settings.owner, settings.keep_containers)
-        self._builds: BuildCoordinator | None = None
-        self._engine: EngineInfo | None = None
-        self._started = False
-        # The process's one API connection; removes finished containers off the critical path.
-        self.api = EngineApi()
-        self._emulators: dict[str, str] = {}
-        self._watch: EngineWatch | None = None
-        # The engines that platforms are mapped to (--engine), by engine: made on first use.
-        self._mapped_apis: dict[str, EngineApi] = {}
-        self._mapped_watches: dict[str, EngineWatch] = {}
-        self._mapped_builds: dict[str, BuildCoordinator] = {}
-        self._swept: set[str] = set()
-        self._prestarter: Prestarter | None = None
+        # By engine spec ("": the default engine), in the order they were first used.
+        self._engines: dict[str, Engine] = {}
         # The run's image exports, shared with the structure tests (one export per image).
         self.filesystems = ImageFilesystems(run_state_dir(settings.run_id), self.labels)
+        self.verifier = Verifier(settings, self.labels, self.engine_for, self.filesystems)
+        self._started = False
+        self._prestarter: Prestarter | None = None
 
-    @property
-    def watch(self) -> EngineWatch:
-        """Whether the engine still answers (see pytest_multiarch.engine.health)."""
-        if self._watch is None:
-            self._watch = engine_watch(self.settings.run_id)
-        return self._watch
+    def engine_for(self, platform: Platform) -> Engine:
+        """The engine that builds, verifies and runs ``platform``'s images (Platform.engine)."""
+        endpoint = self.settings.engine_endpoint(platform)
+        engine = self._engines.get(endpoint.spec)
+        if engine is None:
+            run_id = self.settings.run_id
+            engine = Engine(endpoint, self.settings, run_state_dir(run_id), progress_board(run_id))
+            self._engines[endpoint.spec] = engine
+        return engine
 
-    @property
-    def engine(self) -> EngineInfo:
-        if self._engine is None:
-            # Over the process's API connection, made anyway for its containers.
-            self._engine = engine_info_over_api(self.api.client, endpoint())
-        return self._engine
+    def engines(self) -> list[Engine]:
+        """The engines of the run's platforms, each once, in platform order."""
+        found = {id(engine): engine for engine in map(self.engine_for, self.settings.platforms)}
+        return list(found.values())
 
     def start(self) -> None:
         if self._started:
@@ -173,109 +131,27 @@ class Harness:
             return
         with os.fdopen(fd, "w") as handle:
             handle.write(self.settings.owner)
-        # Leftovers of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's.
+        # State of runs whose owner died (SIGKILL, a second Ctrl-C); never a live run's. Their
+        # containers go with each engine's first use (Engine.sweep_once).
         _sweep_dead_run_dirs(state.parent)
-        if any(not plat.engine for plat in self.settings.platforms):
-            sweep(None)  # the default engine's; a mapped engine's: _sweep_engine_once
-
-    @property
-    def builds(self) -> BuildCoordinator:
-        """The builds on the default engine."""
-        if self._builds is None:
-            engine = self.engine
-            self._builds = self._coordinator(engine.id, engine.image_store, self.api)
-        return self._builds
-
-    def _coordinator(self, engine_id: str, image_store: str, api: EngineApi) -> BuildCoordinator:
-        # Builds of the same inputs by runs on the same engine share a lock, whichever way
-        # each run names that engine: the lock directory is keyed on the engine's own id. The
-        # build commands go to the engine of the platform they build (Platform.engine).
-        engine_key = hashlib.sha256(engine_id.encode()).hexdigest()[:16]
-        locks = run_state_root() / "engines" / engine_key
-        locks.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return BuildCoordinator(
-            run_state_dir(self.settings.run_id),
-            locks,
-            self.settings.build_mode,
-            timeout=lambda p: self.settings.timeout(self.settings.build_timeout, p),
-            classic_store=image_store == "classic",
-            client=lambda: api.client,
-            observe=progress_board(self.settings.run_id).build,
-            builders=self.settings.builders,
-            cache=self.settings.build_cache,
-        )
-
-    # ---- per engine: a platform mapped to another engine is built, verified and run there ----
-
-    def builds_for(self, platform: Platform) -> BuildCoordinator:
-        mapped = self.settings.endpoint(platform)
-        if mapped is None:
-            return self.builds
-        if mapped.spec not in self._mapped_builds:
-            api = self.api_for(platform)
-            engine_id = mapped.id or mapped.spec
-            self._mapped_builds[mapped.spec] = self._coordinator(engine_id, mapped.image_store, api)
-        return self._mapped_builds[mapped.spec]
-
-    def api_for(self, platform: Platform) -> EngineApi:
-        mapped = self.settings.endpoint(platform)
-        if mapped is None:
-            return self.api
-        if mapped.spec not in self._mapped_apis:
-            self._mapped_apis[mapped.spec] = EngineApi(mapped.sdk_environment())
-        return self._mapped_apis[mapped.spec]
-
-    def watch_for(self, platform: Platform) -> EngineWatch:
-        """Whether ``platform``'s engine still answers."""
-        mapped = self.settings.endpoint(platform)
-        if mapped is None:
-            return self.watch
-        if mapped.spec not in self._mapped_watches:
-            self._mapped_watches[mapped.spec] = engine_watch(self.settings.run_id, mapped)
-        return self._mapped_watches[mapped.spec]
-
-    def unreachable(self, platform: Platform) -> str:
-        """Why ``platform``'s engine cannot be used at all ("" when it can): it did not answer
-        when the run began, or it stopped answering since."""
-        mapped = self.settings.endpoint(platform)
-        if mapped is not None and mapped.problem:
-            return (
-                f"{platform.name} runs on engine {mapped.describe()} (from "
-                f"{self.settings.sources.get(f'engine {platform.name}', 'the engine map')}), "
-                f"which did not answer when the run began: {mapped.problem}"
-            )
-        lost = self.watch_for(platform).dead()
-        return str(lost) if lost is not None else ""
-
-    def _sweep_engine_once(self, platform: Platform) -> None:
-        """Leftovers of dead runs on a mapped engine, removed by the first process of the run
-        that uses that engine (the default engine's are removed by :meth:`start`)."""
-        mapped = self.settings.endpoint(platform)
-        if mapped is None or mapped.spec in self._swept:
-            return
-        self._swept.add(mapped.spec)
-        key = hashlib.sha256(mapped.spec.encode()).hexdigest()[:16]
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        try:
-            os.close(os.open(run_state_dir(self.settings.run_id) / f"swept-{key}", flags, 0o600))
-        except FileExistsError:
-            return
-        sweep(None, engine=mapped.ref)
 
     def image(self, spec: ImageSpec, platform: Platform) -> tuple[BuiltImage, BuildRecord | None]:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
         produced it (so it is reported once per run)."""
-        unreachable = self.unreachable(platform)
+        engine = self.engine_for(platform)
+        unreachable = engine.unreachable(platform)
         if unreachable:
             raise ImageUnavailable(unreachable, None)
-        watch = self.watch_for(platform)
         try:
-            with watch.guard():
+            with engine.watch.guard():
                 self.start()
-                self._sweep_engine_once(platform)
+                engine.sweep_once()
                 secrets = secret_values(spec.secrets, str(spec.directory / "image.toml"))
-                outcome = self.builds_for(platform).get(
-                    spec, platform, lambda record: self._check(record, spec, platform), secrets
+                outcome = engine.builds.get(
+                    spec,
+                    platform,
+                    lambda record: self.verifier.check(record, spec, platform),
+                    secrets,
                 )
         except MultiarchError as exc:  # no engine, no docker CLI, ...
             raise ImageUnavailable(str(exc), None) from exc
@@ -289,7 +165,7 @@ class Harness:
         reported = record if outcome.produced else None
         if record.error or outcome.unusable:
             # A build or check that failed because the engine went away says so.
-            lost = watch.alive()
+            lost = engine.watch.alive()
             raise ImageUnavailable(str(lost or record.error or outcome.unusable), reported)
         return BuiltImage(spec.name, record.reference, record.image_id, platform, spec), reported
 
@@ -298,17 +174,17 @@ class Harness:
         process of this run already got it, or its tag is on the engine and its verification
         is cached. Work done ahead of the test that needs an image must never build, verify
         or wait behind another process's build."""
-        if self.unreachable(platform):
+        engine = self.engine_for(platform)
+        if engine.unreachable(platform):
             return False
-        builds = self.builds_for(platform)
-        if builds.known(spec, platform):
+        if engine.builds.known(spec, platform):
             return True
         if self.settings.build_mode == "always" or spec.ref:
             return False  # built again, or resolved again, on every run
-        found = inspect_platform(image_tag(spec, platform), self.api_for(platform).client)
+        found = inspect_platform(image_tag(spec, platform), engine.api.client)
         if found is None:
             return False
-        return verify_cache.path_for(self._verification_key(found[0], spec, platform)).exists()
+        return self.verifier.cached(found[0], spec, platform)
 
     @property
     def prestarter(self) -> Prestarter:
@@ -323,150 +199,14 @@ class Harness:
 
     def close(self) -> None:
         """Finish this process's container removals (before the run's sweep) and disconnect.
-        Nothing is waited for when the engine stopped answering: the removals cannot happen."""
+        Nothing is waited for on an engine that stopped answering: the removals cannot happen."""
+        engines = list(self._engines.values())
         if self._prestarter is not None:
-            engines = [self._watch, *self._mapped_watches.values()]
-            gone = any(watch is not None and watch.dead() is not None for watch in engines)
+            gone = any(engine.watch.dead() is not None for engine in engines)
             self._prestarter.close(0 if gone else CLOSE_WAIT)
         # Watches chain their signal handlers: closed in reverse order of creation.
-        for watch in reversed(list(self._mapped_watches.values())):
-            watch.close()
-        for spec, api in self._mapped_apis.items():
-            mapped_watch = self._mapped_watches.get(spec)
-            if mapped_watch is None or mapped_watch.dead() is None:
-                api.close()
-            else:
-                api.abandon()
-        if self._watch is not None:
-            self._watch.close()
-            if self._watch.dead() is not None:
-                self.api.abandon()
-                return
-        self.api.close()
-
-    def emulator(self, platform: Platform) -> str:
-        """What runs ``platform`` here, as the verification cache key names it: "native", or
-        the binfmt handler's state and the emulator file it runs (path, size, modification
-        time: a new QEMU is a new file), read from files once per process: asking QEMU for its
-        version would start one more process per platform in every test process."""
-        if platform.name not in self._emulators:
-            from pytest_multiarch.core.emulation import check_emulator
-
-            status = check_emulator(platform, ask_version=False)
-            identity = status.summary
-            if status.handler is not None and status.handler.interpreter:
-                real = os.path.realpath(status.handler.interpreter)
-                try:
-                    info = os.stat(real)
-                    identity += f"; {real} {info.st_size} bytes, mtime {info.st_mtime_ns}"
-                except OSError:
-                    identity += f"; {real} unreadable"
-            mapped = self.settings.endpoint(platform)
-            if mapped is not None:
-                # Verified on one engine is not verified on another: the engine is in the key.
-                # A remote machine's emulators cannot be read from here; its engine stands in.
-                how = "emulated" if platform.emulated else "native"
-                engine = f"engine {mapped.id or mapped.spec} ({mapped.architecture})"
-                identity = f"{identity}; {engine}" if mapped.is_local else f"{how} on {engine}"
-            self._emulators[platform.name] = identity
-        return self._emulators[platform.name]
-
-    def _check(self, record: BuildRecord, spec: ImageSpec, platform: Platform) -> Verdict:
-        """Architecture truth, once per image id: from the verification cache when this image
-        id was verified before (same platform, emulator, harness and foreign-binaries globs),
-        else verified now (:meth:`_verify`) and stored. A bad cache entry is a warning and a
-        miss, never trusted."""
-        key: verify_cache.VerificationKey | None = None
-        if record.image_id:
-            key = self._verification_key(record.image_id, spec, platform)
-            cached = verify_cache.load(key)
-            if cached is not None:
-                return Verdict(cached.how, cached.problem, cached=True)
-        verification, lasting = self._verify(record.reference, spec, platform)
-        if key is not None and lasting:
-            verify_cache.store(key, verification)
-        return Verdict(verification.how, verification.problem)
-
-    def _verification_key(
-        self, image_id: str, spec: ImageSpec, platform: Platform
-    ) -> verify_cache.VerificationKey:
-        return verify_cache.VerificationKey(
-            image_id=image_id,
-            platform=platform.name,
-            emulator=self.emulator(platform),
-            harness_version=verification_version(),
-            foreign_binaries=json.dumps(sorted(spec.foreign_binaries)),
-        )
-
-    def _verify(
-        self, reference: str, spec: ImageSpec, platform: Platform
-    ) -> tuple[verify_cache.Verification, bool]:
-        """Verify ``reference`` for ``platform``: the image's recorded platform, the ELF header
-        of every executable and shared object in its filesystem (read without starting it),
-        then ``uname -m`` in a fresh container where the image has ELF files to run it. Returns
-        the verification and whether it is a lasting property of the image (worth caching):
-        an engine failure or a timeout is not."""
-        started = time.monotonic()
-
-        def outcome(
-            how: str,
-            problem: str = "",
-            *,
-            elf_files: int = 0,
-            foreign: Sequence[ForeignBinary] = (),
-            uname: str = "",
-        ) -> verify_cache.Verification:
-            seconds = round(time.monotonic() - started, 3)
-            kept = tuple(foreign[:FOREIGN_KEPT])
-            return verify_cache.Verification(
-                how, not problem, problem, elf_files, kept, seconds, uname
-            )
-
-        try:
-            image_id, recorded = image_platform(reference, self.api_for(platform).client)
-            wrong_metadata = metadata_problem(reference, recorded, platform)
-            scan = self.filesystems.scan(
-                reference,
-                image_id,
-                platform,
-                spec.foreign_binaries,
-                self.api_for(platform),
-                variant_of=recorded if wrong_metadata else "",
-                # Kept for the image's structure tests, which read the same export.
-                keep=bool(spec.structure_test_files()),
-            )
-        except MultiarchError as exc:
-            return outcome("metadata", str(exc)), False
-        how = "metadata+elf" if scan.has_elf else "metadata+scripts-only"
-        if scan.foreign:
-            problem = (
-                f"{format_wrong_architecture(scan, platform)}; image {reference}: build them "
-                f"for $TARGETPLATFORM (a cross compiler, or GOARCH from TARGETARCH), or allow "
-                f"deliberate ones with foreign-binaries in {spec.directory / 'image.toml'}"
-            )
-            if wrong_metadata:
-                problem += f"; its metadata says {recorded} too"
-            return outcome(how, problem, elf_files=scan.elf_files, foreign=scan.foreign), True
-        if wrong_metadata:
-            problem = f"wrong architecture: {wrong_metadata}"
-            return outcome(how, problem, elf_files=scan.elf_files), True
-        if not scan.has_elf:
-            return outcome(how), True  # no ELF file, so no uname to ask
-        timeout = self.settings.timeout(60, platform)
-        try:
-            answer = probe_uname(reference, platform, self.labels, timeout, self.api_for(platform))
-        except MultiarchError as exc:  # a timeout, a broken emulator, the engine
-            return outcome(how, str(exc), elf_files=scan.elf_files), False
-        if answer is None:
-            return outcome(how, elf_files=scan.elf_files), True
-        machine = answer.strip()
-        problem = platform.machine_problem(machine, f"image {reference}")
-        return outcome(
-            "metadata+elf+uname",
-            f"wrong architecture: {problem}" if problem else "",
-            elf_files=scan.elf_files,
-            uname=machine,
-        ), True
+        for engine in reversed(engines):
+            engine.close()
 
 
 class RunOptions(TypedDict, total=False):
@@ -489,8 +229,8 @@ class Runner:
     pathlib.Path}`` are put into the container before it starts, ``collect=["/out/y"]`` are
     taken out after it ends: ``result.files["/out/y"]`` (or ``result.file("/out/y")``)."""
 
-    def __init__(self, harness: Harness, image: BuiltImage, platform: Platform) -> None:
-        self._harness = harness
+    def __init__(self, runtime: ProcessRuntime, image: BuiltImage, platform: Platform) -> None:
+        self._runtime = runtime
         self._image = image
         self._platform = platform
 
@@ -530,22 +270,23 @@ class Runner:
         else:
             parts = list(entrypoint)
             entry, command = parts[0], [*parts[1:], *command]
-        harness = self._harness
-        settings = harness.settings
+        runtime = self._runtime
+        settings = runtime.settings
+        engine = runtime.engine_for(self._platform)
         env_all = {**self._image.spec.env, **(env or {})}
-        with harness.watch_for(self._platform).guard():
+        with engine.watch.guard():
             return run_once(
                 self._image.reference,
                 self._platform,
                 command,
-                harness.labels,
+                runtime.labels,
                 timeout=settings.timeout(timeout or 60.0, self._platform),
                 env=env_all,
                 stdin=stdin,
                 entrypoint=entry,
                 user=user,
                 workdir=workdir,
-                engine=harness.api_for(self._platform),
+                engine=engine.api,
                 files=files,
                 collect=collect,
             )
@@ -563,4 +304,4 @@ def unusable_reasons(platforms: Sequence[Platform]) -> dict[str, str]:
     return reasons
 
 
-__all__ = ["BuiltImage", "Harness", "Runner", "unusable_reasons"]
+__all__ = ["BuiltImage", "ProcessRuntime", "Runner", "unusable_reasons"]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.engine.docker import default_endpoint
 from pytest_multiarch.engine.endpoints import EngineEndpoint
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts
@@ -58,6 +59,10 @@ class Settings:
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""
         return self.endpoints.get(platform.engine) if platform.engine else None
+
+    def engine_endpoint(self, platform: Platform) -> EngineEndpoint:
+        """The engine that builds and runs ``platform``, the default engine included."""
+        return self.endpoint(platform) or default_endpoint()
 
     def timeout(self, native_seconds: float, platform: Platform) -> float:
         """A native time limit as it applies on ``platform`` (scaled when emulated)."""
