@@ -87,11 +87,17 @@ def _module(*names: str) -> Any:
 
 
 def child(images_dir: Path, platforms: str, run_id: str) -> None:
-    session = _module("pytest_multiarch.runtime.session", "harness.session")
-    settings_module = _module("pytest_multiarch.run.settings", "harness.session")
-    images = _module("pytest_multiarch.core.images").discover_images(images_dir)
-    platforms_module = _module("pytest_multiarch.core.platforms")
-    cleanup = _module("pytest_multiarch.engine.cleanup", "harness.cleanup")
+    session = _module(
+        "pytest_multiarch.runtime.process", "harness.runtime.session", "harness.session"
+    )
+    settings_module = _module(
+        "pytest_multiarch.runtime.settings", "harness.run.settings", "harness.session"
+    )
+    images = _module("pytest_multiarch.core.images", "harness.images").discover_images(images_dir)
+    platforms_module = _module("pytest_multiarch.core.platforms", "harness.platforms")
+    cleanup = _module(
+        "pytest_multiarch.engine.cleanup", "harness.runtime.cleanup", "harness.cleanup"
+    )
     parsed = tuple(platforms_module.parse_platforms(platforms, source="benchmark"))
     candidates: dict[str, Any] = {
         "platforms": parsed,

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pytest_multiarch.runtime.compare import PlatformImages
     from pytest_multiarch.runtime.containers import WrongArchitecture
     from pytest_multiarch.runtime.oneshot import RunResult, RunTimeout
-    from pytest_multiarch.runtime.session import BuiltImage, Runner
+    from pytest_multiarch.runtime.process import BuiltImage, Runner
 
 __all__ = [
     "BuiltImage",
@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 _LAZY = {
-    "BuiltImage": "pytest_multiarch.runtime.session",
+    "BuiltImage": "pytest_multiarch.runtime.process",
     "PlatformImages": "pytest_multiarch.runtime.compare",
     "RunResult": "pytest_multiarch.runtime.oneshot",
     "RunTimeout": "pytest_multiarch.runtime.oneshot",
-    "Runner": "pytest_multiarch.runtime.session",
+    "Runner": "pytest_multiarch.runtime.process",
     "WrongArchitecture": "pytest_multiarch.runtime.containers",
 }
 

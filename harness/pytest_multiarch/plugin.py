@@ -73,7 +73,7 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
 
     from pytest_multiarch.runtime.compare import PlatformImages
     from pytest_multiarch.runtime.faults import RecordedRun
-    from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime, Runner
+    from pytest_multiarch.runtime.process import BuiltImage, ProcessRuntime, Runner
     from pytest_multiarch.runtime.settings import Settings
 
 # Values of the build secrets declared in image.toml files: redacted from test reports.
@@ -191,7 +191,7 @@ def _start_shown(
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
-    from pytest_multiarch.runtime.session import progress_board
+    from pytest_multiarch.runtime.process import progress_board
 
     return progress_board(run_id)
 
@@ -904,7 +904,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if settings is None or _is_worker(config):
         return
     from pytest_multiarch.runtime.build import PRIVATE_TAGS_DIR, sweep_private_tags
-    from pytest_multiarch.runtime.session import run_state_dir
+    from pytest_multiarch.runtime.process import run_state_dir
 
     with contextlib.suppress(MultiarchError):
         state = run_state_dir(settings.run_id)

@@ -11,7 +11,7 @@ import pytest
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.engine.endpoints import EngineEndpoint, EngineRef
 from pytest_multiarch.runtime import engine as engine_module
-from pytest_multiarch.runtime.session import ProcessRuntime
+from pytest_multiarch.runtime.process import ProcessRuntime
 from pytest_multiarch.runtime.settings import Settings
 
 from tests.unit.fakes import make_settings

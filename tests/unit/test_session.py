@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pytest_multiarch.core.platforms import lookup, parse_platforms, with_host
-from pytest_multiarch.runtime.session import run_state_dir
+from pytest_multiarch.runtime.process import run_state_dir
 from pytest_multiarch.runtime.settings import Settings
 
 

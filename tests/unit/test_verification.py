@@ -20,7 +20,7 @@ from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.runtime import verify_cache
 from pytest_multiarch.runtime.elf import ForeignBinary
 from pytest_multiarch.runtime.oneshot import _Expired, _feed, _read_frames, _start_refused
-from pytest_multiarch.runtime.session import ProcessRuntime
+from pytest_multiarch.runtime.process import ProcessRuntime
 from pytest_multiarch.runtime.verification import (
     VERIFICATION_LOGIC,
     Verifier,

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pytest_multiarch.engine.docker import EngineInfo
     from pytest_multiarch.publish.push import Destination
     from pytest_multiarch.runtime.engine import Engine
-    from pytest_multiarch.runtime.session import ProcessRuntime
+    from pytest_multiarch.runtime.process import ProcessRuntime
     from pytest_multiarch.runtime.settings import Settings
 
 # Of a failed test, kept for the run report: its message and container logs.
@@ -295,7 +295,7 @@ def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
 def _engines_of_run(settings: Settings, runtime: ProcessRuntime | None) -> list[Engine]:
     """The engines of the run's platforms, each once, as this process has them; none when no
     process of the run touched an engine (the run has no state directory)."""
-    from pytest_multiarch.runtime.session import ProcessRuntime, run_state_dir
+    from pytest_multiarch.runtime.process import ProcessRuntime, run_state_dir
 
     try:
         if runtime is None:

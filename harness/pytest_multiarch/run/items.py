@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
 
     from pytest_multiarch.runtime.faults import RecordedRun
-    from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime
+    from pytest_multiarch.runtime.process import BuiltImage, ProcessRuntime
 
 
 ITEM_KEY = pytest.StashKey["ItemState"]()
@@ -127,7 +127,7 @@ def runtime_of(config: pytest.Config) -> ProcessRuntime:
         # The runtime starts (imports) in the first test of a process to use it: not that
         # test's time.
         with timer_paused(config):
-            from pytest_multiarch.runtime.session import ProcessRuntime
+            from pytest_multiarch.runtime.process import ProcessRuntime
 
             runtime = ProcessRuntime(config.stash[SETTINGS_KEY])
         config.stash[RUNTIME_KEY] = runtime
@@ -140,7 +140,7 @@ def built_image(
     """The verified image of ``spec`` for ``plat``, or why there is none. Build records and the
     time spent waiting for a build go to ``node``'s state: they are the build's, reported apart
     from the test's own time."""
-    from pytest_multiarch.runtime.session import ImageUnavailable
+    from pytest_multiarch.runtime.process import ImageUnavailable
 
     state = item_state(node)
     started = time.monotonic()

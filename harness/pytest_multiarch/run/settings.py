@@ -33,7 +33,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
     """Every option, validated; pytest.UsageError names the bad value and its source."""
     from pytest_multiarch.core.emulation import check_emulator
     from pytest_multiarch.engine.cleanup import owner_id
-    from pytest_multiarch.runtime.session import unusable_reasons
+    from pytest_multiarch.runtime.process import unusable_reasons
 
     sources: dict[str, str] = {}
 

@@ -12,7 +12,7 @@ from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.model.records import BuildRecord, RunReport
 
 if TYPE_CHECKING:
-    from pytest_multiarch.runtime.session import ProcessRuntime
+    from pytest_multiarch.runtime.process import ProcessRuntime
     from pytest_multiarch.runtime.settings import Settings
 
 SETTINGS_KEY: pytest.StashKey[Settings] = pytest.StashKey()

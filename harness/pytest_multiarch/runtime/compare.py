@@ -12,7 +12,7 @@ from typing_extensions import Unpack
 from pytest_multiarch.core.errors import PlatformError
 from pytest_multiarch.core.platforms import lookup
 from pytest_multiarch.runtime.oneshot import RunResult
-from pytest_multiarch.runtime.session import Runner, RunOptions
+from pytest_multiarch.runtime.process import Runner, RunOptions
 
 Field = Literal["exit_code", "stdout", "stderr"]
 FIELDS: tuple[Field, ...] = ("exit_code", "stdout", "stderr")

@@ -11,7 +11,7 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.core.secrets import redact_values
 from pytest_multiarch.runtime.faults import STDERR_KEPT, RecordedRun, docker_run_line
 from pytest_multiarch.runtime.oneshot import RunResult
-from pytest_multiarch.runtime.session import BuiltImage, ProcessRuntime, Runner
+from pytest_multiarch.runtime.process import BuiltImage, ProcessRuntime, Runner
 
 
 class RecordingRunner(Runner):

@@ -528,7 +528,7 @@ def exec_uname(container: DockerContainer) -> str | None:
 
 
 class ServiceImage(Protocol):
-    """What :func:`start_verified` needs of an image (pytest_multiarch.runtime.session's
+    """What :func:`start_verified` needs of an image (pytest_multiarch.runtime.process's
     BuiltImage)."""
 
     @property
@@ -543,7 +543,7 @@ class ServiceImage(Protocol):
 
 class ServiceRuntime(Protocol):
     """What :func:`start_verified` needs of the process's Docker side
-    (pytest_multiarch.runtime.session's ProcessRuntime)."""
+    (pytest_multiarch.runtime.process's ProcessRuntime)."""
 
     @property
     def settings(self) -> Settings: ...
