@@ -9,11 +9,12 @@ import re
 import shutil
 import subprocess
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +22,9 @@ from typing import Any, TypeVar
 import pytest
 
 RUN_LABEL = "pytest-multiarch.run"
+# A local image for containers that are created and never started (the event stream's marker):
+# the offline mirror's busybox, present on every machine `multiarch host up` made ready.
+MARKER_IMAGE = "busybox:latest"
 T = TypeVar("T")
 
 
@@ -51,6 +55,87 @@ def wait_until(
                 f"timed out after {timeout:g}s waiting for {what}" + (f":\n{told}" if told else "")
             )
         time.sleep(interval)
+
+
+class EngineEvents:
+    """The default engine's container events of runs (``create``, ``export``, ...), taken live
+    from ``docker events`` while a test's inner sessions run. A replay (``--since/--until``)
+    reads the engine's bounded event buffer, which other work on the same engine overflows:
+    events of the run go missing and a count comes out short."""
+
+    FORMAT = (
+        '{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes "%s"}} {{.Actor.Attributes.image}}'
+    )
+
+    def __init__(self, *actions: str) -> None:
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        command = ["docker", "events", "--filter", "type=container"]
+        for action in {*actions, "create"}:  # create: the marker's event, see _mark
+            command += ["--filter", f"event={action}"]
+        command += ["--filter", f"label={RUN_LABEL}", "--format", self.FORMAT % RUN_LABEL]
+        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._marker = self._mark()  # the stream is live once its own marker came through
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            with self._lock:
+                self._lines.append(line.rstrip("\n"))
+
+    def _mark(self) -> str:
+        """A container of a run of its own, created (never started) and removed: its create
+        event comes after every event the engine produced before it."""
+        marker = f"events-marker-{uuid.uuid4().hex}"
+        created = subprocess.run(
+            ["docker", "create", "--label", f"{RUN_LABEL}={marker}", MARKER_IMAGE, "true"],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: any(line.split(" ")[2:3] == [marker] for line in self._snapshot()),
+                120,
+                "the engine's event stream to deliver its marker",
+            )
+        finally:
+            subprocess.run(["docker", "rm", "-f", created.stdout.strip()], capture_output=True,
+                           timeout=120, check=False)  # fmt: skip
+        return marker
+
+    def _snapshot(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def of_run(self, run_id: str, action: str) -> list[tuple[str, str]]:
+        """(container id, image) of each ``action`` event of run ``run_id`` so far: every event
+        the engine produced before this call (a fresh marker comes through first)."""
+        self._mark()
+        found = []
+        for line in self._snapshot():
+            parts = line.split(" ")
+            if len(parts) >= 3 and parts[0] == action and parts[2] == run_id:
+                found.append((parts[1], parts[3] if len(parts) > 3 else ""))
+        return found
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=30)
+
+
+@pytest.fixture
+def engine_events() -> Iterator[Callable[..., EngineEvents]]:
+    """``engine_events("create", "export")``: a live stream of those container events."""
+    streams: list[EngineEvents] = []
+
+    def start(*actions: str) -> EngineEvents:
+        streams.append(EngineEvents(*actions))
+        return streams[-1]
+
+    yield start
+    for stream in streams:
+        stream.close()
 
 
 def docker_cli(

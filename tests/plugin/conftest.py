@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from acceptance import needs_docker, project, wait_until
+from acceptance import engine_events, needs_docker, project, wait_until
 from filelock import FileLock
 from pytest_multiarch.provision.engines import EngineLayout, engine_layout
 
-__all__ = ["needs_docker", "project"]
+__all__ = ["engine_events", "needs_docker", "project"]
 
 # The second engine of this machine (`multiarch host engine up e12`): its own containerd,
 # dockerd, socket, data root and bridge. Tests that map a platform to another engine, build

@@ -3,19 +3,16 @@ through real inner sessions over a tiny busybox image."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 import textwrap
-import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from acceptance import (
     BUSYBOX_IMAGE,
-    RUN_LABEL,
+    EngineEvents,
     Project,
     assert_outcome,
     containers_of_run,
@@ -464,45 +461,19 @@ FILE_CHECKS = """
 """
 
 
-def _exports(run_id: str, since: float) -> list[dict[str, Any]]:
-    """The engine's ``export`` events of the run's containers since ``since``."""
-    done = subprocess.run(
-        [
-            "docker",
-            "events",
-            "--since",
-            f"{since:.3f}",
-            "--until",
-            f"{time.time():.3f}",
-            "--filter",
-            "type=container",
-            "--filter",
-            "event=export",
-            "--filter",
-            f"label={RUN_LABEL}={run_id}",
-            "--format",
-            "{{json .}}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines() if line]
-
-
-def test_one_export_per_image_and_platform_per_run(project: Project) -> None:
+def test_one_export_per_image_and_platform_per_run(
+    project: Project, engine_events: Callable[..., EngineEvents]
+) -> None:
     # A fresh image: verified in this run (no cached verification), then its structure tests
     # read the same filesystem in two workers. Verification and the checks once exported it
     # each (and each worker could have); now the first reader's export serves the run.
     directory = project.image("once", BUSYBOX_IMAGE)
     (directory / "structure-tests.yaml").write_text(textwrap.dedent(FILE_CHECKS))
     run_id = uuid.uuid4().hex
-    since = time.time()
+    events = engine_events("export")
     result = project.run("images", "--platforms", "amd64,arm64", "-n", "2", "--testrunuid", run_id)
     result.assert_outcomes(passed=6)
-    exports = _exports(run_id, since)
-    images = sorted(event["Actor"]["Attributes"]["image"] for event in exports)
+    exports = events.of_run(run_id, "export")
+    images = sorted(image for _, image in exports)
     assert len(images) == 2, exports
     assert len(set(images)) == 2, images  # one per platform's image

@@ -8,13 +8,12 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from acceptance import Project, assert_outcome, read_json
+from acceptance import EngineEvents, Project, assert_outcome, read_json
 
 # The host's statically linked busybox (Debian's busybox-static): an x86-64 binary on this
 # project's machines, so it is foreign in every arm64 and s390x image.
@@ -98,21 +97,6 @@ def with_busybox(directory: Path) -> None:
     shutil.copy(HOST_BUSYBOX, directory / "busybox")
 
 
-def containers_created(run_id: str, since: float, until: float) -> list[str]:
-    """Containers the engine created for run ``run_id`` between the two times (its events)."""
-    listed = subprocess.run(
-        [
-            "docker", "events",
-            "--since", f"{since:.3f}", "--until", f"{until:.3f}",
-            "--filter", "type=container", "--filter", "event=create",
-            "--filter", f"label=pytest-multiarch.run={run_id}",
-            "--format", "{{.Actor.ID}}",
-        ],
-        capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    return listed.stdout.split()
-
-
 def setup_errors(output: str) -> dict[str, str]:
     """The text of each "ERROR at setup of <test id>" section of pytest's output."""
     sections = re.split(r"^_+ ERROR at setup of (\S+) _+$", output, flags=re.MULTILINE)
@@ -172,7 +156,9 @@ def test_foreign_binaries_fail_their_platforms(project: Project, cache: Path, wo
     assert len(list(cache.glob("*.json"))) == 12
 
 
-def test_second_run_reads_every_verification_from_the_cache(project: Project, cache: Path) -> None:
+def test_second_run_reads_every_verification_from_the_cache(
+    project: Project, cache: Path, engine_events: Callable[..., EngineEvents]
+) -> None:
     project.image(
         "base",
         """
@@ -187,22 +173,21 @@ def test_second_run_reads_every_verification_from_the_cache(project: Project, ca
     report = project.path / "report.json"
     args = ("--platforms", PLATFORMS, "-n", "2", "--multiarch-json", str(report))
 
-    since = time.time() - 1
+    events = engine_events("create")
     project.run(*args).assert_outcomes(passed=6)
     first = read_json(report)
-    created = containers_created(first["run_id"], since, time.time() + 1)
+    created = events.of_run(first["run_id"], "create")
     # Each image read once without starting it; uname asked where there is an ELF to run it.
     assert len(created) == 6 + 3, created
     hows = {(b["image"], b["platform"]): b["verified"] for b in first["builds"]}
     assert set(hows.values()) == {"metadata+elf+uname", "metadata+scripts-only"}, hows
     assert not any(build["verification_cached"] for build in first["builds"])
 
-    since = time.time() - 1
     result = project.run(*args)
     result.assert_outcomes(passed=6)
     second = read_json(report)
     assert second["run_id"] != first["run_id"]
-    assert containers_created(second["run_id"], since, time.time() + 1) == []
+    assert events.of_run(second["run_id"], "create") == []
     assert len(second["builds"]) == 6
     assert all(build["verification_cached"] for build in second["builds"]), second["builds"]
     assert {(b["image"], b["platform"]): b["verified"] for b in second["builds"]} == hows
