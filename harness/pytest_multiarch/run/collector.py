@@ -146,6 +146,14 @@ def _in_background(work: Callable[[], EngineInfo]) -> Future[EngineInfo]:
     return future
 
 
+def _preflight(run_id: str) -> None:
+    """Ping the run's default engine once; no answer at all is recorded for every process."""
+    from pytest_multiarch.runtime.session import engine_watch
+
+    with contextlib.suppress(MultiarchError, OSError):
+        engine_watch(run_id).preflight()
+
+
 class ReportCollector:
     """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
 
@@ -157,6 +165,19 @@ class ReportCollector:
         # The default engine's facts for the report, asked while the tests run (xdist: the
         # controller has no engine connection of its own, and is idle meanwhile).
         self._engine_facts: Future[EngineInfo] | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """An engine frozen before the run began is told while the workers start and the tests
+        are collected, not by each process's first test: every test that needs it then fails
+        at once, as for an engine that is down (pytest_multiarch.engine.health)."""
+        settings = session.config.stash[SETTINGS_KEY]
+        if not session.config.stash.get(IMAGES_KEY, {}):
+            return
+        if all(plat.engine for plat in settings.platforms):
+            return  # mapped engines were asked when the run began (EngineEndpoint.problem)
+        threading.Thread(
+            target=_preflight, args=(settings.run_id,), name="multiarch-preflight", daemon=True
+        ).start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTRIBUTE, None)
