@@ -32,12 +32,13 @@ if TYPE_CHECKING:
 
 ENGINE_DEAD_FILE = "engine-dead"
 # A live engine answers /_ping in milliseconds, even while it builds on every core.
-PING_TIMEOUT = 2.0
+PING_TIMEOUT = 1.5
 # The second ping, after one got no answer: short, so that a frozen engine is told within
-# seconds (issue 21: 16.5 s from a freeze to the run's exit with 3 s pings every 2 s).
+# seconds (issue 21: 16.5 s from a freeze to the run's exit with two 3 s pings every 2 s).
 RECHECK_TIMEOUT = 1.0
-# How often a guarded call that is still running has the engine pinged.
-WATCH_INTERVAL = 1.0
+# How often a guarded call that is still running has the engine pinged (a ping of a live
+# engine costs it a millisecond).
+WATCH_INTERVAL = 0.5
 # Sent by the watch thread to the main thread; handled only while a guarded call runs.
 INTERRUPT_SIGNAL = signal.SIGUSR2
 
