@@ -105,6 +105,9 @@ def one_round(root: Path, mode: str, workers: str) -> tuple[float, float, int, s
     env.update(DOCKER_HOST=docker_host(), FAULT_PROGRESS=str(progress))
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
     command += ["--platforms", "amd64,arm64", "-n", workers]
+    # pytest's own: its shared temporary directory is pruned at the end of a session, seconds
+    # on a machine where other sessions fill it; not the plugin's time, so kept out of it.
+    command += ["--basetemp", str(root / "basetemp")]
     daemon = daemon_pid()
     last_output = [time.monotonic()]
     lines: list[str] = []
