@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # Seconds an API call may take before it counts as an engine that stopped answering.
 API_TIMEOUT = 60
 # A background removal takes a quarter second; one that takes longer is left to the sweep.
-# Short, because the process waits for a running removal when it exits (a frozen engine).
+# (Removals run on daemon threads: a process never waits for one at exit, issue 21.)
 REMOVE_TIMEOUT = 10
 
 
