@@ -7,6 +7,7 @@ pytest. Loaded through the ``pytest11`` entry point.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import threading
@@ -90,6 +91,9 @@ CROSS_PLATFORM = "all"
 COMMANDS_KEPT = 10
 # The platform facts the controller read at the start, on every process (workers get them).
 PLATFORM_FACTS_KEY = pytest.StashKey[dict[str, PlatformFacts]]()
+# The exit status of a worker that outlived its controller (nobody reads it: the status of a
+# process killed by SIGKILL, as its controller was).
+ORPHANED_EXIT = 128 + signal.SIGKILL
 # The test a worker runs after this one (pytest's nextitem): its container is started ahead.
 NEXT_ITEM_KEY = pytest.StashKey["pytest.Item | None"]()
 
@@ -137,6 +141,7 @@ def pytest_configure(config: pytest.Config) -> None:
             load(PlatformFacts, item, "workerinput['multiarch_platforms']")
             for item in workerinput["multiarch_platforms"]
         ]
+        _leave_with_the_controller()
     else:
         settings = resolve_settings(config)
         # Emulator faults come and go with QEMU releases: every report names the version.
@@ -170,6 +175,21 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_state_dir()
         _warn_secret_like_build_args(config, images)
     _handle_sigterm_like_ctrl_c(config)
+
+
+def _leave_with_the_controller() -> None:
+    """An xdist worker whose controller died (SIGKILL, a closed terminal) kills what it started
+    (buildx, the docker CLI) and exits at once, without a word: its channel to the controller
+    is closed, so every report it would send fails with ``OSError: cannot send`` printed into
+    the user's terminal, minutes after the prompt came back. The run's containers are the
+    next run's sweep's (their owner is dead)."""
+    from pytest_multiarch.core.processes import kill_descendants, watch_parent
+
+    def leave() -> None:
+        kill_descendants(os.getpid())
+        os._exit(ORPHANED_EXIT)
+
+    watch_parent(leave)
 
 
 def _start_shown(
@@ -574,6 +594,11 @@ def _guarded(item: pytest.Item) -> Generator[None]:
         # fail at once with why; the other platforms' tests run on.
         down = runtime.engine_for(plat).unreachable(plat) if plat is not None else ""
         watches = list({id(w): w for w in (runtime.engine_for(p).watch for p in reached)}.values())
+        if not down and plat is not None:
+            # An engine frozen before the run began: told once, then failed at once like one
+            # that is down (a ping per process and engine; milliseconds when it answers).
+            frozen = runtime.engine_for(plat).watch.preflight()
+            down = str(frozen) if frozen is not None else ""
     except UnsafeStateDir as exc:  # made unsafe since the run began: no INTERNALERROR
         down = str(exc)
     if down:

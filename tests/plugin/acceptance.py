@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,3 +301,20 @@ def manifest(address: str, repository: str, reference: str) -> tuple[str, dict[s
         if exc.code == 404:
             return None
         raise
+
+
+def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
+    """nodeid-ish name -> (outcome, message) of every test case in a JUnit XML file."""
+    outcomes = {}
+    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - the inner run's own
+        name = f"{case.get('classname')}.{case.get('name')}"
+        outcome, message = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            found = case.find(tag)
+            if found is not None:
+                outcome, message = tag, f"{found.get('message', '')}\n{found.text or ''}"
+                break
+        outcomes.setdefault(name, (outcome, message))
+        if outcome != "passed":  # a teardown error after a pass still counts
+            outcomes[name] = (outcome, message)
+    return outcomes

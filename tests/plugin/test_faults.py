@@ -13,12 +13,18 @@ import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json, wait_until
+from acceptance import (
+    BUSYBOX_IMAGE,
+    Project,
+    containers_of_run,
+    junit_outcomes,
+    read_json,
+    wait_until,
+)
 from pytest_multiarch.provision.engines import EngineLayout
 
 # From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
@@ -61,23 +67,6 @@ def test_container(container, platform, n):
     started(f"container-{platform.short}-{n}")
     assert container.exec(["true"]).exit_code == 0
 """
-
-
-def _junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
-    """nodeid-ish name -> (outcome, message) of every test case in a JUnit XML file."""
-    outcomes = {}
-    for case in ET.parse(path).getroot().iter("testcase"):  # noqa: S314 - the inner run's own
-        name = f"{case.get('classname')}.{case.get('name')}"
-        outcome, message = "passed", ""
-        for tag in ("failure", "error", "skipped"):
-            found = case.find(tag)
-            if found is not None:
-                outcome, message = tag, f"{found.get('message', '')}\n{found.text or ''}"
-                break
-        outcomes.setdefault(name, (outcome, message))
-        if outcome != "passed":  # a teardown error after a pass still counts
-            outcomes[name] = (outcome, message)
-    return outcomes
 
 
 @pytest.mark.parametrize(
@@ -136,7 +125,7 @@ def test_engine_lost_mid_run_fails_its_tests_at_once_and_keeps_results(
     assert seconds < FAULT_TO_EXIT_LIMIT, f"{seconds:.1f} s from the fault to the end:\n{output}"
 
     lost = f"Docker engine at {host} stopped answering"
-    outcomes = _junit_outcomes(junit)
+    outcomes = junit_outcomes(junit)
     assert len(outcomes) == 14, outcomes
     passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
     broken = {name: message for name, (outcome, message) in outcomes.items() if name not in passed}

@@ -14,6 +14,7 @@ import urllib3
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.engine.health import (
     INTERRUPT_SIGNAL,
+    RECHECK_TIMEOUT,
     EngineStoppedAnswering,
     EngineWatch,
     describe_cause,
@@ -150,3 +151,44 @@ def test_a_frozen_engine_interrupts_the_guarded_call(
     finally:
         watch.close()
     assert signal.getsignal(INTERRUPT_SIGNAL) == previous
+
+
+def test_the_second_ping_after_no_answer_is_short(tmp_path: Path) -> None:
+    """Issue 21: a frozen engine is told within seconds, not after two full time limits."""
+    asked: list[float] = []
+
+    def frozen(timeout: float) -> str:
+        asked.append(timeout)
+        return f"no answer within {timeout:g} s"
+
+    watch = EngineWatch(ENDPOINT, tmp_path / "dead", ping_timeout=2.0, pinger=frozen)
+    assert watch.alive() is not None
+    assert asked == [2.0, RECHECK_TIMEOUT]
+
+
+def test_the_preflight_declares_a_frozen_engine_once(tmp_path: Path) -> None:
+    ping = FakePing("no answer within 1 s")
+    watch = _watch(tmp_path, ping)
+    lost = watch.preflight()
+    assert lost is not None
+    assert "no answer" in str(lost)
+    assert watch.marker.exists()
+    assert ping.calls == 2
+    assert watch.preflight() is not None  # known since: no ping
+    assert ping.calls == 2
+
+
+def test_the_preflight_leaves_a_refused_connection_to_the_calls(tmp_path: Path) -> None:
+    """An engine that is down is told by the calls themselves, with their own message."""
+    ping = FakePing("connection refused")
+    watch = _watch(tmp_path, ping)
+    assert watch.preflight() is None
+    assert not watch.marker.exists()
+
+
+def test_the_preflight_pings_once_per_watch_when_the_engine_answers(tmp_path: Path) -> None:
+    ping = FakePing("")
+    watch = _watch(tmp_path, ping)
+    assert watch.preflight() is None
+    assert watch.preflight() is None
+    assert ping.calls == 1

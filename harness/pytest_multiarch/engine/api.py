@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import wait as wait_all
 from typing import TYPE_CHECKING
 
+from pytest_multiarch.core.daemon_pool import DaemonPool
 from pytest_multiarch.core.errors import EngineUnavailable, MultiarchError
 from pytest_multiarch.engine.docker import START_HINT, EngineInfo, endpoint, engine_facts_of
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 # Seconds an API call may take before it counts as an engine that stopped answering.
 API_TIMEOUT = 60
 # A background removal takes a quarter second; one that takes longer is left to the sweep.
-# Short, because the process waits for a running removal when it exits (a frozen engine).
+# (Removals run on daemon threads: a process never waits for one at exit, issue 21.)
 REMOVE_TIMEOUT = 10
 
 
@@ -90,7 +91,7 @@ class EngineApi:
         self.environment = dict(environment) if environment else None
         self._client: DockerClient | None = None
         self._lock = threading.Lock()
-        self._remover: ThreadPoolExecutor | None = None
+        self._remover: DaemonPool | None = None
         self._remover_client: DockerClient | None = None
         self._pending: set[Future[None]] = set()
         self._abandoned = False
@@ -117,7 +118,8 @@ class EngineApi:
             if self._remover is None:
                 # Two at a time: removing a running container (kill, network teardown) takes a
                 # quarter second, and the run's end waits for the last ones.
-                self._remover = ThreadPoolExecutor(2, thread_name_prefix="multiarch-remove")
+                # Daemon threads: a removal stuck on a frozen engine never holds up the exit.
+                self._remover = DaemonPool(2, "multiarch-remove")
             future = self._remover.submit(self._remove, container_id, version)
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -159,7 +161,7 @@ class EngineApi:
             remover, self._remover = self._remover, None
             self._pending.clear()
         if remover is not None:
-            remover.shutdown(wait=False, cancel_futures=True)
+            remover.shutdown(cancel_futures=True)
 
     def close(self, timeout: float = 120) -> None:
         """Finish pending removals (waiting at most ``timeout`` seconds: what is left then is
@@ -169,7 +171,7 @@ class EngineApi:
             remover, self._remover = self._remover, None
             client, self._client = self._client, None
         if remover is not None:
-            remover.shutdown(wait=False, cancel_futures=True)
+            remover.shutdown(cancel_futures=True)
         if self._remover_client is not None:
             self._remover_client.close()
             self._remover_client = None

@@ -31,6 +31,7 @@ from pytest_multiarch.run.state import (
 )
 
 if TYPE_CHECKING:
+    from pytest_multiarch.core.platforms import Platform
     from pytest_multiarch.engine.docker import EngineInfo
     from pytest_multiarch.publish.push import Destination
     from pytest_multiarch.runtime.engine import Engine
@@ -175,6 +176,18 @@ def _in_background(work: Callable[[], EngineInfo]) -> Future[EngineInfo]:
     return future
 
 
+def _preflight(settings: Settings, platform: Platform) -> None:
+    """Ping ``platform``'s engine once; no answer at all is recorded for every process."""
+    from pytest_multiarch.runtime.engine import Engine
+    from pytest_multiarch.runtime.process import progress_board, run_state_dir
+
+    run_id = settings.run_id
+    endpoint = settings.engine_endpoint(platform)
+    engine = Engine(endpoint, settings, run_state_dir(run_id), progress_board(run_id))
+    with contextlib.suppress(MultiarchError, OSError):
+        engine.watch.preflight()
+
+
 class ReportCollector:
     """Controller-side: every test report (local, or sent by an xdist worker) lands here."""
 
@@ -186,6 +199,23 @@ class ReportCollector:
         # The default engine's facts for the report, asked while the tests run (xdist: the
         # controller has no engine connection of its own, and is idle meanwhile).
         self._engine_facts: Future[EngineInfo] | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """An engine frozen before the run began is told while the workers start and the tests
+        are collected, not by each process's first test: every test that needs it then fails
+        at once, as for an engine that is down (pytest_multiarch.engine.health)."""
+        settings = session.config.stash[SETTINGS_KEY]
+        if not session.config.stash.get(IMAGES_KEY, {}):
+            return
+        on_default = [plat for plat in settings.platforms if not plat.engine]
+        if not on_default:
+            return  # mapped engines were asked when the run began (EngineEndpoint.problem)
+        threading.Thread(
+            target=_preflight,
+            args=(settings, on_default[0]),
+            name="multiarch-preflight",
+            daemon=True,
+        ).start()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTRIBUTE, None)

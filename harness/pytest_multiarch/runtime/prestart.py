@@ -15,10 +15,12 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from pytest_multiarch.core.daemon_pool import DaemonPool
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -46,7 +48,7 @@ class Prestarter:
 
     def __init__(self, stop: Stopper) -> None:
         self._stop = stop
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonPool | None = None
         self._pending: tuple[PrestartKey, Future[DockerContainer], threading.Event] | None = None
         self._discarded: set[Future[DockerContainer]] = set()
         self.started = 0  # how many were started ahead
@@ -63,7 +65,8 @@ class Prestarter:
         if self._executor is None:
             # Two: the next test's start must not queue behind the current test's own, which
             # may still be under way when its test begins the next one.
-            self._executor = ThreadPoolExecutor(2, thread_name_prefix="multiarch-prestart")
+            # Daemon threads: a start stuck on a frozen engine never holds up the exit.
+            self._executor = DaemonPool(2, "multiarch-prestart")
         cancelled = threading.Event()
         self._pending = (key, self._executor.submit(start, cancelled), cancelled)
         self.started += 1
@@ -110,5 +113,5 @@ class Prestarter:
         while self._discarded and time.monotonic() < deadline:
             time.sleep(0.01)
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(cancel_futures=True)
             self._executor = None
