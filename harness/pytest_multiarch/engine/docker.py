@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -26,6 +27,9 @@ def docker(*args: str, engine: EngineRef | None = None) -> list[str]:
 
 
 ImageStore = Literal["containerd", "classic"]
+# Which engine answers on the socket: Docker, or Podman's Docker-compatible API service.
+EngineKind = Literal["docker", "podman"]
+PODMAN_COMPONENT = "Podman Engine"
 
 
 def endpoint() -> str:
@@ -44,6 +48,12 @@ class EngineInfo:
     registry_mirrors: tuple[str, ...]
     os: str
     architecture: str
+    kind: EngineKind = "docker"
+
+    @property
+    def name(self) -> str:
+        """``Docker 26.1.5`` or ``Podman 4.3.1``: the engine as messages name it."""
+        return f"{self.kind.capitalize()} {self.version}"
 
     def facts(self) -> EngineFacts:
         """What the run report records of the engine."""
@@ -54,6 +64,7 @@ class EngineInfo:
             self.image_store,
             self.os,
             self.architecture,
+            self.kind,
         )
 
 
@@ -85,19 +96,38 @@ def engine_facts_of(
 ) -> EngineInfo:
     """EngineInfo from the engine's answers to ``/version`` (``server``) and ``/info``: the
     same documents over the API as in ``docker version`` (its Server part) and ``docker info``."""
+    kind, version = engine_kind(server)
     driver_status = info_data.get("DriverStatus") or []
     containerd_store = any(
         "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
     )
     mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
+    engine_id = str(info_data.get("ID", "")) or where
+    if kind == "podman":
+        # Podman's /info answers a new random ID on every call; the ID keys the per-engine
+        # build locks and tells engines apart, so it is made from what is stable: the
+        # machine and the image store it serves (two sockets on one store are one engine).
+        stable = f"{info_data.get('Name', '')}\0{info_data.get('DockerRootDir', '')}"
+        engine_id = "podman-" + hashlib.sha256(stable.encode()).hexdigest()[:24]
     return EngineInfo(
-        id=str(info_data.get("ID", "")) or where,
+        id=engine_id,
         endpoint=where,
         os=str(info_data.get("OSType", "linux")),
-        version=str(server.get("Version", "?")),
+        version=version,
         api_version=str(server.get("ApiVersion", "?")),
         image_store="containerd" if containerd_store else "classic",
         storage_driver=str(info_data.get("Driver", "?")),
         registry_mirrors=mirrors,
         architecture=str(info_data.get("Architecture", "?")),
+        kind=kind,
     )
+
+
+def engine_kind(server: Mapping[str, Any]) -> tuple[EngineKind, str]:
+    """(kind, version) from the engine's own ``/version`` answer (``server``): Podman's API
+    service lists a component named ``Podman Engine`` (with Podman's version); Docker does not.
+    Never guessed from the socket's path."""
+    for component in server.get("Components") or []:
+        if isinstance(component, Mapping) and component.get("Name") == PODMAN_COMPONENT:
+            return "podman", str(component.get("Version") or server.get("Version") or "?")
+    return "docker", str(server.get("Version", "?"))

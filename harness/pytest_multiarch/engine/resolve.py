@@ -84,6 +84,7 @@ def resolve_engine(
         architecture=info.architecture,
         version=info.version,
         image_store=info.image_store,
+        kind=info.kind,
     )
 
 

@@ -148,7 +148,7 @@ class TestRecord:
 
 @dataclass(frozen=True)
 class EngineFacts:
-    """The Docker engine the run used."""
+    """The engine the run used (Docker, or Podman's Docker-compatible API service)."""
 
     endpoint: str
     version: str
@@ -156,6 +156,7 @@ class EngineFacts:
     image_store: Literal["containerd", "classic"]
     os: str
     architecture: str
+    kind: Literal["docker", "podman"] = "docker"
 
 
 # How a platform's image gets from its buildx builder ([tool.multiarch.builders]) into the
