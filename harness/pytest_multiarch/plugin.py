@@ -71,6 +71,7 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
 
     from testcontainers.core.container import DockerContainer
 
+    from pytest_multiarch.engine.endpoints import EngineEndpoint
     from pytest_multiarch.runtime.compare import PlatformImages
     from pytest_multiarch.runtime.faults import RecordedRun
     from pytest_multiarch.runtime.session import BuiltImage, Harness, Runner
@@ -554,6 +555,21 @@ def shared_container(
     yield from _started_container(request, found, platform)
 
 
+def _engine_kind(config: pytest.Config, mapped: EngineEndpoint | None) -> tuple[str, str]:
+    """(kind, version) of the engine that ran a test: a mapped one as the controller found it,
+    the default one as this process's connection tells; ("", "") when unknown."""
+    if mapped is not None:
+        return mapped.kind, mapped.version
+    harness = config.stash.get(HARNESS_KEY, None)
+    if harness is None:
+        return "", ""
+    try:
+        info = harness.engine
+    except MultiarchError:  # the engine stopped answering: the test's error says so
+        return "", ""
+    return info.kind, info.version
+
+
 # ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------
 
 
@@ -774,6 +790,9 @@ def pytest_runtest_makereport(
 
         mapped = settings.endpoint(plat) if plat is not None else None
         properties.append(("engine", mapped.host if mapped is not None else endpoint()))
+        kind, version = _engine_kind(item.config, mapped)
+        if kind:
+            properties += [("engine_kind", kind), ("engine_version", version)]
         if plat is not None and plat.engine:  # mapped (--engine): the matrix header's name
             properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
     harness = item.config.stash.get(HARNESS_KEY, None)

@@ -66,3 +66,11 @@ def test_podman_id_is_stable_across_calls() -> None:
     assert first.id.startswith("podman-")
     other_store = {**podman_info("random-3"), "DockerRootDir": "/home/u/.local/share/containers"}
     assert engine_facts_of(PODMAN_VERSION, other_store, "unix:///a.sock").id != first.id
+
+
+def test_podman_architecture_in_uname_words() -> None:
+    # Podman says amd64 where Docker says x86_64; native-or-emulated compares with uname -m.
+    info = engine_facts_of(PODMAN_VERSION, podman_info("a"), "unix:///a.sock")
+    assert info.architecture == "x86_64"
+    arm = engine_facts_of(PODMAN_VERSION, {**podman_info("a"), "Architecture": "arm64"}, "x")
+    assert arm.architecture == "aarch64"

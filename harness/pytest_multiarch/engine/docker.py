@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.errors import CommandError, EngineUnavailable
+from pytest_multiarch.core.platforms import KNOWN_PLATFORMS
 from pytest_multiarch.model.records import EngineFacts
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class EngineInfo:
     os: str
     architecture: str
     kind: EngineKind = "docker"
+    rootless: bool = False  # /info's SecurityOptions name "rootless" (Podman or Docker)
 
     @property
     def name(self) -> str:
@@ -109,6 +111,14 @@ def engine_facts_of(
         # machine and the image store it serves (two sockets on one store are one engine).
         stable = f"{info_data.get('Name', '')}\0{info_data.get('DockerRootDir', '')}"
         engine_id = "podman-" + hashlib.sha256(stable.encode()).hexdigest()[:24]
+    architecture = str(info_data.get("Architecture", "?"))
+    if kind == "podman":
+        # Podman names the machine as Go does (amd64), Docker as `uname -m` (x86_64), which is
+        # what native-or-emulated compares with: one vocabulary for both.
+        architecture = next(
+            (p.uname for p in KNOWN_PLATFORMS if not p.variant and p.arch == architecture),
+            architecture,
+        )
     return EngineInfo(
         id=engine_id,
         endpoint=where,
@@ -118,8 +128,9 @@ def engine_facts_of(
         image_store="containerd" if containerd_store else "classic",
         storage_driver=str(info_data.get("Driver", "?")),
         registry_mirrors=mirrors,
-        architecture=str(info_data.get("Architecture", "?")),
+        architecture=architecture,
         kind=kind,
+        rootless=any("name=rootless" in str(o) for o in info_data.get("SecurityOptions") or []),
     )
 
 

@@ -114,6 +114,8 @@ def platform_facts(
                 version,
                 plat.engine,
                 (builders or {}).get(plat.name),
+                mapped.kind if mapped is not None else "",
+                mapped.version if mapped is not None else "",
             )
         )
     return facts

@@ -210,6 +210,10 @@ class PlatformFacts:
     engine: str = ""
     # The buildx builder named for it ([tool.multiarch.builders]); None: its engine's own.
     builder: BuilderFacts | None = None
+    # What that engine is ("docker" or "podman", from its own /version) and its version;
+    # "" when it did not answer.
+    engine_kind: str = ""
+    engine_version: str = ""
 
 
 @dataclass(frozen=True)

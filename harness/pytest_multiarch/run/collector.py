@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,7 +19,13 @@ import pytest
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.engine.resolve import platform_facts
 from pytest_multiarch.model.codec import ReportFormatError, load
-from pytest_multiarch.model.records import ImageTarget, RunReport, TestRecord
+from pytest_multiarch.model.records import (
+    EngineFacts,
+    ImageTarget,
+    PlatformFacts,
+    RunReport,
+    TestRecord,
+)
 from pytest_multiarch.run.options import resolve, resolve_path
 from pytest_multiarch.run.state import (
     HARNESS_KEY,
@@ -255,6 +262,9 @@ class ReportCollector:
             if watch is not None and lost is None:
                 with contextlib.suppress(MultiarchError), watch.guard():
                     self.report.engine = self._engine_info(harness).facts()
+                    self.report.platforms = _on_default_engine(
+                        self.report.platforms, self.report.engine
+                    )
             if settings.json_path is not None:
                 self.report.write(settings.json_path)
             problems = [_sweep_run(settings, watch)] if watch is not None else []
@@ -264,6 +274,16 @@ class ReportCollector:
             if watch is not None:
                 watch.close()
         self.written = _write_pages(config, self.report)
+
+
+def _on_default_engine(platforms: list[PlatformFacts], engine: EngineFacts) -> list[PlatformFacts]:
+    """``platforms`` with the kind and version of the default engine on those that ran there."""
+    return [
+        fact
+        if fact.engine
+        else replace(fact, engine_kind=engine.kind, engine_version=engine.version)
+        for fact in platforms
+    ]
 
 
 def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:
