@@ -121,27 +121,3 @@ def registry(tmp_path: Path, unavailable: Callable[[str], NoReturn]) -> Iterator
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-PODMAN_SOCKET = "unix:///run/podman/podman.sock"
-
-
-@pytest.fixture(scope="session")
-def podman_engine(docker_engine: None, unavailable: Callable[[str], NoReturn]) -> str:
-    """Podman's Docker-compatible API service (`multiarch host up --podman`, which
-    scripts/bootstrap runs), answering as Podman; its endpoint."""
-    answered = subprocess.run(
-        ["docker", "--host", PODMAN_SOCKET, "version", "--format", "{{json .Server.Components}}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if answered.returncode != 0 or "Podman Engine" not in answered.stdout:
-        unavailable(
-            f"needs Podman's API service at {PODMAN_SOCKET} (`multiarch host up --podman`, "
-            f"which scripts/bootstrap runs): {answered.stderr.strip() or answered.stdout.strip()}"
-        )
-    if shutil.which("podman") is None:
-        unavailable("needs the podman client (`multiarch host up --podman`)")
-    return PODMAN_SOCKET
