@@ -10,6 +10,7 @@ import hashlib
 import shutil
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from acceptance import Project, assert_outcome, docker_cli, read_json
@@ -141,6 +142,12 @@ def test_arm64_on_podman_beside_docker(
     assert facts["amd64"]["engine_kind"] == "docker"
     assert data["engine"]["kind"] == "docker"
     assert "arm64 qemu@podman (Podman " in output  # the matrix header
+    junit = ElementTree.parse(project.path / "junit.xml").getroot()  # noqa: S314 - our own file
+    for case in junit.iter("testcase"):
+        properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+        arm = case.get("name", "").endswith("[arm64]")
+        assert properties["engine_kind"] == ("podman" if arm else "docker"), properties
+        assert properties["engine_version"], properties
     assert _podman_left(run_id) == ""
 
 

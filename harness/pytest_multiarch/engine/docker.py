@@ -85,7 +85,8 @@ def engine_info(timeout: float = 15, engine: EngineRef | None = None) -> EngineI
         if engine is not None and mapped:
             raise EngineUnavailable(
                 f"Docker engine {engine.spec} not reachable: {reason}; start it, or check the "
-                f"mapping (`docker {' '.join(engine.cli_flags())} info`)"
+                f"mapping (`docker {' '.join(engine.cli_flags())} info`); for Podman's API "
+                "service on this machine, `multiarch host up --podman` starts it"
             ) from None
         raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
     version_data: dict[str, Any] = json.loads(version.stdout)
