@@ -50,8 +50,7 @@ FULL_TOML = """
 FULL_TESTS = """
     import pytest
 
-    pytestmark = pytest.mark.image("full")
-
+    @pytest.mark.image("full")
     def test_built(run, platform):
         for path, expected in (
             ("/built-for", platform.name),
@@ -63,8 +62,17 @@ FULL_TESTS = """
             assert run(["cat", path]).stdout.strip() == expected, path
         assert run(["uname", "-m"]).stdout.strip() == platform.uname
 
+    @pytest.mark.image("full")
     def test_container(container, platform):
         assert container.exec(["cat", "/built-for"]).output.decode().strip() == platform.name
+"""
+
+
+REF_TEST = """
+
+    @pytest.mark.image("refbox")
+    def test_ref(run, platform):
+        assert run(["uname", "-m"]).stdout.strip() == platform.uname
 """
 
 
@@ -157,7 +165,10 @@ def test_every_platform_on_podman(
     monkeypatch.setenv("DOCKER_HOST", podman_engine)
     monkeypatch.setenv("PODMAN_TEST_TOKEN", SECRET)
     project.image("full", FULL_IMAGE, FULL_TOML)
-    project.tests(FULL_TESTS)
+    # A `ref` image too: taken as it is, pulled for each platform by Podman.
+    (project.path / "images" / "refbox").mkdir()
+    (project.path / "images" / "refbox" / "image.toml").write_text('ref = "busybox:latest"\n')
+    project.tests(FULL_TESTS + REF_TEST)
     report = project.path / "r.json"
     run_id = "podman-all-" + project.path.name
     result = project.run(
@@ -170,7 +181,8 @@ def test_every_platform_on_podman(
         "--multiarch-json",
         str(report),
     )
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=9)
+    assert "amd64 native@default (Podman 4." in result.stdout.str()  # the matrix header
     data = read_json(report)
     assert data["engine"]["kind"] == "podman"
     assert data["engine"]["endpoint"] == podman_engine
