@@ -64,3 +64,21 @@ def test_mirror_step(tmp_path: Path) -> None:
     assert data["registry"][0]["mirror"] == [{"location": "127.0.0.1:5000", "insecure": True}]
     assert step.check().satisfied
     assert step.path.read_text() == mirror_text("127.0.0.1:5000")
+
+
+def test_host_down_stops_only_podman(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_multiarch.cli import main
+
+    assert main(["host", "down"]) == 2
+    assert "pass --podman" in capsys.readouterr().err
+
+
+def test_service_down_leaves_a_service_it_did_not_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_multiarch.provision import podman
+
+    monkeypatch.setattr(podman, "_answering_podman", lambda url: "4.3.1")
+    state = podman.ServiceDownStep("unix:///x.sock", tmp_path / "none.pid").check()
+    assert state.satisfied
+    assert "left running" in state.present
