@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -65,3 +66,27 @@ def root_host(docker_engine: None) -> None:
     """Root on a bootstrapped host: tests that change binfmt_misc or run `multiarch host up`."""
     if os.geteuid() != 0:
         _unavailable("needs root on a bootstrapped host (scripts/bootstrap)")
+
+
+PODMAN_SOCKET = "unix:///run/podman/podman.sock"
+
+
+@pytest.fixture(scope="session")
+def podman_engine(docker_engine: None) -> str:
+    """Podman's Docker-compatible API service (`multiarch host up --podman`, which
+    scripts/bootstrap runs), answering as Podman; its endpoint."""
+    answered = subprocess.run(
+        ["docker", "--host", PODMAN_SOCKET, "version", "--format", "{{json .Server.Components}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if answered.returncode != 0 or "Podman Engine" not in answered.stdout:
+        _unavailable(
+            f"needs Podman's API service at {PODMAN_SOCKET} (`multiarch host up --podman`, "
+            f"which scripts/bootstrap runs): {answered.stderr.strip() or answered.stdout.strip()}"
+        )
+    if shutil.which("podman") is None:
+        _unavailable("needs the podman client (`multiarch host up --podman`)")
+    return PODMAN_SOCKET

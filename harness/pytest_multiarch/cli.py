@@ -110,10 +110,43 @@ def cmd_host_up(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
     )
     report = setup.run()
+    if args.podman:
+        from pytest_multiarch.provision.podman import up_steps
+        from pytest_multiarch.provision.steps import run_steps
+
+        run_steps(
+            up_steps(setup.registry),
+            act=setup.is_root and not args.dry_run,
+            root=setup.is_root,
+            log=print,
+            report=report,
+        )
     if report.ok:
-        print(f"host ready for {', '.join(p.short for p in platforms)}")
+        podman = " (and Podman)" if args.podman else ""
+        print(f"host ready for {', '.join(p.short for p in platforms)}{podman}")
         return 0
-    _unfinished("host NOT ready", report.pending, setup.is_root, "multiarch host up")
+    command = "multiarch host up --podman" if args.podman else "multiarch host up"
+    _unfinished("host NOT ready", report.pending, setup.is_root, command)
+    return 1
+
+
+def cmd_host_down(args: argparse.Namespace) -> int:
+    from pytest_multiarch.provision.podman import down_steps
+    from pytest_multiarch.provision.steps import run_steps
+
+    if not args.podman:
+        print(
+            "multiarch host down stops only what `host up --podman` started (Podman's API "
+            "service): pass --podman. The Docker engine is left running.",
+            file=sys.stderr,
+        )
+        return 2
+    is_root = os.geteuid() == 0
+    report = run_steps(down_steps(), act=is_root and not args.dry_run, root=is_root, log=print)
+    if report.ok:
+        print("Podman's API service is down")
+        return 0
+    _unfinished("Podman NOT down", report.pending, is_root, "multiarch host down --podman")
     return 1
 
 
@@ -298,7 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="change nothing: print the commands of every missing step (what non-root gets)",
     )
+    up.add_argument(
+        "--podman",
+        action="store_true",
+        help="also Podman beside Docker: the distribution's podman, containers.conf "
+        "default_ulimits = [], the local mirror in registries.conf.d, and its API service at "
+        "unix:///run/podman/podman.sock",
+    )
     up.set_defaults(func=cmd_host_up)
+    down = host_sub.add_parser(
+        "down",
+        help="stop Podman's API service that `host up --podman` started (--podman)",
+    )
+    down.add_argument("--podman", action="store_true", help="stop Podman's API service")
+    down.add_argument("--dry-run", action="store_true", help="change nothing: print the commands")
+    down.set_defaults(func=cmd_host_down)
 
     engine = host_sub.add_parser(
         "engine",

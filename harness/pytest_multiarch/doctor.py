@@ -22,6 +22,14 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.engine.buildx import buildx_info, inspect_builder
 from pytest_multiarch.engine.docker import EngineInfo, docker, engine_info
 from pytest_multiarch.engine.endpoints import EngineRef, endpoint_hostname
+from pytest_multiarch.engine.podman import (
+    INSTALL_HINT,
+    MINIMUM_VERSION,
+    podman,
+    podman_binary,
+    podman_url,
+    too_old,
+)
 from pytest_multiarch.engine.probe import cli_run, probe_uname
 from pytest_multiarch.engine.resolve import resolve_engine
 from pytest_multiarch.publish.registry import listed_platforms
@@ -54,10 +62,12 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
             "engine",
             "",
             "ok",
-            f"Docker {info.version} (API {info.api_version}), {info.image_store} image store"
+            f"{info.name} (API {info.api_version}), {info.image_store} image store"
             + (f", mirrors {', '.join(info.registry_mirrors)}" if info.registry_mirrors else ""),
         )
     ]
+    if info.kind == "podman":
+        return checks + podman_checks(info, "", None), info
     try:
         bx = buildx_info(timeout=20)
         checks.append(
@@ -81,6 +91,64 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
     return checks, info
 
 
+def podman_checks(info: EngineInfo, names: str, ref: EngineRef | None) -> list[Check]:
+    """A Podman engine: its version, rootless or not, the podman client that builds on it
+    (buildx cannot: Podman has no BuildKit), and its API (a container-less call)."""
+    where = ref.spec if ref is not None else "the default engine"
+    if too_old(info.version):
+        wanted = ".".join(str(part) for part in MINIMUM_VERSION)
+        return [
+            Check(
+                "podman",
+                names,
+                "fail",
+                f"Podman {info.version} at {where} is older than {wanted}, which builds for a "
+                "platform need",
+                INSTALL_HINT,
+            )
+        ]
+    mode = "rootless" if info.rootless else "rootful (root's service)"
+    checks = [Check("podman", names, "ok", f"Podman {info.version}, {mode}, at {where}")]
+    client = podman_binary()
+    if client is None:
+        checks.append(
+            Check(
+                "build",
+                names,
+                "fail",
+                "the podman client is not installed: builds on Podman go through `podman build`",
+                INSTALL_HINT,
+            )
+        )
+        return checks
+    try:
+        url = podman_url(ref)
+        answered = run_command(
+            podman("version", "--format", "{{.Server.Version}}", url=url), timeout=20
+        )
+    except (CommandError, ConfigError) as exc:
+        checks.append(
+            Check(
+                "build",
+                names,
+                "fail",
+                f"`podman --url` does not reach {where}: {str(exc).splitlines()[0]}",
+                "check that the API service runs (`multiarch host up --podman`)",
+            )
+        )
+        return checks
+    checks.append(
+        Check(
+            "build",
+            names,
+            "ok",
+            f"podman build (client {client}, server {answered.stdout.strip()}); buildx is not "
+            "used on Podman",
+        )
+    )
+    return checks
+
+
 def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
     """For each base reference: where it comes from and which platforms it has."""
     available: dict[str, tuple[str, set[str]]] = {}
@@ -99,8 +167,17 @@ def _base_sources(info: EngineInfo) -> dict[str, tuple[str, set[str]]]:
     return available
 
 
-def _probe(platform: Platform, engine: EngineRef | None = None) -> Check:
-    run = cli_run(PROBE_IMAGE, platform, timeout=90, engine=engine, labels={PROBE_LABEL: "1"})
+def _probe(platform: Platform, engine: EngineRef | None = None, *, podman: bool = False) -> Check:
+    # Podman runs a local image of the reference's name whatever its architecture, the one of
+    # the last pull (containers/podman#12682): on Podman the probe pulls for its platform.
+    run = cli_run(
+        PROBE_IMAGE,
+        platform,
+        timeout=90,
+        engine=engine,
+        labels={PROBE_LABEL: "1"},
+        pull="always" if podman else "missing",
+    )
     failed = f"`docker run --platform {platform.name} {PROBE_IMAGE} uname -m` failed"
     try:
         found = probe_uname(run, f"{PROBE_IMAGE} ({platform.name})")
@@ -189,7 +266,7 @@ def run_doctor(
                 )
             )
         elif probe and status.usable:
-            checks.append(_probe(plat))
+            checks.append(_probe(plat, podman=info.kind == "podman"))
         for reference in BASE_REFERENCES:
             if info is None:
                 continue
@@ -290,15 +367,31 @@ def _mapped_engine_checks(
             )
             continue
         machine = "this machine" if found.is_local else endpoint_hostname(found.host)
+        kind = "Podman" if found.kind == "podman" else "Docker"
         checks.append(
             Check(
                 "engine",
                 names,
                 "ok",
-                f"{found.describe()}: Docker {found.version}, {found.image_store} image store, "
+                f"{found.describe()}: {kind} {found.version}, {found.image_store} image store, "
                 f"{found.architecture} on {machine}",
             )
         )
+        if found.kind == "podman":
+            try:
+                info = engine_info(timeout=10, engine=ref)
+            except EngineUnavailable as exc:
+                checks.append(Check("podman", names, "fail", str(exc), INSTALL_HINT))
+                continue
+            checks += podman_checks(info, names, ref)
+            for plat in plats:
+                there = replace(plat, engine=spec, emulated=found.architecture != plat.uname)
+                checks.append(
+                    _mapped_emulator_check(there, found.architecture, found.is_local, ref)
+                )
+                if probe:
+                    checks.append(_probe(there, ref, podman=True))
+            continue
         try:
             bx = buildx_info(timeout=20, engine=ref)
             checks.append(

@@ -574,6 +574,24 @@ def shared_container(
     yield from _started_container(request, found, platform)
 
 
+def _engine_kind(config: pytest.Config, plat: Platform | None) -> tuple[str, str]:
+    """(kind, version) of the engine that ran a test: a mapped one as the controller found it,
+    the default one as this process's connection tells; ("", "") when unknown."""
+    settings = config.stash[SETTINGS_KEY]
+    if plat is not None and plat.engine:
+        mapped = settings.engine_endpoint(plat)
+        return mapped.kind, mapped.version
+    runtime = config.stash.get(RUNTIME_KEY, None)
+    on_default = plat or next((p for p in settings.platforms if not p.engine), None)
+    if runtime is None or on_default is None:
+        return "", ""
+    try:
+        info = runtime.engine_for(on_default).info
+    except MultiarchError:  # the engine stopped answering: the test's error says so
+        return "", ""
+    return info.kind, info.version
+
+
 # ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------
 
 
@@ -800,6 +818,9 @@ def pytest_runtest_makereport(
         # The engine the test ran on; a test of every platform (images) names the default one.
         engine = settings.engine_endpoint(plat).host if plat is not None else endpoint()
         properties.append(("engine", engine))
+        kind, version = _engine_kind(item.config, plat)
+        if kind:
+            properties += [("engine_kind", kind), ("engine_version", version)]
         if plat is not None and plat.engine:  # mapped (--engine): the matrix header's name
             properties.append(("engine_label", _engine_label(plat).removeprefix("engine ")))
     runtime = item.config.stash.get(RUNTIME_KEY, None)

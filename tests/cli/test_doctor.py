@@ -179,3 +179,28 @@ def test_doctor_lists_what_the_registry_mirror_holds() -> None:
     assert "busybox:latest (also " in mirror[0], mirror
     assert "debian:bookworm-slim (also " in mirror[0], mirror
     assert "multiarch-seed" not in mirror[0], mirror
+
+
+def test_doctor_checks_a_podman_engine(podman_engine: str) -> None:
+    result = doctor("--platforms", "amd64,arm64", "--engine", f"arm64={podman_engine}", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = {(c["name"], c["platform"]): c for c in json.loads(result.stdout)["checks"]}
+    assert "Podman 4." in checks["engine", "arm64"]["detail"]
+    podman = checks["podman", "arm64"]
+    assert podman["status"] == "ok"
+    assert "rootful" in podman["detail"]  # root's service on this machine
+    assert checks["build", "arm64"]["status"] == "ok"
+    assert "podman build" in checks["build", "arm64"]["detail"]
+    assert "flags PF" in checks["emulator", "arm64"]["detail"]  # the F flag serves Podman
+    # The probe pulls for the platform: Podman would otherwise run its last pull's architecture.
+    assert checks["probe", "arm64"]["status"] == "ok"
+    assert "uname -m = aarch64" in checks["probe", "arm64"]["detail"]
+    assert ("buildx", "arm64") not in checks
+
+
+def test_doctor_names_an_engine_on_podman(podman_engine: str) -> None:
+    result = doctor("--platforms", "arm64", env={"DOCKER_HOST": podman_engine})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Podman 4." in result.stdout
+    assert "rootful" in result.stdout
+    assert "uname -m = aarch64" in result.stdout

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 
 from pytest_multiarch.core.daemon_pool import DaemonPool
 from pytest_multiarch.core.errors import EngineUnavailable, MultiarchError
-from pytest_multiarch.engine.docker import START_HINT, EngineInfo, endpoint, engine_facts_of
+from pytest_multiarch.engine.docker import (
+    START_HINT,
+    EngineInfo,
+    EngineKind,
+    endpoint,
+    engine_facts_of,
+    engine_kind,
+)
 
 if TYPE_CHECKING:
     from docker import DockerClient
@@ -81,6 +88,21 @@ def engine_info_over_api(client: DockerClient, where: str) -> EngineInfo:
             f"Docker engine at {where} not reachable: {exc}; {START_HINT}"
         ) from None
     return engine_facts_of(server, info, where)
+
+
+def engine_kind_over_api(client: DockerClient, where: str) -> tuple[EngineKind, str]:
+    """(kind, version) of the engine behind ``client``, from its ``/version`` (one call).
+    Raises EngineApiError when the engine fails the call."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    try:
+        server = client.version()
+    except (DockerException, RequestException, OSError) as exc:
+        raise EngineApiError(
+            f"engine at {where} did not say what it is (/version): {exc}"
+        ) from None
+    return engine_kind(server)
 
 
 class EngineApi:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.errors import CommandError, EngineUnavailable
+from pytest_multiarch.core.platforms import KNOWN_PLATFORMS
 from pytest_multiarch.engine.endpoints import EngineEndpoint
 from pytest_multiarch.model.records import EngineFacts
 
@@ -27,6 +29,9 @@ def docker(*args: str, engine: EngineRef | None = None) -> list[str]:
 
 
 ImageStore = Literal["containerd", "classic"]
+# Which engine answers on the socket: Docker, or Podman's Docker-compatible API service.
+EngineKind = Literal["docker", "podman"]
+PODMAN_COMPONENT = "Podman Engine"
 
 
 def endpoint() -> str:
@@ -51,6 +56,13 @@ class EngineInfo:
     registry_mirrors: tuple[str, ...]
     os: str
     architecture: str
+    kind: EngineKind = "docker"
+    rootless: bool = False  # /info's SecurityOptions name "rootless" (Podman or Docker)
+
+    @property
+    def name(self) -> str:
+        """``Docker 26.1.5`` or ``Podman 4.3.1``: the engine as messages name it."""
+        return f"{self.kind.capitalize()} {self.version}"
 
     def facts(self) -> EngineFacts:
         """What the run report records of the engine."""
@@ -61,6 +73,7 @@ class EngineInfo:
             self.image_store,
             self.os,
             self.architecture,
+            self.kind,
         )
 
 
@@ -79,7 +92,8 @@ def engine_info(timeout: float = 15, engine: EngineRef | None = None) -> EngineI
         if engine is not None and mapped:
             raise EngineUnavailable(
                 f"Docker engine {engine.spec} not reachable: {reason}; start it, or check the "
-                f"mapping (`docker {' '.join(engine.cli_flags())} info`)"
+                f"mapping (`docker {' '.join(engine.cli_flags())} info`); for Podman's API "
+                "service on this machine, `multiarch host up --podman` starts it"
             ) from None
         raise EngineUnavailable(f"Docker engine not reachable: {reason}; {START_HINT}") from None
     version_data: dict[str, Any] = json.loads(version.stdout)
@@ -92,19 +106,47 @@ def engine_facts_of(
 ) -> EngineInfo:
     """EngineInfo from the engine's answers to ``/version`` (``server``) and ``/info``: the
     same documents over the API as in ``docker version`` (its Server part) and ``docker info``."""
+    kind, version = engine_kind(server)
     driver_status = info_data.get("DriverStatus") or []
     containerd_store = any(
         "containerd.snapshotter" in str(value) for pair in driver_status for value in pair
     )
     mirrors = tuple(str(m) for m in ((info_data.get("RegistryConfig") or {}).get("Mirrors") or []))
+    engine_id = str(info_data.get("ID", "")) or where
+    if kind == "podman":
+        # Podman's /info answers a new random ID on every call; the ID keys the per-engine
+        # build locks and tells engines apart, so it is made from what is stable: the
+        # machine and the image store it serves (two sockets on one store are one engine).
+        stable = f"{info_data.get('Name', '')}\0{info_data.get('DockerRootDir', '')}"
+        engine_id = "podman-" + hashlib.sha256(stable.encode()).hexdigest()[:24]
+    architecture = str(info_data.get("Architecture", "?"))
+    if kind == "podman":
+        # Podman names the machine as Go does (amd64), Docker as `uname -m` (x86_64), which is
+        # what native-or-emulated compares with: one vocabulary for both.
+        architecture = next(
+            (p.uname for p in KNOWN_PLATFORMS if not p.variant and p.arch == architecture),
+            architecture,
+        )
     return EngineInfo(
-        id=str(info_data.get("ID", "")) or where,
+        id=engine_id,
         endpoint=where,
         os=str(info_data.get("OSType", "linux")),
-        version=str(server.get("Version", "?")),
+        version=version,
         api_version=str(server.get("ApiVersion", "?")),
         image_store="containerd" if containerd_store else "classic",
         storage_driver=str(info_data.get("Driver", "?")),
         registry_mirrors=mirrors,
-        architecture=str(info_data.get("Architecture", "?")),
+        architecture=architecture,
+        kind=kind,
+        rootless=any("name=rootless" in str(o) for o in info_data.get("SecurityOptions") or []),
     )
+
+
+def engine_kind(server: Mapping[str, Any]) -> tuple[EngineKind, str]:
+    """(kind, version) from the engine's own ``/version`` answer (``server``): Podman's API
+    service lists a component named ``Podman Engine`` (with Podman's version); Docker does not.
+    Never guessed from the socket's path."""
+    for component in server.get("Components") or []:
+        if isinstance(component, Mapping) and component.get("Name") == PODMAN_COMPONENT:
+            return "podman", str(component.get("Version") or server.get("Version") or "?")
+    return "docker", str(server.get("Version", "?"))

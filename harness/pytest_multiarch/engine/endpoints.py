@@ -121,6 +121,7 @@ class EngineEndpoint:
     architecture: str = ""  # `docker info` Architecture (uname -m of the engine's machine)
     version: str = ""
     image_store: str = ""  # "containerd" or "classic"
+    kind: str = ""  # "docker" or "podman", as its own /version said; "" when it did not answer
     problem: str = ""  # why it did not answer at the start; "" when it did
 
     @property

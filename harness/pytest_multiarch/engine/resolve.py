@@ -84,6 +84,7 @@ def resolve_engine(
         architecture=info.architecture,
         version=info.version,
         image_store=info.image_store,
+        kind=info.kind,
     )
 
 
@@ -113,6 +114,8 @@ def platform_facts(
                 version,
                 plat.engine,
                 (builders or {}).get(plat.name),
+                mapped.kind if mapped is not None else "",
+                mapped.version if mapped is not None else "",
             )
         )
     return facts

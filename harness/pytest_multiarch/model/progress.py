@@ -72,6 +72,9 @@ _VERTEX = re.compile(r"^#(\d+) (.+)$")
 _VERTEX_END = re.compile(r"^(?:DONE\b|CACHED$|ERROR\b|CANCELED\b)")
 
 
+_PODMAN_STEP = re.compile(r"^STEP (\d+/\d+): (.*)$")
+
+
 class BuildLogParser:
     """The current step of a ``buildx build --progress=plain`` log, line by line.
 
@@ -87,6 +90,12 @@ class BuildLogParser:
 
     def feed(self, line: str) -> str:
         """Take one log line; returns the current step ("" before the first)."""
+        podman_step = _PODMAN_STEP.match(line.strip())
+        if podman_step is not None:
+            # `podman build` runs its steps one after the other: ``STEP 2/3: RUN make``.
+            self._names[line] = f"[{podman_step.group(1)}] {podman_step.group(2).strip()}"
+            self._last, self._active = line, []
+            return self.current
         match = _VERTEX.match(line.strip())
         # Vertex 0 is buildx's banner ("building with ... instance"), never a step, never DONE.
         if match is not None and match.group(1) != "0":
@@ -189,7 +198,7 @@ class BuildProgress:
         )
 
     def building(self) -> None:
-        self._set(state="building", started=time.time(), step="starting buildx")
+        self._set(state="building", started=time.time(), step="starting the build")
 
     def line(self, text: str) -> None:
         step = self._parser.feed(text)

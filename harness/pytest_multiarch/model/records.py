@@ -150,7 +150,7 @@ class TestRecord:
 
 @dataclass(frozen=True)
 class EngineFacts:
-    """The Docker engine the run used."""
+    """The engine the run used (Docker, or Podman's Docker-compatible API service)."""
 
     endpoint: str
     version: str
@@ -158,6 +158,7 @@ class EngineFacts:
     image_store: Literal["containerd", "classic"]
     os: str
     architecture: str
+    kind: Literal["docker", "podman"] = "docker"
 
 
 # How a platform's image gets from its buildx builder ([tool.multiarch.builders]) into the
@@ -211,6 +212,10 @@ class PlatformFacts:
     engine: str = ""
     # The buildx builder named for it ([tool.multiarch.builders]); None: its engine's own.
     builder: BuilderFacts | None = None
+    # What that engine is ("docker" or "podman", from its own /version) and its version;
+    # "" when it did not answer.
+    engine_kind: str = ""
+    engine_version: str = ""
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,8 @@ def _engine(report: RunReport) -> str:
     if engine is None:
         return ""
     return (
-        f"engine <code>{_e(engine.endpoint)}</code> Docker {_e(engine.version)} (API "
+        f"engine <code>{_e(engine.endpoint)}</code> {_e(engine.kind.capitalize())} "
+        f"{_e(engine.version)} (API "
         f"{_e(engine.api_version)}, {_e(engine.image_store)} image store, "
         f"{_e(engine.os)}/{_e(engine.architecture)})"
     )

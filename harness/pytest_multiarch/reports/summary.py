@@ -92,12 +92,17 @@ def column_title(report: RunReport, short: str) -> str:
     engine of its own, how and where it ran: ``arm64 native@arm-box``, ``s390x qemu@default``."""
     facts = {p.short: p for p in report.platforms}
     fact = facts.get(short)
-    if fact is None or not any(p.engine for p in report.platforms):
+    podman = any(p.engine_kind == "podman" for p in report.platforms)
+    if fact is None or not (podman or any(p.engine for p in report.platforms)):
         return short
     from pytest_multiarch.engine.endpoints import EngineRef
 
     how = "native" if fact.native else "qemu"
-    return f"{short} {how}@{EngineRef(fact.engine).label}"
+    title = f"{short} {how}@{EngineRef(fact.engine).label}"
+    # A run with Podman in it says which columns ran on Podman (Docker's stay as they were).
+    if fact.engine_kind == "podman":
+        title += f" (Podman {fact.engine_version})"
+    return title
 
 
 def _columns(report: RunReport, cells: Sequence[MatrixCell]) -> list[str]:

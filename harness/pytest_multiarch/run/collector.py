@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,7 +20,13 @@ from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.engine.cleanup import sweep
 from pytest_multiarch.engine.resolve import platform_facts
 from pytest_multiarch.model.codec import ReportFormatError, load
-from pytest_multiarch.model.records import ImageTarget, RunReport, TestRecord
+from pytest_multiarch.model.records import (
+    EngineFacts,
+    ImageTarget,
+    PlatformFacts,
+    RunReport,
+    TestRecord,
+)
 from pytest_multiarch.run.options import resolve, resolve_path
 from pytest_multiarch.run.state import (
     IMAGES_KEY,
@@ -286,6 +293,9 @@ class ReportCollector:
             if default is not None and default.watch.alive() is None:
                 with contextlib.suppress(MultiarchError), default.watch.guard():
                     self.report.engine = self._engine_info(runtime, default).facts()
+                    self.report.platforms = _on_default_engine(
+                        self.report.platforms, self.report.engine
+                    )
             if settings.json_path is not None:
                 self.report.write(settings.json_path)
             problems = [_sweep_run(settings, engine) for engine in engines]
@@ -295,6 +305,16 @@ class ReportCollector:
             for engine in reversed(engines):
                 engine.close()
         self.written = _write_pages(config, self.report)
+
+
+def _on_default_engine(platforms: list[PlatformFacts], engine: EngineFacts) -> list[PlatformFacts]:
+    """``platforms`` with the kind and version of the default engine on those that ran there."""
+    return [
+        fact
+        if fact.engine
+        else replace(fact, engine_kind=engine.kind, engine_version=engine.version)
+        for fact in platforms
+    ]
 
 
 def _write_pages(config: pytest.Config, report: RunReport) -> list[str]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -30,14 +31,21 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 from filelock import FileLock
 
 from pytest_multiarch.core.commands import run_command, stream_command
-from pytest_multiarch.core.errors import CommandError, CommandTimeout, MultiarchError
+from pytest_multiarch.core.errors import CommandError, CommandTimeout, ConfigError, MultiarchError
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import Platform, oci_name
 from pytest_multiarch.core.secrets import redact
-from pytest_multiarch.engine.api import EngineApiError
+from pytest_multiarch.engine.api import EngineApiError, engine_kind_over_api
 from pytest_multiarch.engine.buildx import inspect_builder
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import EngineRef, engine_of
+from pytest_multiarch.engine.podman import (
+    INSTALL_HINT,
+    podman,
+    podman_binary,
+    podman_url,
+    too_old,
+)
 from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuilderFacts, BuildRecord
 from pytest_multiarch.runtime.build_cache import (
@@ -148,6 +156,92 @@ def build_command(
     return command
 
 
+def podman_build_command(
+    spec: ImageSpec,
+    platform: Platform,
+    tag: str,
+    url: str,
+    *,
+    context: str = "",
+    secret_files: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The ``podman build`` command line for ``spec`` on ``platform``, run by the Podman engine
+    at ``url`` into its own store (buildx does not work against Podman: it has no BuildKit).
+    Podman sets TARGETPLATFORM/TARGETARCH from ``--platform`` as buildx does. An image with
+    ``ref`` is a one-line ``FROM ref`` read from stdin, with ``context`` (an empty directory)
+    as its build context. ``secret_files``: secret id -> a private file holding its value
+    (:func:`_secret_files`)."""
+    command = podman(
+        "build",
+        "--platform",
+        platform.name,
+        "--tag",
+        tag,
+        "--label",
+        f"{IMAGE_LABEL}={spec.name}",
+        url=url,
+    )
+    if spec.target:
+        command += ["--target", spec.target]
+    for key in sorted(spec.build_args):
+        command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    for secret in spec.secrets:
+        # A remote podman client does not send ``env=`` secrets (the build reads an empty
+        # file): the value goes in a file of the run's own, never on the command line.
+        source = (secret_files or {}).get(secret.id)
+        given = f"src={source}" if source else f"env={secret.env}"
+        command += ["--secret", f"id={secret.id},{given}"]
+    if spec.ref:
+        command += ["--file", "-", context]
+    else:
+        command += ["--file", str(spec.dockerfile), str(spec.directory)]
+    return command
+
+
+def _secret_files(secrets: Mapping[str, str], directory: str) -> dict[str, str]:
+    """Each secret's value (by id) in a file of ``directory`` (a private temporary directory,
+    removed after the build), readable by this user only: what ``podman build --secret
+    id=...,src=...`` reads."""
+    files = {}
+    for number, (secret_id, value) in enumerate(sorted(secrets.items())):
+        path = os.path.join(directory, f"secret-{number}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        files[secret_id] = path
+    return files
+
+
+def _podman_problem(
+    spec: ImageSpec,
+    platform: Platform,
+    version: str,
+    builder: BuilderFacts | None,
+    cache: BuildCache | None,
+) -> str:
+    """Why ``spec`` cannot be built for ``platform`` on the Podman engine (``version``) that
+    runs it; "" when it can."""
+    where = engine_of(platform)
+    engine = f"Podman {version} at {where.spec if where is not None else podman_url(None)}"
+    head = f"build of image {spec.name!r} for {platform.name} on {engine}"
+    if too_old(version):
+        return f"{head}: Podman {version} is too old to build for a platform; {INSTALL_HINT}"
+    if builder is not None:
+        return (
+            f"{head}: buildx builder {builder.name!r} is named for {platform.name}, but buildx "
+            "cannot build for a Podman engine (it has no BuildKit); remove the builder from "
+            "[tool.multiarch.builders] to build with Podman itself"
+        )
+    if cache is not None:
+        return (
+            f"{head}: --build-cache is a buildx feature that Podman builds do not take; run "
+            "without --build-cache, or map this platform to a Docker engine"
+        )
+    if podman_binary() is None:
+        return f"{head}: the podman client is not installed on this machine; {INSTALL_HINT}"
+    return ""
+
+
 def inspect_platform(reference: str, client: DockerClient) -> tuple[str, str] | None:
     """(image id, os/arch[/variant]) of a local image, or None when absent: one API call (an
     image inspect over the engine's socket costs milliseconds, a CLI process far more).
@@ -248,6 +342,13 @@ def build_image(
                 0.0,
                 f"build of image {spec.name!r} for {platform.name}: {cache_problem}",
             )
+        # Asked of the engine itself, only when a build is due: Podman builds with Podman.
+        kind, version = engine_kind_over_api(client, _engine_name(platform))
+        on_podman = kind == "podman"
+        if on_podman:
+            problem = _podman_problem(spec, platform, version, builder, cache)
+            if problem:
+                return _failed(spec, platform, tag, 0.0, problem)
         steps = StepCount()
         error = _run_build(
             spec,
@@ -260,6 +361,7 @@ def build_image(
             private_tags,
             cache=cache,
             steps=steps,
+            on_podman=on_podman,
         )
         if error:
             record = _failed(spec, platform, tag, time.monotonic() - start, error)
@@ -274,6 +376,13 @@ def build_image(
         )
     except (CommandError, EngineApiError) as exc:  # inspect, tag: the engine failed a call
         return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
+    except ConfigError as exc:  # a Podman engine its client cannot reach
+        return _failed(spec, platform, tag, time.monotonic() - start, str(exc))
+
+
+def _engine_name(platform: Platform) -> str:
+    engine = engine_of(platform)
+    return engine.spec if engine is not None else "the default engine"
 
 
 def _run_build(
@@ -288,13 +397,15 @@ def _run_build(
     *,
     cache: BuildCache | None = None,
     steps: StepCount | None = None,
+    on_podman: bool = False,
 ) -> str:
     """Run buildx into a tag of this call's own, then move the shared tag onto the result (in
     the engine that runs ``platform``, wherever ``builder`` built it: :func:`_deliver`).
     Returns "" on success, else the error message (with the log tail, secrets redacted).
     ``steps`` is filled with the steps of the last attempt (cached, run) and, with ``cache``,
     why the cache could not be read (``unreadable``; a failed build then runs again without
-    reading it)."""
+    reading it). ``on_podman``: the engine that runs ``platform`` is Podman, which builds it
+    itself (:func:`podman_build_command`)."""
     # Through a registry, the build's name is the registry's by content: pushes of the same
     # inputs by two runs write the same manifest, so no private name is needed there.
     through_registry = builder is not None and builder.delivery == "registry"
@@ -328,14 +439,21 @@ def _run_build(
             observer.line(redact(line, secrets))
 
         try:
-            stream_command(
-                build_command(
-                    spec, platform, private, no_cache=no_cache, builder=builder, cache=arguments
-                ),
-                timeout=timeout,
-                input_text=stdin,
-                on_line=on_line,
-            )
+            with (
+                tempfile.TemporaryDirectory(prefix="multiarch-ref-") as empty,
+                tempfile.TemporaryDirectory(prefix="multiarch-secrets-") as private_dir,
+            ):
+                if on_podman:
+                    url = podman_url(engine_of(platform))
+                    files = _secret_files(secrets, private_dir) if spec.secrets else {}
+                    argv = podman_build_command(
+                        spec, platform, private, url, context=empty, secret_files=files
+                    )
+                else:
+                    argv = build_command(
+                        spec, platform, private, no_cache=no_cache, builder=builder, cache=arguments
+                    )
+                stream_command(argv, timeout=timeout, input_text=stdin, on_line=on_line)
         except CommandError as exc:
             failure = exc
             log = exc.stderr + exc.stdout
@@ -343,7 +461,7 @@ def _run_build(
                 # The cache could not be read and the build failed: once more, not reading it.
                 unreadable, read = attempt.unreadable, False
                 continue
-            if not no_cache and all(marker in log for marker in _POISONED_CACHE):
+            if not on_podman and not no_cache and all(m in log for m in _POISONED_CACHE):
                 no_cache = True  # one retry without BuildKit's cache, which lost a snapshot
                 continue
             break
