@@ -42,6 +42,7 @@ from pytest_multiarch.run.items import (
     image_spec,
     item_platform,
     item_state,
+    item_target,
     parametrizes_platform,
     runtime_of,
 )
@@ -358,9 +359,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 scale_timeout(item, settings.factor(slowest), timeouts, slowest.name)
             continue
         # The image name is a keyword of its items: `-k service` selects that image's tests.
-        image_marker = item.get_closest_marker("image")
-        if image_marker is not None and image_marker.args:
-            item.extra_keyword_matches.add(str(image_marker.args[0]))
+        image_name = item_target(item).image
+        if image_name:
+            item.extra_keyword_matches.add(image_name)
         _apply_platform_markers(config, item, plat)
         own_limit = platform_timeout(item, plat)
         if own_limit is not None and timeouts is None:
@@ -383,8 +384,7 @@ def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Plat
         if plat.name not in only:
             shorts = ", ".join(sorted(lookup(n).short for n in only))
             reason = f"test runs only on {shorts} (@pytest.mark.platforms)"
-    spec = item.get_closest_marker("image")
-    image = config.stash[IMAGES_KEY].get(str(spec.args[0])) if spec and spec.args else None
+    image = config.stash[IMAGES_KEY].get(item_target(item).image)
     if not reason and image is not None and not image.allows(plat):
         reason = (
             f"image {image.name!r} is restricted to "
@@ -779,11 +779,10 @@ def pytest_runtest_makereport(
     column = plat.short if plat is not None else _cross_platform_column(item)
     if column is None:
         return report
-    marker = item.get_closest_marker("image")
     state = item_state(item)
     # A module-scoped fixture (shared_container) keeps its state on the module.
     shared = [s for node in item.listchain()[:-1] if (s := node.stash.get(ITEM_KEY, None))]
-    facts = ItemFacts(column, str(marker.args[0]) if marker and marker.args else "")
+    facts = ItemFacts(column, item_target(item).image)
     facts.every_platform = "images" in getattr(item, "fixturenames", ())
     if report.when == "setup":
         facts.builds = list(state.builds)

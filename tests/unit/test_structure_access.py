@@ -17,7 +17,7 @@ from pytest_multiarch.structure.access import (
     read_env_file,
 )
 from pytest_multiarch.structure.checks import ImageAccessError, go_mode_string
-from pytest_multiarch.structure.config import RunOptions
+from pytest_multiarch.structure.config import ContainerRunOptions
 
 BUSYBOX = b"\x7fELF busybox"
 
@@ -188,7 +188,7 @@ def test_env_file_then_host_names_then_the_checks_own(
     monkeypatch.setenv("NAMED", "named")
     monkeypatch.delenv("ABSENT", raising=False)
     monkeypatch.delenv("UNSET_NAME", raising=False)
-    options = RunOptions(env_file=str(env_file), env_vars=("NAMED", "UNSET_NAME"))
+    options = ContainerRunOptions(env_file=str(env_file), env_vars=("NAMED", "UNSET_NAME"))
     assert container_environment(options, {"WHO": "check"}) == {
         "MODE": "file",
         "SPACED": "a b ",
@@ -243,4 +243,6 @@ def test_a_structure_command_on_a_remote_engine_gets_the_runtimes_exec_format_me
         cache=ImageCache(),
     )
     with pytest.raises(WrongArchitecture, match=r"on the engine at ssh://ci@z-box: no working"):
-        access.run_steps([["sh", "-c", "true"]] * steps, env={}, options=RunOptions(), timeout=9)
+        access.run_steps(
+            [["sh", "-c", "true"]] * steps, env={}, options=ContainerRunOptions(), timeout=9
+        )

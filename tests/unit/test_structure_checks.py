@@ -22,7 +22,12 @@ from pytest_multiarch.structure.checks import (
     go_mode_string,
     platform_applies,
 )
-from pytest_multiarch.structure.config import Check, RunOptions, StructureFile, parse_structure_file
+from pytest_multiarch.structure.config import (
+    Check,
+    ContainerRunOptions,
+    StructureFile,
+    parse_structure_file,
+)
 
 Runner = Callable[[Sequence[str], Mapping[str, str]], ExecResult]
 
@@ -35,7 +40,7 @@ def ok(stdout: str = "", stderr: str = "", exit_code: int = 0) -> ExecResult:
 class Call:
     steps: list[list[str]]
     env: dict[str, str]
-    options: RunOptions
+    options: ContainerRunOptions
     timeout: float
 
 
@@ -65,7 +70,7 @@ class FakeImage:
         steps: Sequence[Sequence[str]],
         *,
         env: Mapping[str, str],
-        options: RunOptions,
+        options: ContainerRunOptions,
         timeout: float,
     ) -> Sequence[ExecResult]:
         self.calls.append(Call([list(s) for s in steps], dict(env), options, timeout))
@@ -126,7 +131,7 @@ def test_command_passes_on_exit_code_and_output() -> None:
 
     assert outcome == CheckOutcome(())
     assert outcome.passed
-    assert image.calls == [Call([["cli", "--version"]], {}, RunOptions(), 90)]
+    assert image.calls == [Call([["cli", "--version"]], {}, ContainerRunOptions(), 90)]
 
 
 def test_command_output_not_matching_says_regex_and_output() -> None:
@@ -275,7 +280,7 @@ def test_run_options_are_passed_to_the_image() -> None:
 
     run(check, image)
 
-    assert image.calls[0].options == RunOptions(
+    assert image.calls[0].options == ContainerRunOptions(
         user="root", capabilities=("NET_ADMIN",), env_vars=("TOKEN",)
     )
 
@@ -287,7 +292,7 @@ def test_result_count_mismatch_is_an_image_access_error() -> None:
             steps: Sequence[Sequence[str]],
             *,
             env: Mapping[str, str],
-            options: RunOptions,
+            options: ContainerRunOptions,
             timeout: float,
         ) -> Sequence[ExecResult]:
             return []

@@ -9,11 +9,11 @@ import pytest
 from pytest_multiarch.core.errors import MultiarchError
 from pytest_multiarch.structure.config import (
     CommandCheck,
+    ContainerRunOptions,
     FileContentCheck,
     FileExistenceCheck,
     LicenseCheck,
     MetadataCheck,
-    RunOptions,
     StructureConfigError,
     StructureFile,
     load_structure_file,
@@ -126,7 +126,7 @@ def test_full_file_becomes_typed_checks_in_the_tools_run_order() -> None:
         ("VIRTUAL_ENV", "/env"),
         ("PATH", "/env/bin:$PATH"),
     ]
-    assert parsed.run_options == RunOptions(
+    assert parsed.run_options == ContainerRunOptions(
         user="root", privileged=True, capabilities=("sys_admin",)
     )
 

@@ -49,7 +49,7 @@ from pytest_multiarch.runtime.oneshot import (
     run_step,
 )
 from pytest_multiarch.structure.checks import ExecResult, FileInfo, ImageAccessError
-from pytest_multiarch.structure.config import RunOptions
+from pytest_multiarch.structure.config import ContainerRunOptions
 
 _MAX_SYMLINKS = 40  # Linux's limit before ELOOP
 # What docker run prints before the engine's reason when it could not start the program.
@@ -99,7 +99,7 @@ class EngineImageAccess:
         steps: Sequence[Sequence[str]],
         *,
         env: Mapping[str, str],
-        options: RunOptions,
+        options: ContainerRunOptions,
         timeout: float,
     ) -> Sequence[ExecResult]:
         environment = container_environment(options, env)
@@ -202,7 +202,7 @@ def _exec_result(result: RunResult) -> ExecResult:
     return ExecResult(result.exit_code, result.stdout_bytes, result.stderr_bytes)
 
 
-def container_environment(options: RunOptions, env: Mapping[str, str]) -> dict[str, str]:
+def container_environment(options: ContainerRunOptions, env: Mapping[str, str]) -> dict[str, str]:
     """The variables a step's container gets beyond the image's, as ``docker run`` would set
     them from the options: ``envFile`` first, then ``envVars`` (names whose value is this
     process's, left out when it has none), then ``env`` (the check's own, which win)."""

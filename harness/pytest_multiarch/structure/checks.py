@@ -31,12 +31,12 @@ from pytest_multiarch.core.platforms import Platform
 from pytest_multiarch.structure.config import (
     Check,
     CommandCheck,
+    ContainerRunOptions,
     FileContentCheck,
     FileExistenceCheck,
     KeyValue,
     LicenseCheck,
     MetadataCheck,
-    RunOptions,
     StructureFile,
 )
 from pytest_multiarch.structure.re2 import Regex
@@ -101,7 +101,7 @@ class ImageAccess(Protocol):
         steps: Sequence[Sequence[str]],
         *,
         env: Mapping[str, str],
-        options: RunOptions,
+        options: ContainerRunOptions,
         timeout: float,
     ) -> Sequence[ExecResult]:
         """Run each argv in order, in one fresh container of the image, and say how each ended.

@@ -119,7 +119,7 @@ class KeyValue:
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class ContainerRunOptions:
     """``containerRunOptions``: how the tool's docker driver starts containers for commands."""
 
     user: str = ""
@@ -132,7 +132,7 @@ class RunOptions:
 
     @property
     def is_set(self) -> bool:
-        return self != RunOptions()
+        return self != ContainerRunOptions()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,7 +245,7 @@ class StructureFile:
     schema_version: str
     global_env_vars: tuple[KeyValue, ...] = ()
     checks: tuple[Check, ...] = ()
-    run_options: RunOptions = field(default_factory=RunOptions)
+    run_options: ContainerRunOptions = field(default_factory=ContainerRunOptions)
 
 
 def load_structure_file(path: Path, *, display: str | None = None) -> StructureFile:
@@ -700,13 +700,13 @@ def _metadata(top: _Place, value: Any) -> MetadataCheck | None:
     return None if check == unchecked else check
 
 
-def _run_options(top: _Place, value: Any) -> RunOptions:
+def _run_options(top: _Place, value: Any) -> ContainerRunOptions:
     if value is None:
-        return RunOptions()
+        return ContainerRunOptions()
     place = _Place(top.source, "containerRunOptions")
     data = place.mapping(value, "", "a mapping")
     place.known_keys(data, _RUN_OPTION_KEYS)
-    return RunOptions(
+    return ContainerRunOptions(
         user=place.string(data.get("user"), "user"),
         privileged=place.boolean(data.get("privileged"), "privileged", False),
         allocate_tty=place.boolean(data.get("allocateTty"), "allocateTty", False),
