@@ -83,13 +83,13 @@ def multiarch(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def daemon_pid() -> int:
-    from pytest_multiarch.provision.engines import engine_layout
+    from pytest_multiarch.provision.second_engines import engine_layout
 
     return int(engine_layout(ENGINE).docker_pidfile.read_text().strip())
 
 
 def docker_host() -> str:
-    from pytest_multiarch.provision.engines import engine_layout
+    from pytest_multiarch.provision.second_engines import engine_layout
 
     return engine_layout(ENGINE).docker_host
 

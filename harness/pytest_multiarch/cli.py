@@ -164,8 +164,8 @@ def _unfinished(what: str, pending: Sequence[object], is_root: bool, command: st
 
 
 def cmd_host_engine(args: argparse.Namespace) -> int:
-    from pytest_multiarch.provision.engines import down_steps, engine_layout, up_steps
     from pytest_multiarch.provision.host import registry_address
+    from pytest_multiarch.provision.second_engines import down_steps, engine_layout, up_steps
     from pytest_multiarch.provision.steps import run_steps
 
     layout = engine_layout(args.name)

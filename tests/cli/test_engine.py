@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pytest_multiarch.provision.engines import engine_layout, shim_pids
+from pytest_multiarch.provision.second_engines import engine_layout, shim_pids
 
 pytestmark = pytest.mark.usefixtures("root_host")
 

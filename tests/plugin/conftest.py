@@ -18,7 +18,7 @@ from typing import NoReturn
 import pytest
 from acceptance import engine_events, needs_docker, project, wait_until
 from filelock import FileLock
-from pytest_multiarch.provision.engines import EngineLayout, engine_layout
+from pytest_multiarch.provision.second_engines import EngineLayout, engine_layout
 
 __all__ = ["engine_events", "needs_docker", "project"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, manifest, read_json
-from pytest_multiarch.provision.engines import EngineLayout
+from pytest_multiarch.provision.second_engines import EngineLayout
 
 CONTEXT = "e12-ctx"
 TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'

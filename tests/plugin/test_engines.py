@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, read_json, wait_until
-from pytest_multiarch.provision.engines import EngineLayout
+from pytest_multiarch.provision.second_engines import EngineLayout
 
 RUN_LABEL = "pytest-multiarch.run"
 TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'

@@ -25,7 +25,7 @@ from acceptance import (
     read_json,
     wait_until,
 )
-from pytest_multiarch.provision.engines import EngineLayout
+from pytest_multiarch.provision.second_engines import EngineLayout
 
 # From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
 FAULT_TO_EXIT_LIMIT = 30.0

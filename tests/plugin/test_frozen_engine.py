@@ -18,7 +18,7 @@ import pytest
 from acceptance import BUSYBOX_IMAGE, Project, junit_outcomes, read_json
 
 if TYPE_CHECKING:
-    from pytest_multiarch.provision.engines import EngineLayout
+    from pytest_multiarch.provision.second_engines import EngineLayout
 
 TESTS = """
 import pytest

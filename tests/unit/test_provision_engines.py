@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 from pytest_multiarch.core.errors import MultiarchError
-from pytest_multiarch.provision.engines import (
+from pytest_multiarch.provision.second_engines import (
     SUBNET_POOL,
     EngineNameError,
     containerd_config,
