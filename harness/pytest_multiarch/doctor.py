@@ -68,27 +68,26 @@ def _engine_checks() -> tuple[list[Check], EngineInfo | None]:
     ]
     if info.kind == "podman":
         return checks + podman_checks(info, "", None), info
-    try:
-        bx = buildx_info(timeout=20)
-        checks.append(
-            Check(
-                "buildx",
-                "",
-                "ok",
-                f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
-            )
-        )
-    except CommandError as exc:
-        checks.append(
-            Check(
-                "buildx",
-                "",
-                "fail",
-                f"docker buildx unusable (exit {exc.returncode})",
-                "multiarch host up (installs Debian's docker-buildx)",
-            )
-        )
+    checks.append(
+        _buildx_check("", None, "", "multiarch host up (installs Debian's docker-buildx)")
+    )
     return checks, info
+
+
+def _buildx_check(names: str, ref: EngineRef | None, which: str, remedy: str) -> Check:
+    """buildx and the builder it uses for engine ``ref`` (None: the default engine)."""
+    try:
+        bx = buildx_info(timeout=20, engine=ref)
+    except CommandError as exc:
+        return Check(
+            "buildx",
+            names,
+            "fail",
+            f"docker buildx unusable{which} (exit {exc.returncode})",
+            remedy,
+        )
+    described = f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})"
+    return Check("buildx", names, "ok", described)
 
 
 def podman_checks(info: EngineInfo, names: str, ref: EngineRef | None) -> list[Check]:
@@ -392,26 +391,14 @@ def _mapped_engine_checks(
                 if probe:
                     checks.append(_probe(there, ref, podman=True))
             continue
-        try:
-            bx = buildx_info(timeout=20, engine=ref)
-            checks.append(
-                Check(
-                    "buildx",
-                    names,
-                    "ok",
-                    f"buildx {bx.version}, builder {bx.builder.name} ({bx.builder.driver})",
-                )
+        checks.append(
+            _buildx_check(
+                names,
+                ref,
+                f" for engine {spec}",
+                "install the buildx plugin here (Debian package docker-buildx)",
             )
-        except CommandError as exc:
-            checks.append(
-                Check(
-                    "buildx",
-                    names,
-                    "fail",
-                    f"docker buildx unusable for engine {spec} (exit {exc.returncode})",
-                    "install the buildx plugin here (Debian package docker-buildx)",
-                )
-            )
+        )
         for plat in plats:
             there = replace(plat, engine=spec, emulated=found.architecture != plat.uname)
             checks.append(_mapped_emulator_check(there, found.architecture, found.is_local, ref))

@@ -139,10 +139,7 @@ def build_command(
         f"{IMAGE_LABEL}={spec.name}",
         engine=engine,
     )
-    if spec.target:
-        command += ["--target", spec.target]
-    for key in sorted(spec.build_args):
-        command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    command += _target_and_args(spec)
     for secret in spec.secrets:
         # The value stays in the environment: never on the command line, in history or logs.
         command += ["--secret", f"id={secret.id},env={secret.env}"]
@@ -154,6 +151,14 @@ def build_command(
     else:
         command += ["--file", str(spec.dockerfile), str(spec.directory)]
     return command
+
+
+def _target_and_args(spec: ImageSpec) -> list[str]:
+    """``--target`` and the ``--build-arg``s: the same flags for buildx and podman."""
+    flags = ["--target", spec.target] if spec.target else []
+    for key in sorted(spec.build_args):
+        flags += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    return flags
 
 
 def podman_build_command(
@@ -181,10 +186,7 @@ def podman_build_command(
         f"{IMAGE_LABEL}={spec.name}",
         url=url,
     )
-    if spec.target:
-        command += ["--target", spec.target]
-    for key in sorted(spec.build_args):
-        command += ["--build-arg", f"{key}={spec.build_args[key]}"]
+    command += _target_and_args(spec)
     for secret in spec.secrets:
         # A remote podman client does not send ``env=`` secrets (the build reads an empty
         # file): the value goes in a file of the run's own, never on the command line.
