@@ -73,14 +73,15 @@ def worker(job: tuple[int, int, bool]) -> dict[str, object]:
     wrong: list[dict[str, object]] = []
     delays: list[tuple[float, str]] = []
     seen: list[str] = []
-    reruns = refused = 0
+    refused = 0
+    cuts: list[dict[str, object]] = []
     attached = oneshot._run_attached
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         # Instrumentation only: count the runs the engine may have cut (run again).
-        nonlocal reruns
         ran = attached(*args, **kwargs)
-        reruns += ran.cut
+        if ran.cut:  # with what the attach stream gave: empty is output the engine lost
+            cuts.append({"at": round(time.time(), 1), "exit": ran.code, "out": ran.out.decode()})
         return ran
 
     oneshot._run_attached = counted
@@ -128,7 +129,7 @@ def worker(job: tuple[int, int, bool]) -> dict[str, object]:
     engine.close()
     delays.sort(reverse=True)
     return {
-        "reruns": reruns,
+        "cuts": cuts,
         "refused": refused,
         "lost": lost,
         "wrong": wrong,
@@ -166,7 +167,13 @@ def main() -> int:
     print(f"lost {len(lost)}")
     print(f"wrong {len(wrong)}")
     print(f"seconds {seconds:.1f}")
-    print(f"reruns {sum(int(result['reruns']) for result in results)}")  # type: ignore[call-overload]
+    cuts = [cut for result in results for cut in result["cuts"]]  # type: ignore[attr-defined]
+    print(
+        f"reruns {len(cuts)} (of which the engine had lost the output: "
+        f"{sum(1 for cut in cuts if not cut['out'])})"
+    )
+    for cut in cuts[:20]:
+        print("  ", json.dumps(cut))
     print(f"refused {sum(int(result['refused']) for result in results)}")  # type: ignore[call-overload]
     for record in (lost + wrong)[:20]:
         print("  ", json.dumps(record))
