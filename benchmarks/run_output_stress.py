@@ -81,7 +81,9 @@ def worker(job: tuple[int, int, bool]) -> dict[str, object]:
         # Instrumentation only: count the runs the engine may have cut (run again).
         ran = attached(*args, **kwargs)
         if ran.cut:  # with what the attach stream gave: empty is output the engine lost
-            cuts.append({"at": round(time.time(), 1), "exit": ran.code, "out": ran.out.decode()})
+            cut = {"at": round(time.time(), 1), "exit": ran.code, "out": ran.out.decode()}
+            cuts.append(cut)
+            print("rerun", json.dumps(cut), flush=True)  # as it happens: a long run can be cut
         return ran
 
     oneshot._run_attached = counted
@@ -123,9 +125,13 @@ def worker(job: tuple[int, int, bool]) -> dict[str, object]:
             remove(container_id)
         if result.exit_code == 0 and not result.stdout_bytes and not result.stderr_bytes:
             lost.append(record)
+            print("lost", json.dumps(record), flush=True)
         elif result.exit_code != 0 or result.stdout.strip() != name:
             record.update(exit=result.exit_code, out=result.stdout, err=result.stderr[-200:])
             wrong.append(record)
+            print("wrong", json.dumps(record), flush=True)
+        if call % 100 == 99:
+            print(f"worker {index}: {call + 1} calls", flush=True)
     engine.close()
     delays.sort(reverse=True)
     return {

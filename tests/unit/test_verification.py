@@ -240,14 +240,25 @@ def test_output_may_be_cut_when_the_end_came_late_after_the_exit(
     assert output_may_be_cut(elapsed, started, finished) is cut
 
 
-def cut_runs(monkeypatch: pytest.MonkeyPatch, cuts: int) -> list[int]:
-    """_run_attached replaced: its first ``cuts`` runs may have been cut; the calls made."""
+def test_on_this_machines_engine_exit_to_end_is_measured_on_the_one_clock() -> None:
+    exited = "2026-12-04T22:00:00.500000000Z"
+    at = 1796421600.0  # 2026-12-04T22:00:00Z
+    # A slow start (3 s from our request to the end) but the end 0.4 s after the exit.
+    assert output_may_be_cut(3.0, "2026-12-04T22:00:00.4Z", exited, at + 0.9) is False
+    assert output_may_be_cut(3.0, "2026-12-04T22:00:00.4Z", exited, at + 2.6) is True
+    # FinishedAt unreadable: the bound without the clock.
+    assert output_may_be_cut(3.0, "", "", at) is True
+
+
+def cut_runs(monkeypatch: pytest.MonkeyPatch, cuts: int, cut_output: bytes = b"") -> list[int]:
+    """_run_attached replaced: its first ``cuts`` runs may have been cut (and gave
+    ``cut_output``); the calls made."""
     calls: list[int] = []
 
     def run(*args: object, **kwargs: object) -> oneshot._Ran:
         calls.append(len(calls))
         if len(calls) <= cuts:
-            return oneshot._Ran(0, b"", b"", cut=True)
+            return oneshot._Ran(0, cut_output, b"", cut=True)
         return oneshot._Ran(0, b"arm64\n", b"")
 
     monkeypatch.setattr(oneshot, "_run_attached", run)
@@ -279,6 +290,14 @@ def test_a_run_cut_on_every_attempt_fails_rather_than_pass_empty(
     with pytest.raises(OutputCut, match=r"img \(linux/arm64\).* on each of 3 attempts.*incomplete"):
         run_cat()
     assert len(calls) == CUT_ATTEMPTS
+
+
+def test_two_runs_that_may_have_been_cut_but_agree_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = cut_runs(monkeypatch, CUT_ATTEMPTS, cut_output=b"arm64\n")
+    assert run_cat().stdout == "arm64\n"
+    assert len(calls) == 2
 
 
 def test_a_run_with_host_binds_is_not_run_twice(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,8 @@ ENGINE_STREAM_WAIT = 2.0
 # A run whose output the engine may have cut is run again, in a fresh container, this many
 # times at most; then it fails rather than return output that may be incomplete.
 CUT_ATTEMPTS = 3
+# The SDK's address of an engine on this machine's own socket: its clock is ours.
+_LOCAL_SOCKETS = ("http+docker://localhost", "http+docker://localnpipe")
 
 
 class OutputCut(MultiarchError):
@@ -243,12 +245,15 @@ def _run_whole(
     commit: bool = False,
 ) -> _Ran:
     """:func:`_run_attached`, run again in a fresh container while the engine may have cut
-    the output (each attempt with the whole ``timeout``). Not run again with host binds: the
-    command's effects on the host would happen twice. Raises OutputCut when every attempt
-    may have been cut."""
+    the output (each attempt with the whole ``timeout``). A run that may have been cut is
+    taken all the same when an earlier one gave the same output, and some (two runs cut at
+    the same byte do not happen; a cut run's output is most often empty). Not run again with
+    host binds: the command's effects on the host would happen twice. Raises OutputCut when
+    no attempt can be trusted."""
     __tracebackhide__ = True
     host = container.host or HostOptions()
     attempts = 1 if host.binds else CUT_ATTEMPTS
+    doubtful: list[_Ran] = []
     for _ in range(attempts):
         ran = _run_attached(
             engine,
@@ -259,10 +264,16 @@ def _run_whole(
             collect=collect,
             commit=commit,
         )
-        if not ran.cut:
+        confirmed = (ran.out or ran.err) and any(_same(ran, other) for other in doubtful)
+        if not ran.cut or confirmed:
+            for other in doubtful:
+                if other.image:
+                    remove_image(engine, other.image)
             return ran
-        if ran.image:
-            remove_image(engine, ran.image)
+        doubtful.append(ran)
+    for other in doubtful:
+        if other.image:
+            remove_image(engine, other.image)
     again = "" if host.binds else f", on each of {attempts} attempts"
     raise OutputCut(
         f"the engine took {ENGINE_STREAM_WAIT:g}s or more to deliver the output of "
@@ -273,7 +284,19 @@ def _run_whole(
     )
 
 
-def output_may_be_cut(elapsed: float, started_at: str, finished_at: str) -> bool:
+def _same(one: _Ran, other: _Ran) -> bool:
+    """Whether two runs ended alike: exit code, output and collected files."""
+    return (one.code, one.out, one.err, dict(one.collected)) == (
+        other.code,
+        other.out,
+        other.err,
+        dict(other.collected),
+    )
+
+
+def output_may_be_cut(
+    elapsed: float, started_at: str, finished_at: str, ended_at: float | None = None
+) -> bool:
     """Whether the engine may have cut a container's output (ENGINE_STREAM_WAIT), from
     ``elapsed``: seconds on our clock from just before the start request to the end of the
     attach stream (the engine ends it right after its wait for the output copies), and the
@@ -281,8 +304,13 @@ def output_may_be_cut(elapsed: float, started_at: str, finished_at: str) -> bool
     is the exit time containerd reported). The command exited at least ``FinishedAt -
     StartedAt`` after our start request (StartedAt is recorded after the request arrived), so
     ``elapsed`` minus that is an upper bound of exit-to-end, whatever the two clocks' offset:
-    below the engine's wait, the wait cannot have run out. An empty or unreadable timestamp
-    gives no credit."""
+    below the engine's wait, the wait cannot have run out. ``ended_at``: our wall-clock time
+    of the end, when our clock is the engine's (an engine on this machine's socket): then
+    exit-to-end is ``ended_at - FinishedAt`` exactly. An empty or unreadable timestamp gives
+    no credit."""
+    if ended_at is not None:
+        with contextlib.suppress(ValueError):
+            return ended_at - _engine_seconds(finished_at) >= ENGINE_STREAM_WAIT * 0.9
     ran = 0.0
     with contextlib.suppress(ValueError):
         ran = max(0.0, _engine_seconds(finished_at) - _engine_seconds(started_at))
@@ -461,7 +489,7 @@ def _run_attached(
                     target=_feed, args=(duplex, stdin), name="multiarch-stdin", daemon=True
                 ).start()
             out, err = _read_frames(duplex, deadline, raw=host.tty, prefix=prefix)
-            elapsed = time.monotonic() - began
+            elapsed, ended_at = time.monotonic() - began, time.time()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Expired
@@ -475,7 +503,10 @@ def _run_attached(
             if elapsed >= ENGINE_STREAM_WAIT * 0.9:  # else the engine's wait cannot have run out
                 state = api.inspect_container(container_id).get("State") or {}
                 started, finished = state.get("StartedAt", ""), state.get("FinishedAt", "")
-                cut = output_may_be_cut(elapsed, str(started), str(finished))
+                same_clock = api.base_url in _LOCAL_SOCKETS
+                cut = output_may_be_cut(
+                    elapsed, str(started), str(finished), ended_at if same_clock else None
+                )
             collected = get_files(api, container_id, collect) if collect else {}
             if not out and not err and not cut:
                 # Belt and braces: the engine writes the log from the same copy of the output
