@@ -12,14 +12,26 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import lookup
+from pytest_multiarch.engine.labels import Labels
 from pytest_multiarch.model.records import BuildRecord
-from pytest_multiarch.runtime import verify_cache
+from pytest_multiarch.runtime import oneshot, verify_cache
 from pytest_multiarch.runtime.elf import ForeignBinary
-from pytest_multiarch.runtime.oneshot import _Expired, _feed, _read_frames, _start_refused
+from pytest_multiarch.runtime.oneshot import (
+    CUT_ATTEMPTS,
+    HostOptions,
+    OutputCut,
+    _Expired,
+    _feed,
+    _read_ahead,
+    _read_frames,
+    _start_refused,
+    output_may_be_cut,
+)
 from pytest_multiarch.runtime.process import ProcessRuntime
 from pytest_multiarch.runtime.verification import (
     VERIFICATION_LOGIC,
@@ -151,6 +163,154 @@ def test_frames_are_split_into_stdout_and_stderr_byte_exact(
     engine.sendall(data[20:])
     engine.shutdown(socket.SHUT_WR)
     assert _read_frames(ours, time.monotonic() + 5) == (b"out\xff\x00more", b"err\n")
+
+
+def test_frames_begin_with_the_bytes_read_ahead_and_may_straddle_them(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, engine = pair
+    data = frame(1, b"amd64\n") + frame(2, b"warning\n") + frame(1, b"tail")
+    # The first frame whole and the second's header half in the prefix, the rest on the socket.
+    engine.sendall(data[16:])
+    engine.shutdown(socket.SHUT_WR)
+    out, err = _read_frames(ours, time.monotonic() + 5, prefix=data[:16])
+    assert (out, err) == (b"amd64\ntail", b"warning\n")
+
+
+def test_a_tty_stream_begins_with_the_bytes_read_ahead(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, engine = pair
+    engine.sendall(b"rest")
+    engine.shutdown(socket.SHUT_WR)
+    assert _read_frames(ours, time.monotonic() + 5, raw=True, prefix=b"first ") == (
+        b"first rest",
+        b"",
+    )
+
+
+def attach_response(ours: socket.socket) -> tuple[SimpleNamespace, socket.socket]:
+    """What docker-py's attach_socket returns for a plain socket: the socket beneath the
+    buffered reader http.client read the response's headers through, with the response kept
+    on it as ``_response`` (response.raw._fp.fp is that reader)."""
+    reader = ours.makefile("rb")
+    while reader.readline() not in (b"\r\n", b""):
+        pass  # the headers, as http.client reads them
+    response = SimpleNamespace(raw=SimpleNamespace(_fp=SimpleNamespace(fp=reader)))
+    return SimpleNamespace(_response=response, _sock=ours), ours
+
+
+def test_bytes_buffered_with_the_attach_headers_are_not_lost(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, engine = pair
+    # The headers and the first frame in one write: the reader buffers the frame with them.
+    engine.sendall(b"HTTP/1.1 101 UPGRADED\r\nUpgrade: tcp\r\n\r\n" + frame(1, b"amd64\n"))
+    time.sleep(0.05)  # both on the wire before the headers are read (not a timing assertion)
+    attached, duplex = attach_response(ours)
+    prefix = _read_ahead(attached, duplex)
+    engine.sendall(frame(1, b"more"))
+    engine.shutdown(socket.SHUT_WR)
+    assert _read_frames(duplex, time.monotonic() + 5, prefix=prefix) == (b"amd64\nmore", b"")
+
+
+def test_reading_ahead_with_nothing_buffered_does_not_wait(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    ours, engine = pair
+    engine.sendall(b"HTTP/1.1 101 UPGRADED\r\n\r\n")
+    attached, duplex = attach_response(ours)
+    assert _read_ahead(attached, duplex) == b""
+    assert ours.gettimeout() is None  # blocking again
+    assert _read_ahead(object(), duplex) == b""  # no response kept: nothing to take
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "started", "finished", "cut"),
+    [
+        # The engine's 2 s wait ran out: the end came 2.3 s after the exit.
+        (2.5, "2026-12-04T22:00:00.000000000Z", "2026-12-04T22:00:00.200000000Z", True),
+        # A long command, its output promptly delivered: 0.3 s from exit to end at most.
+        (9.5, "2026-12-04T22:00:00.100000000Z", "2026-12-04T22:00:09.300000000Z", False),
+        # Nanoseconds, or none, as the engine writes them.
+        (4.0, "2026-12-04T22:00:00Z", "2026-12-04T22:00:03.5Z", False),
+        # An unset or unreadable time gives no credit.
+        (2.5, "0001-01-01T00:00:00Z", "2026-12-04T22:00:00.2Z", True),
+        (2.5, "", "2026-12-04T22:00:00.2Z", True),
+        (1.0, "", "", False),
+    ],
+)
+def test_output_may_be_cut_when_the_end_came_late_after_the_exit(
+    elapsed: float, started: str, finished: str, cut: bool
+) -> None:
+    assert output_may_be_cut(elapsed, started, finished) is cut
+
+
+def test_on_this_machines_engine_exit_to_end_is_measured_on_the_one_clock() -> None:
+    exited = "2026-12-04T22:00:00.500000000Z"
+    at = 1796421600.0  # 2026-12-04T22:00:00Z
+    # A slow start (3 s from our request to the end) but the end 0.4 s after the exit.
+    assert output_may_be_cut(3.0, "2026-12-04T22:00:00.4Z", exited, at + 0.9) is False
+    assert output_may_be_cut(3.0, "2026-12-04T22:00:00.4Z", exited, at + 2.6) is True
+    # FinishedAt unreadable: the bound without the clock.
+    assert output_may_be_cut(3.0, "", "", at) is True
+
+
+def cut_runs(monkeypatch: pytest.MonkeyPatch, cuts: int, cut_output: bytes = b"") -> list[int]:
+    """_run_attached replaced: its first ``cuts`` runs may have been cut (and gave
+    ``cut_output``); the calls made."""
+    calls: list[int] = []
+
+    def run(*args: object, **kwargs: object) -> oneshot._Ran:
+        calls.append(len(calls))
+        if len(calls) <= cuts:
+            return oneshot._Ran(0, cut_output, b"", cut=True)
+        return oneshot._Ran(0, b"arm64\n", b"")
+
+    monkeypatch.setattr(oneshot, "_run_attached", run)
+    return calls
+
+
+def run_cat(host: HostOptions | None = None) -> oneshot.RunResult:
+    return oneshot.run_once(
+        "img",
+        ARM64,
+        ["cat", "/target-arch"],
+        Labels("run", "owner", keep=False),
+        timeout=10,
+        engine=SimpleNamespace(environment=None),  # type: ignore[arg-type]
+        host=host,
+    )
+
+
+def test_a_run_the_engine_may_have_cut_is_run_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = cut_runs(monkeypatch, CUT_ATTEMPTS - 1)
+    assert run_cat().stdout == "arm64\n"
+    assert len(calls) == CUT_ATTEMPTS
+
+
+def test_a_run_cut_on_every_attempt_fails_rather_than_pass_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = cut_runs(monkeypatch, CUT_ATTEMPTS)
+    with pytest.raises(OutputCut, match=r"img \(linux/arm64\).* on each of 3 attempts.*incomplete"):
+        run_cat()
+    assert len(calls) == CUT_ATTEMPTS
+
+
+def test_two_runs_that_may_have_been_cut_but_agree_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = cut_runs(monkeypatch, CUT_ATTEMPTS, cut_output=b"arm64\n")
+    assert run_cat().stdout == "arm64\n"
+    assert len(calls) == 2
+
+
+def test_a_run_with_host_binds_is_not_run_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = cut_runs(monkeypatch, 1)
+    with pytest.raises(OutputCut, match=r"after the command exited; past that"):
+        run_cat(HostOptions(binds=("/tmp:/host",)))
+    assert len(calls) == 1
 
 
 def test_frames_past_the_deadline_expire(pair: tuple[socket.socket, socket.socket]) -> None:

@@ -44,6 +44,24 @@ class RunTimeout(MultiarchError):
     container has been removed. Public as ``harness.RunTimeout``."""
 
 
+# After a container's command exits, the engine waits this long for its own copies of the
+# output (from containerd's fifos into the attach streams and the log driver), then closes the
+# fifos: what it had not copied by then is lost for the attach stream and the log alike, while
+# the exit code stays 0 (moby's handleContainerExit and StreamConfig.Wait; its log then says
+# "stream copy error: reading from a closed fifo"). An overloaded machine gets there.
+ENGINE_STREAM_WAIT = 2.0
+# A run whose output the engine may have cut is run again, in a fresh container, this many
+# times at most; then it fails rather than return output that may be incomplete.
+CUT_ATTEMPTS = 3
+# The SDK's address of an engine on this machine's own socket: its clock is ours.
+_LOCAL_SOCKETS = ("http+docker://localhost", "http+docker://localnpipe")
+
+
+class OutputCut(MultiarchError):
+    """The engine may have cut a one-shot container's output (see ENGINE_STREAM_WAIT) on every
+    attempt: no result is returned rather than one whose output may be incomplete."""
+
+
 @dataclass(frozen=True)
 class RunResult:
     """What a one-shot container did. The output is kept as the command wrote it
@@ -159,7 +177,7 @@ def run_once(
         container = _Container(
             reference, platform, command, labels, env, entrypoint, user, workdir, host
         )
-        ran = _run_attached(
+        ran = _run_whole(
             connection, container, timeout=timeout, stdin=data, archive=archive, collect=wanted
         )
     finally:
@@ -189,7 +207,7 @@ def run_step(
     removed before this returns, so that the image can be removed (:func:`remove_image`)."""
     __tracebackhide__ = True
     container = _Container(reference, platform, command, labels, env, entrypoint, user, None, host)
-    ran = _run_attached(engine, container, timeout=timeout, stdin=None, commit=commit)
+    ran = _run_whole(engine, container, timeout=timeout, stdin=None, commit=commit)
     return _result(ran, reference, platform, True, engine.environment), ran.image
 
 
@@ -211,6 +229,107 @@ class _Ran:
     err: bytes
     collected: Mapping[str, bytes] = field(default_factory=dict)
     image: str = ""  # committed
+    # The engine took ENGINE_STREAM_WAIT or more to deliver the output after the exit: it may
+    # have cut it (output_may_be_cut).
+    cut: bool = False
+
+
+def _run_whole(
+    engine: EngineApi,
+    container: _Container,
+    *,
+    timeout: float,
+    stdin: bytes | None,
+    archive: bytes | None = None,
+    collect: Sequence[str] = (),
+    commit: bool = False,
+) -> _Ran:
+    """:func:`_run_attached`, run again in a fresh container while the engine may have cut
+    the output (each attempt with the whole ``timeout``). A run that may have been cut is
+    taken all the same when an earlier one gave the same output, and some (two runs cut at
+    the same byte do not happen; a cut run's output is most often empty). Not run again with
+    host binds: the command's effects on the host would happen twice. Raises OutputCut when
+    no attempt can be trusted."""
+    __tracebackhide__ = True
+    host = container.host or HostOptions()
+    attempts = 1 if host.binds else CUT_ATTEMPTS
+    doubtful: list[_Ran] = []
+    for _ in range(attempts):
+        ran = _run_attached(
+            engine,
+            container,
+            timeout=timeout,
+            stdin=stdin,
+            archive=archive,
+            collect=collect,
+            commit=commit,
+        )
+        confirmed = (ran.out or ran.err) and any(_same(ran, other) for other in doubtful)
+        if not ran.cut or confirmed:
+            for other in doubtful:
+                if other.image:
+                    remove_image(engine, other.image)
+            return ran
+        doubtful.append(ran)
+    for other in doubtful:
+        if other.image:
+            remove_image(engine, other.image)
+    again = "" if host.binds else f", on each of {attempts} attempts"
+    raise OutputCut(
+        f"the engine took {ENGINE_STREAM_WAIT:g}s or more to deliver the output of "
+        f"{container.reference} ({container.platform.name}) after the command exited{again}; "
+        "past that it cuts the output (the exit code stays 0), so the output may be "
+        f"incomplete and is not returned; the machine is overloaded; command: "
+        f"{list(container.command)}"
+    )
+
+
+def _same(one: _Ran, other: _Ran) -> bool:
+    """Whether two runs ended alike: exit code, output and collected files."""
+    return (one.code, one.out, one.err, dict(one.collected)) == (
+        other.code,
+        other.out,
+        other.err,
+        dict(other.collected),
+    )
+
+
+def output_may_be_cut(
+    elapsed: float, started_at: str, finished_at: str, ended_at: float | None = None
+) -> bool:
+    """Whether the engine may have cut a container's output (ENGINE_STREAM_WAIT), from
+    ``elapsed``: seconds on our clock from just before the start request to the end of the
+    attach stream (the engine ends it right after its wait for the output copies), and the
+    container's ``State.StartedAt`` and ``State.FinishedAt`` (the engine's clock; FinishedAt
+    is the exit time containerd reported). The command exited at least ``FinishedAt -
+    StartedAt`` after our start request (StartedAt is recorded after the request arrived), so
+    ``elapsed`` minus that is an upper bound of exit-to-end, whatever the two clocks' offset:
+    below the engine's wait, the wait cannot have run out. ``ended_at``: our wall-clock time
+    of the end, when our clock is the engine's (an engine on this machine's socket): then
+    exit-to-end is ``ended_at - FinishedAt`` exactly. An empty or unreadable timestamp gives
+    no credit."""
+    if ended_at is not None:
+        with contextlib.suppress(ValueError):
+            return ended_at - _engine_seconds(finished_at) >= ENGINE_STREAM_WAIT * 0.9
+    ran = 0.0
+    with contextlib.suppress(ValueError):
+        ran = max(0.0, _engine_seconds(finished_at) - _engine_seconds(started_at))
+    if ran > elapsed:  # impossible for a run inside our window: a timestamp left unset
+        ran = 0.0
+    # A tenth under the engine's limit: timestamps are rounded, clocks tick unevenly.
+    return elapsed - ran >= ENGINE_STREAM_WAIT * 0.9
+
+
+def _engine_seconds(stamp: str) -> float:
+    """Seconds since the epoch of an engine timestamp (RFC 3339, UTC, up to nanoseconds);
+    ValueError for anything else."""
+    from datetime import UTC, datetime
+
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    if not stamp.endswith("Z") or (fraction and not fraction.isdigit()):
+        raise ValueError(f"not an engine timestamp: {stamp!r}")
+    moment = datetime.fromisoformat(whole).replace(tzinfo=UTC)
+    return moment.timestamp() + (float("0." + fraction) if fraction else 0.0)
 
 
 def _result(
@@ -356,7 +475,11 @@ def _run_attached(
             params={"stdin": int(stdin is not None), "stdout": 1, "stderr": 1, "stream": 1},
         )
         duplex: _Duplex = getattr(attached, "_sock", attached)
+        # Whatever the HTTP client read past the attach response's headers is the stream's
+        # beginning: read first, never skipped by reading the socket beneath it.
+        prefix = _read_ahead(attached, duplex)
         try:
+            began = time.monotonic()
             try:
                 api.start(container_id)
             except APIError as exc:
@@ -365,7 +488,8 @@ def _run_attached(
                 threading.Thread(
                     target=_feed, args=(duplex, stdin), name="multiarch-stdin", daemon=True
                 ).start()
-            out, err = _read_frames(duplex, deadline, raw=host.tty)
+            out, err = _read_frames(duplex, deadline, raw=host.tty, prefix=prefix)
+            elapsed, ended_at = time.monotonic() - began, time.time()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _Expired
@@ -375,16 +499,24 @@ def _run_attached(
                 if time.monotonic() >= deadline:
                     raise _Expired from None
                 raise MultiarchError(f"could not run a container of {what}: {exc}") from None
+            cut = False
+            if elapsed >= ENGINE_STREAM_WAIT * 0.9:  # else the engine's wait cannot have run out
+                state = api.inspect_container(container_id).get("State") or {}
+                started, finished = state.get("StartedAt", ""), state.get("FinishedAt", "")
+                same_clock = api.base_url in _LOCAL_SOCKETS
+                cut = output_may_be_cut(
+                    elapsed, str(started), str(finished), ended_at if same_clock else None
+                )
             collected = get_files(api, container_id, collect) if collect else {}
-            if not out and not err:
-                # Seen under load: an attach stream that ended with no frame although the
-                # command printed (a probe read machine ''). The exited container's log has
-                # its output; the attach stream stays the source otherwise, because the log
-                # driver stores text and would mangle binary output.
+            if not out and not err and not cut:
+                # Belt and braces: the engine writes the log from the same copy of the output
+                # as the attach stream, and finishes it before the wait above returns. The
+                # attach stream stays the source otherwise, because the log driver stores
+                # text and would mangle binary output.
                 out = api.logs(container_id, stdout=True, stderr=False)
                 err = api.logs(container_id, stdout=False, stderr=True)
             image = str(api.commit(container_id)["Id"]) if commit else ""
-            return _Ran(int(status.get("StatusCode", -1)), out, err, collected, image)
+            return _Ran(int(status.get("StatusCode", -1)), out, err, collected, image, cut)
         finally:
             with contextlib.suppress(OSError):
                 duplex.close()
@@ -416,16 +548,47 @@ def _feed(duplex: _Duplex, data: bytes) -> None:
         duplex.shutdown(socket.SHUT_WR)
 
 
+def _read_ahead(attached: object, duplex: _Duplex) -> bytes:
+    """The bytes of the attach stream that the HTTP client already read into its buffer with
+    the response's headers (http.client reads them through a buffered reader; docker-py hands
+    over the socket beneath it, ``response.raw._fp.fp.raw``, and keeps the response on it as
+    ``_response``). Taken without waiting; b"" when there are none or the connection is not a
+    socket's (an SSH channel)."""
+    response = getattr(attached, "_response", None)
+    reader = getattr(getattr(getattr(response, "raw", None), "_fp", None), "fp", None)
+    peek = getattr(reader, "peek", None)
+    if peek is None or not callable(getattr(duplex, "setblocking", None)):
+        return b""
+    duplex.setblocking(False)  # type: ignore[attr-defined]
+    try:
+        # Non-blocking: the buffer's bytes, or b"" (one read that would block) when empty.
+        ahead = bytes(peek(256 * 1024))
+    except OSError:
+        ahead = b""
+    finally:
+        duplex.setblocking(True)  # type: ignore[attr-defined]
+    return ahead
+
+
 _FRAME_HEADER = struct.Struct(">BxxxL")
 
 
-def _read_frames(duplex: _Duplex, deadline: float, *, raw: bool = False) -> tuple[bytes, bytes]:
+def _read_frames(
+    duplex: _Duplex, deadline: float, *, raw: bool = False, prefix: bytes = b""
+) -> tuple[bytes, bytes]:
     """stdout and stderr of an attach stream (frames of an 8-byte header: stream, size), read
     until the container closes it; ``raw`` (a container with a TTY): one unframed stream, all
-    of it stdout. Raises _Expired when ``deadline`` passes first."""
+    of it stdout. ``prefix``: the stream's first bytes, read before (:func:`_read_ahead`).
+    Raises _Expired when ``deadline`` passes first."""
     streams = {1: bytearray(), 2: bytearray()}
     pending = bytearray()
+    chunk = prefix
     while True:
+        if raw:
+            streams[1] += chunk
+        else:
+            pending += chunk
+            _take_frames(pending, streams)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise _Expired
@@ -436,16 +599,16 @@ def _read_frames(duplex: _Duplex, deadline: float, *, raw: bool = False) -> tupl
             raise _Expired from None
         if not chunk:
             break
-        if raw:
-            streams[1] += chunk
-            continue
-        pending += chunk
-        while len(pending) >= _FRAME_HEADER.size:
-            stream, size = _FRAME_HEADER.unpack_from(pending)
-            end = _FRAME_HEADER.size + size
-            if len(pending) < end:
-                break
-            if stream in streams:
-                streams[stream] += pending[_FRAME_HEADER.size : end]
-            del pending[:end]
     return bytes(streams[1]), bytes(streams[2])
+
+
+def _take_frames(pending: bytearray, streams: dict[int, bytearray]) -> None:
+    """Move the whole frames at the start of ``pending`` into ``streams``."""
+    while len(pending) >= _FRAME_HEADER.size:
+        stream, size = _FRAME_HEADER.unpack_from(pending)
+        end = _FRAME_HEADER.size + size
+        if len(pending) < end:
+            break
+        if stream in streams:
+            streams[stream] += pending[_FRAME_HEADER.size : end]
+        del pending[:end]
