@@ -17,12 +17,13 @@ from pytest_multiarch.core.version import __version__
 if TYPE_CHECKING:
     from pytest_multiarch.runtime.compare import PlatformImages
     from pytest_multiarch.runtime.containers import WrongArchitecture
-    from pytest_multiarch.runtime.oneshot import RunResult, RunTimeout
+    from pytest_multiarch.runtime.oneshot import OutputCut, RunResult, RunTimeout
     from pytest_multiarch.runtime.process import BuiltImage, Runner
 
 __all__ = [
     "BuiltImage",
     "MultiarchError",
+    "OutputCut",
     "Platform",
     "PlatformImages",
     "RunResult",
@@ -34,6 +35,7 @@ __all__ = [
 
 _LAZY = {
     "BuiltImage": "pytest_multiarch.runtime.process",
+    "OutputCut": "pytest_multiarch.runtime.oneshot",
     "PlatformImages": "pytest_multiarch.runtime.compare",
     "RunResult": "pytest_multiarch.runtime.oneshot",
     "RunTimeout": "pytest_multiarch.runtime.oneshot",
