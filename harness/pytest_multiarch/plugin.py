@@ -576,7 +576,8 @@ def shared_container(
 
 def _engine_kind(config: pytest.Config, plat: Platform | None) -> tuple[str, str]:
     """(kind, version) of the engine that ran a test: a mapped one as the controller found it,
-    the default one as this process's connection tells; ("", "") when unknown."""
+    the default one as this process's connection told it; ("", "") when not known. Never an
+    engine call: a report must not wait on an engine that stopped answering."""
     settings = config.stash[SETTINGS_KEY]
     if plat is not None and plat.engine:
         mapped = settings.engine_endpoint(plat)
@@ -585,11 +586,8 @@ def _engine_kind(config: pytest.Config, plat: Platform | None) -> tuple[str, str
     on_default = plat or next((p for p in settings.platforms if not p.engine), None)
     if runtime is None or on_default is None:
         return "", ""
-    try:
-        info = runtime.engine_for(on_default).info
-    except MultiarchError:  # the engine stopped answering: the test's error says so
-        return "", ""
-    return info.kind, info.version
+    info = runtime.engine_for(on_default).known_info
+    return (info.kind, info.version) if info is not None else ("", "")
 
 
 # ---- engine calls: a dead or frozen engine fails the tests that need it, at once ----------

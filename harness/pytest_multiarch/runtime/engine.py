@@ -71,6 +71,12 @@ class Engine:
         return self._info
 
     @property
+    def known_info(self) -> EngineInfo | None:
+        """:attr:`info` if this process has asked already, else None: never an engine call
+        (for reports, which must not wait on an engine that stopped answering)."""
+        return self._info
+
+    @property
     def builds(self) -> BuildCoordinator:
         """The builds on this engine. Builds of the same inputs by runs on the same engine share
         a lock, whichever way each run names that engine: the lock directory is keyed on the
