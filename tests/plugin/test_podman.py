@@ -13,7 +13,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-from acceptance import Project, assert_outcome, docker_cli, read_json
+from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, manifest, read_json
 
 RUN_LABEL = "pytest-multiarch.run"
 SECRET = "podman-secret-6f1c2a"
@@ -229,3 +229,73 @@ def test_wrong_architecture_fails_on_podman(project: Project, podman_engine: str
     assert_outcome(result, "test_foreignapp[amd64]", "PASSED")
     assert_outcome(result, "test_foreignapp[arm64]", "ERROR")
     assert "wrong architecture: /app is x86-64, linux/arm64 needs aarch64" in result.stdout.str()
+
+
+PUBLISH_TESTS = """
+    import pytest
+
+    pytestmark = pytest.mark.image("box")
+
+    def test_arch(run, platform):
+        assert run(["uname", "-m"]).stdout.strip() == platform.uname
+"""
+
+
+@pytest.mark.parametrize("setup", ["arm64-on-podman", "all-on-podman"])
+def test_publish_from_podman(
+    project: Project,
+    podman_engine: str,
+    registry: str,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: str,
+) -> None:
+    """Each platform's tested image is pushed by the engine that tested it (Podman by Podman,
+    to a plain-HTTP loopback registry), one index over them, pulled back and run by Podman."""
+    args = ["--platforms", "amd64,arm64"]
+    if setup == "all-on-podman":
+        monkeypatch.setenv("DOCKER_HOST", podman_engine)
+    else:
+        args += ["--engine", f"arm64={podman_engine}"]
+    project.image("box", BUSYBOX_IMAGE)
+    project.tests(PUBLISH_TESTS)
+    report_path = project.path / "report.json"
+    result = project.run(
+        *args,
+        "--multiarch-json",
+        str(report_path),
+        "--publish",
+        f"{registry}/team",
+        "--publish-tag",
+        "v1",
+    )
+    result.assert_outcomes(passed=2)
+    assert result.ret == 0, result.stdout.str()
+    result.stdout.fnmatch_lines([f"box: PUBLISHED {registry}/team/box:v1"])
+    # From the registry itself: an index of exactly the two platforms, each the tested image.
+    found = manifest(registry, "team/box", "v1")
+    assert found is not None
+    digest, index = found
+    listed = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+        for m in index["manifests"]
+    }
+    assert set(listed) == {"linux/amd64", "linux/arm64"}, index
+    report = read_json(report_path)
+    tested = {b["platform"]: b["image_id"] for b in report["builds"] if b["image"] == "box"}
+    for platform_name, child in listed.items():
+        child_manifest = manifest(registry, "team/box", child)
+        assert child_manifest is not None, child
+        config = child_manifest[1]["config"]["digest"]
+        assert tested[platform_name] in (child, config), (platform_name, child, config)
+    published = report["publish"][0]
+    assert published["status"] == "published", published
+    assert published["digest"] == digest
+    assert published["platforms"] == listed
+    assert published["verified"] == {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+    assert "podman push" in published["path"], published
+    # The check's pulls left no name of the registry's on Podman, nor its tested images gone.
+    names = docker_cli(podman_engine, "image", "ls", "--format", "{{.Repository}}").stdout
+    assert registry not in names, names
+    for platform_name, image_id in tested.items():
+        on = podman_engine if platform_name == "linux/arm64" or setup == "all-on-podman" else None
+        assert _inspect_arch(on, image_id) == platform_name.split("/")[1], platform_name

@@ -3,11 +3,14 @@ ran, one manifest list over their digests, then verified from the registry and b
 running every platform.
 
 Path taken on both image stores: per-platform push plus ``buildx imagetools create``; no image
-is rebuilt between test and push.
+is rebuilt between test and push. A platform tested on a Podman engine is pushed by Podman itself
+(``podman --url ... push``, by image id), and pulled back for its check by Podman too: the docker
+CLI's push and pull through Podman's API service cannot reach a plain-HTTP (loopback) registry.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.error
@@ -20,8 +23,9 @@ from pytest_multiarch.core.commands import Log, run_command
 from pytest_multiarch.core.errors import CommandError, MultiarchError
 from pytest_multiarch.core.images import NAME_COMPONENT
 from pytest_multiarch.core.platforms import lookup
-from pytest_multiarch.engine.docker import docker
+from pytest_multiarch.engine.docker import EngineKind, docker, engine_kind
 from pytest_multiarch.engine.endpoints import EngineRef
+from pytest_multiarch.engine.podman import INSTALL_HINT, podman, podman_binary, podman_url
 from pytest_multiarch.engine.probe import cli_run, probe_uname
 from pytest_multiarch.model.records import Publication, RunReport, TestRecord
 from pytest_multiarch.publish.registry import RegistryReadError, fetch_manifest, platform_digests
@@ -34,6 +38,9 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 PUBLISH_TIMEOUT = 600.0
 PLATFORM_TAG_SEPARATOR = "-"
 PUBLISH_PATH = "per-platform push of the tested image ids + buildx imagetools create"
+PODMAN_PUBLISH_PATH = (
+    "per-platform push of the tested image ids (podman push from Podman) + buildx imagetools create"
+)
 
 
 class PublishError(MultiarchError):
@@ -207,23 +214,103 @@ def check_reachable(destination: Destination) -> None:
 # ---- publishing one image ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Source:
+    """The engine that holds a platform's tested image: as the user named it ("" for the
+    default one), what it is (from its own ``/version``) and its version."""
+
+    spec: str = ""
+    kind: EngineKind = "docker"
+    version: str = ""
+
+    @property
+    def ref(self) -> EngineRef | None:
+        return _engine(self.spec)
+
+    def podman_url(self) -> str:
+        """Where ``podman --url`` reaches this (Podman) engine. PublishError when the podman
+        client is not installed: Podman's API service alone cannot push to every registry."""
+        where = self.spec or "the default engine"
+        if podman_binary() is None:
+            raise PublishError(
+                f"publishing from Podman {self.version} ({where}) needs the podman client on "
+                f"this machine, which is not installed; {INSTALL_HINT}"
+            )
+        return podman_url(self.ref)
+
+
+def engine_source(spec: str) -> Source:
+    """What the engine ``spec`` ("" the default one) is, asked of the engine itself (one
+    ``/version`` call). PublishError when it does not answer."""
+    result = run_command(
+        docker("version", "--format", "{{json .Server}}", engine=_engine(spec)),
+        timeout=60,
+        check=False,
+    )
+    try:
+        server = json.loads(result.stdout) if result.ok else None
+    except ValueError:
+        server = None
+    if not isinstance(server, dict):
+        detail = (result.stderr.strip() or result.stdout.strip())[-300:]
+        raise PublishError(
+            f"the engine holding the tested images ({spec or 'the default engine'}) did not "
+            f"answer: {detail}; start it (`multiarch host up`, or `--podman` for Podman)"
+        )
+    kind, version = engine_kind(server)
+    return Source(spec, kind, version)
+
+
+def _tls_flags(reference: str) -> list[str]:
+    """Podman's ``--tls-verify`` for ``reference``'s registry: off for a loopback registry,
+    which Docker too talks to in plain HTTP (Podman has no such rule of its own)."""
+    registry = reference.split("/", 1)[0]
+    return ["--tls-verify=false"] if registry_scheme(registry) == "http" else []
+
+
 def _push_platform(
-    repository: str, tag: str, platform_name: str, image_id: str, log: Log, engine: str = ""
+    repository: str,
+    tag: str,
+    platform_name: str,
+    image_id: str,
+    log: Log,
+    source: Source | None = None,
 ) -> str:
-    """Push the tested image ``image_id`` as ``repository:tag-<short>``, from ``engine`` (the
-    engine that built and tested it; "" for the default one); its manifest digest."""
+    """Push the tested image ``image_id`` as ``repository:tag-<short>``, from ``source`` (the
+    engine that built and tested it; None for the default Docker one); its manifest digest."""
     short = lookup(platform_name).short
     reference = f"{repository}:{tag}{PLATFORM_TAG_SEPARATOR}{short}"
-    on = _engine(engine)
+    source = source or Source()
     log(f"  pushing {platform_name} image {image_id[:19]} as {reference}")
-    run_command(docker("tag", image_id, reference, engine=on), timeout=60)
-    try:
-        run_command(docker("push", "--quiet", reference, engine=on), timeout=PUBLISH_TIMEOUT)
-    finally:
-        run_command(docker("image", "rm", reference, engine=on), timeout=60, check=False)
+    if source.kind == "podman":
+        # By id, without a tag of its own: Podman pushes the tested image as it is stored.
+        pushed = run_command(
+            podman(
+                "push",
+                "--quiet",
+                *_tls_flags(reference),
+                image_id,
+                f"docker://{reference}",
+                url=source.podman_url(),
+            ),
+            timeout=PUBLISH_TIMEOUT,
+            check=False,
+        )
+        if not pushed.ok:
+            raise PublishError(
+                f"Podman {source.version} ({source.spec or 'the default engine'}) could not push "
+                f"{image_id[:19]} as {reference}: {pushed.stderr.strip()[-400:]}"
+            )
+    else:
+        on = source.ref
+        run_command(docker("tag", image_id, reference, engine=on), timeout=60)
+        try:
+            run_command(docker("push", "--quiet", reference, engine=on), timeout=PUBLISH_TIMEOUT)
+        finally:
+            run_command(docker("image", "rm", reference, engine=on), timeout=60, check=False)
     found = _raw_manifest(reference)
     if found is None:
-        raise PublishError(f"{reference} is not in the registry after docker push")
+        raise PublishError(f"{reference} is not in the registry after the push")
     digest, manifest = found
     entries = platform_digests(manifest)
     if entries:  # the engine pushed an index: take this platform's manifest from it
@@ -270,20 +357,51 @@ def _verify_index(reference: str, expected: Mapping[str, str]) -> tuple[str, dic
     return digest, entries
 
 
+def _podman_pull(reference: str, platform_name: str, source: Source) -> str:
+    """Pull ``reference`` for ``platform_name`` with Podman (``source``); the pulled image's id.
+    Podman keeps one architecture per tag (containers/podman#12682): what runs is the id."""
+    pulled = run_command(
+        podman(
+            "pull",
+            "--quiet",
+            "--platform",
+            platform_name,
+            *_tls_flags(reference),
+            reference,
+            url=source.podman_url(),
+        ),
+        timeout=PUBLISH_TIMEOUT,
+        check=False,
+    )
+    lines = pulled.stdout.split()
+    if not pulled.ok or not lines:
+        raise PublishError(
+            f"Podman {source.version} ({source.spec or 'the default engine'}) could not pull "
+            f"{reference} for {platform_name}: {pulled.stderr.strip()[-400:]}"
+        )
+    return lines[-1]
+
+
 def _run_each_platform(
-    reference: str, platforms: Sequence[str], engines: Mapping[str, str] | None = None
+    reference: str, platforms: Sequence[str], sources: Mapping[str, Source] | None = None
 ) -> dict[str, str]:
     """Pull ``reference`` for each platform and run it, on the engine that tested that platform
-    (``engines``: platform name -> engine), so a native machine checks its own platform."""
+    (``sources``: platform name -> engine), so a native machine checks its own platform."""
     seen: dict[str, str] = {}
     used: set[str] = set()
     for name in platforms:
         plat = lookup(name)
-        engine = (engines or {}).get(name, "")
+        source = (sources or {}).get(name) or Source()
+        engine = source.spec
         used.add(engine)
-        run = cli_run(
-            reference, plat, timeout=PUBLISH_TIMEOUT, engine=_engine(engine), pull="always"
-        )
+        if source.kind == "podman":
+            pulled = _podman_pull(reference, name, source)
+            run = cli_run(pulled, plat, timeout=PUBLISH_TIMEOUT, engine=source.ref, pull="never")
+        else:
+            pulled = reference
+            run = cli_run(
+                reference, plat, timeout=PUBLISH_TIMEOUT, engine=_engine(engine), pull="always"
+            )
         try:
             answer = probe_uname(run, f"{reference} pulled for {name}")
             failure = "no uname in the image"
@@ -304,7 +422,7 @@ def _run_each_platform(
                 "inspect",
                 "--format",
                 "{{.Os}}/{{.Architecture}}",
-                reference,
+                pulled,
                 engine=_engine(engine),
             ),
             timeout=60,
@@ -354,12 +472,21 @@ def _restore(reference: str, previous: str | None, repository: str, log: Log) ->
 
 
 def publish_candidate(
-    candidate: Candidate, destination: Destination, *, overwrite: bool, log: Log
+    candidate: Candidate,
+    destination: Destination,
+    *,
+    overwrite: bool,
+    log: Log,
+    sources: Mapping[str, Source] | None = None,
 ) -> Publication:
+    """Publish one image; ``sources``: platform name -> the engine that holds its tested image
+    (None: asked of each engine the candidate names)."""
     reference = f"{candidate.repository}:{destination.tag}"
     if candidate.refused:
         return Publication(candidate.image, reference, "refused", detail=candidate.refused)
     try:
+        if sources is None:
+            sources = engine_sources([candidate])
         validate_repository(candidate.repository, f"image {candidate.image!r}")
         previous = _raw_manifest(reference)
         if previous is not None:
@@ -389,21 +516,21 @@ def publish_candidate(
                 platform_name,
                 image_id,
                 log,
-                candidate.engines.get(platform_name, ""),
+                sources.get(platform_name),
             )
     except (PublishError, CommandError) as exc:
         return Publication(candidate.image, reference, "failed", detail=str(exc))
-    sources = [f"{candidate.repository}@{d}" for d in digests.values()]
+    children = [f"{candidate.repository}@{d}" for d in digests.values()]
     try:
         run_command(
-            docker("buildx", "imagetools", "create", "-t", reference, *sources),
+            docker("buildx", "imagetools", "create", "-t", reference, *children),
             timeout=PUBLISH_TIMEOUT,
         )
     except CommandError as exc:
         return Publication(candidate.image, reference, "failed", platforms=digests, detail=str(exc))
     try:
         digest, entries = _verify_index(reference, digests)
-        verified = _run_each_platform(reference, list(digests), candidate.engines)
+        verified = _run_each_platform(reference, list(digests), sources)
     except (PublishError, CommandError) as exc:
         undo = _restore(reference, previous[0] if previous else None, candidate.repository, log)
         return Publication(
@@ -413,9 +540,24 @@ def publish_candidate(
             platforms=digests,
             detail=f"verification failed: {exc}; {undo}",
         )
+    on_podman = any(sources[p].kind == "podman" for p in digests if p in sources)
+    path = PODMAN_PUBLISH_PATH if on_podman else PUBLISH_PATH
     return Publication(
-        candidate.image, reference, "published", digest, entries, verified, path=PUBLISH_PATH
+        candidate.image, reference, "published", digest, entries, verified, path=path
     )
+
+
+def engine_sources(found: Sequence[Candidate]) -> dict[str, Source]:
+    """Platform name -> the engine holding its tested image, for every platform ``found``
+    publishes (each engine asked once what it is). PublishError when one does not answer."""
+    specs = {
+        platform_name: candidate.engines.get(platform_name, "")
+        for candidate in found
+        if not candidate.refused
+        for platform_name in candidate.tested
+    }
+    asked = {spec: engine_source(spec) for spec in sorted(set(specs.values()))}
+    return {platform_name: asked[spec] for platform_name, spec in specs.items()}
 
 
 def publish_report(
@@ -424,9 +566,14 @@ def publish_report(
     """Publish every image of a finished run (PublishError for a run that did not finish)."""
     refuse_unfinished(report, f"run {report.run_id}")
     found = candidates(report, destination)
+    sources: dict[str, Source] = {}
     if any(not c.refused for c in found):
         check_reachable(destination)
+        sources = engine_sources(found)
     started = time.monotonic()
-    results = [publish_candidate(c, destination, overwrite=overwrite, log=log) for c in found]
+    results = [
+        publish_candidate(c, destination, overwrite=overwrite, log=log, sources=sources)
+        for c in found
+    ]
     log(f"  publishing took {time.monotonic() - started:.1f}s")
     return results
