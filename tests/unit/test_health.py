@@ -45,6 +45,23 @@ def test_the_message_names_the_endpoint_and_the_cause() -> None:
     assert isinstance(error, MultiarchError)
 
 
+def test_a_lost_podman_engine_is_named_as_podman_for_every_process(tmp_path: Path) -> None:
+    podman_socket = "unix:///run/podman/podman.sock"
+    marker = tmp_path / "run" / "engine-dead"
+    watch = EngineWatch(
+        podman_socket, marker, pinger=FakePing("connection refused"), engine=lambda: "Podman 4.3.1"
+    )
+    lost = watch.alive()
+    assert lost is not None
+    assert str(lost).startswith(f"Podman engine at {podman_socket} stopped answering (connection")
+    assert f"Check Podman 4.3.1's API service (`podman --url {podman_socket} info`" in str(lost)
+    assert "docker info" not in str(lost)
+    # Another process of the run that never learnt what the engine is: the marker tells it.
+    other = EngineWatch(podman_socket, marker, pinger=FakePing(""))
+    with pytest.raises(EngineStoppedAnswering, match=r"^Podman engine at .*connection refused"):
+        other.check()
+
+
 def test_causes_are_short() -> None:
     refused = requests.exceptions.ConnectionError(
         urllib3.exceptions.ProtocolError(

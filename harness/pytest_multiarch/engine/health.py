@@ -44,14 +44,25 @@ INTERRUPT_SIGNAL = signal.SIGUSR2
 
 
 class EngineStoppedAnswering(MultiarchError):
-    """The Docker engine died or froze while the run was using it."""
+    """The engine (Docker, or Podman's API service) died or froze while the run was using it.
+    ``engine``: what it is, as it said before (``Podman 4.3.1``); "" when not known: Docker."""
 
-    def __init__(self, endpoint: str, cause: str) -> None:
+    def __init__(self, endpoint: str, cause: str, engine: str = "") -> None:
         self.endpoint = endpoint
         self.cause = cause
+        self.engine = engine
+        if engine.lower().startswith("podman"):
+            check = (
+                f"Check {engine}'s API service (`podman --url {endpoint} info`; "
+                "`multiarch host up --podman` starts the machine's own), then run again"
+            )
+            kind = "Podman"
+        else:
+            check = "Check the engine (`docker info`), then run again"
+            kind = "Docker"
         super().__init__(
-            f"Docker engine at {endpoint} stopped answering ({cause}); the run's remaining "
-            "tests that need it fail at once. Check the engine (`docker info`), then run again"
+            f"{kind} engine at {endpoint} stopped answering ({cause}); the run's remaining "
+            f"tests that need it fail at once. {check}"
         )
 
 
@@ -138,9 +149,13 @@ class EngineWatch:
         ping_timeout: float = PING_TIMEOUT,
         interval: float = WATCH_INTERVAL,
         pinger: Callable[[float], str] = ping,
+        engine: Callable[[], str] = lambda: "",
     ) -> None:
         self.endpoint = endpoint
         self.marker = marker
+        # What the engine is (``Podman 4.3.1``), as far as this process knows without asking
+        # it: the loss is told in the engine's own terms.
+        self._engine = engine
         self.ping_timeout = ping_timeout
         self.interval = interval
         self._pinger = pinger
@@ -161,8 +176,11 @@ class EngineWatch:
         except OSError:
             return None
         with os.fdopen(fd) as handle:
-            cause = handle.read().strip()
-        return EngineStoppedAnswering(self.endpoint, cause or "seen by another process")
+            # The cause, then what the engine was as the declaring process knew it.
+            cause, _, engine = handle.read().strip().partition("\n")
+        return EngineStoppedAnswering(
+            self.endpoint, cause or "seen by another process", engine.strip() or self._engine()
+        )
 
     def check(self) -> None:
         """Raise EngineStoppedAnswering at once when the engine is known to be gone."""
@@ -212,8 +230,8 @@ class EngineWatch:
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             fd = os.open(self.marker, flags, 0o600)
             with os.fdopen(fd, "w") as handle:
-                handle.write(cause)
-        return self.dead() or EngineStoppedAnswering(self.endpoint, cause)
+                handle.write(f"{cause}\n{self._engine()}")
+        return self.dead() or EngineStoppedAnswering(self.endpoint, cause, self._engine())
 
     def translate(self, exc: BaseException) -> EngineStoppedAnswering | None:
         """The EngineStoppedAnswering behind ``exc`` when the engine is gone, else None. Only

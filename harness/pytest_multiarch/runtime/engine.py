@@ -51,6 +51,7 @@ class Engine:
             endpoint.describe(),
             run_dir / self._state_file(ENGINE_DEAD_FILE),
             pinger=functools.partial(ping, environment=environment),
+            engine=self._known_name,
         )
         self._info: EngineInfo | None = None
         self._builds: BuildCoordinator | None = None
@@ -75,6 +76,13 @@ class Engine:
         """:attr:`info` if this process has asked already, else None: never an engine call
         (for reports, which must not wait on an engine that stopped answering)."""
         return self._info
+
+    def _known_name(self) -> str:
+        """``Podman 4.3.1``: what the engine is as the controller found it (a mapped engine)
+        or as this process was told; "" when not known. Never an engine call."""
+        if self.endpoint.kind:
+            return f"{self.endpoint.kind.capitalize()} {self.endpoint.version}".strip()
+        return self._info.name if self._info is not None else ""
 
     @property
     def builds(self) -> BuildCoordinator:
