@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -299,3 +300,26 @@ def test_publish_from_podman(
     for platform_name, image_id in tested.items():
         on = podman_engine if platform_name == "linux/arm64" or setup == "all-on-podman" else None
         assert _inspect_arch(on, image_id) == platform_name.split("/")[1], platform_name
+
+    # Publishing the same tested images again changes nothing (decided from the registry).
+    again = project.run(*args, "--publish", f"{registry}/team", "--publish-tag", "v1")
+    again.stdout.fnmatch_lines([f"box: UNCHANGED {registry}/team/box:v1"])
+    assert again.ret == 0
+    assert manifest(registry, "team/box", "v1") == found
+    # From the finished session's JSON report, with the command (same engines' environment).
+    command = [sys.executable, "-m", "pytest_multiarch.cli", "publish", "--report"]
+    command += [str(report_path), "--to", f"{registry}/other", "--tag", "v2"]
+    cli = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert f"box: PUBLISHED {registry}/other/box:v2" in cli.stdout
+    other = manifest(registry, "other/box", "v2")
+    assert other is not None
+    assert {
+        f"{m['platform']['os']}/{m['platform']['architecture']}" for m in other[1]["manifests"]
+    } == set(listed)
