@@ -113,21 +113,26 @@ def test_the_sweep_removes_only_dead_owners_tags_and_tolerates_a_racing_sweep(
     live = private_tag(TAG, owner_id())
     dead = private_tag(TAG, owner_id(dead_pid()))
     gone = private_tag(TAG, owner_id(dead_pid()))
+    podman = "localhost/" + private_tag(TAG, owner_id(dead_pid()))
     foreign = private_tag(TAG, f"{host}-elsewhere:1:1")
     calls: list[list[str]] = []
 
     def fake(command: list[str], *, check: bool = True, **_: Any) -> CommandResult:
         calls.append(command)
         if command[1:3] == ["image", "ls"]:
-            return CommandResult(command, 0, "\n".join([live, dead, gone, foreign]) + "\n", "")
-        # Another run's sweep removed one of them meanwhile: docker rm exits 1 for it.
-        return CommandResult(command, 1, f"Untagged: {dead}\n", f"Error: No such image: {gone}\n")
+            listed = [live, dead, gone, podman, foreign, TAG, "<none>:<none>"]
+            return CommandResult(command, 0, "\n".join(listed) + "\n", "")
+        # Another run's sweep removed one of them meanwhile: docker rm exits 1 for it. Podman
+        # names what it untagged with docker.io/ in front.
+        untagged = f"Untagged: docker.io/{dead}\nUntagged: {podman}\nDeleted: sha256:0a1b\n"
+        return CommandResult(command, 1, untagged, f"Error: No such image: {gone}\n")
 
     monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
-    assert sweep_dead_private_tags(None) == [dead]
+    assert sweep_dead_private_tags(None) == [dead, podman]
     listing, removal = calls
     assert "reference=pytest-multiarch/*:*-tmp-*" in listing
-    assert removal[1:] == ["image", "rm", dead, gone]
+    assert "reference=localhost/pytest-multiarch/*:*-tmp-*" in listing
+    assert removal[1:] == ["image", "rm", dead, gone, podman]
 
 
 def test_the_sweep_asks_nothing_more_when_no_tag_is_doomed(

@@ -639,7 +639,11 @@ def sweep_dead_private_tags(engine: EngineRef | None, timeout: float = 60) -> li
     if not doomed:
         return []
     gone = run_command(docker("image", "rm", *doomed, engine=engine), timeout=timeout, check=False)
-    untagged = {line.partition(":")[2].strip() for line in gone.stdout.splitlines()}
+    # "Untagged: NAME" per tag removed; Podman names it with docker.io/ in front.
+    untagged = {
+        line.partition(":")[2].strip().removeprefix("docker.io/")
+        for line in gone.stdout.splitlines()
+    }
     return [tag for tag in doomed if tag in untagged]
 
 
