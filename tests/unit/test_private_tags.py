@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pytest_multiarch.core.commands import CommandResult
+from pytest_multiarch.core.errors import CommandTimeout
 from pytest_multiarch.engine.cleanup import owner_alive, owner_id
 from pytest_multiarch.runtime.build import (
     dead_private_tags,
@@ -147,3 +148,17 @@ def test_the_sweep_asks_nothing_more_when_no_tag_is_doomed(
     monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
     assert sweep_dead_private_tags(None) == []
     assert len(calls) == 1
+
+
+def test_a_removal_the_engine_does_not_finish_in_time_fails_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead = private_tag(TAG, owner_id(dead_pid()))
+
+    def fake(command: list[str], *, timeout: float, **_: Any) -> CommandResult:
+        if command[1:3] == ["image", "ls"]:
+            return CommandResult(command, 0, dead + "\n", "")
+        raise CommandTimeout(command, timeout, "", "")
+
+    monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
+    assert sweep_dead_private_tags(None) == []
