@@ -7,9 +7,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from acceptance import Project, wait_until
@@ -208,3 +210,43 @@ def test_classic_store_builds_runs_and_checks_each_platform(
     stale_result.assert_outcomes(errors=1)
     output = stale_result.stdout.str()
     assert "wrong architecture" in output or "no match for platform" in output, output
+
+
+def test_dead_owners_private_tags_are_swept_from_the_classic_store_and_a_live_ones_kept(
+    project: Project, classic_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 21 point 1 on the classic store: a private build tag whose owner (named in the tag)
+    is dead goes with the next run's first use of the engine; a live owner's stays."""
+    from pytest_multiarch.engine.cleanup import owner_id
+    from pytest_multiarch.runtime.build import private_tag
+
+    monkeypatch.setenv("DOCKER_HOST", classic_engine)
+    subprocess.run(["docker", "pull", "--quiet", "busybox:latest"], capture_output=True, check=True)
+    victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=PIPE)
+    dead_owner = owner_id(victim.pid)
+    victim.kill()
+    victim.wait(timeout=30)
+    shared = f"pytest-multiarch/leftover:{uuid.uuid4().hex[:16]}-amd64"
+    dead, live = private_tag(shared, dead_owner), private_tag(shared, owner_id())
+    for tag in (dead, live):
+        subprocess.run(["docker", "tag", "busybox:latest", tag], check=True)
+    project.image("box", "FROM busybox:latest\n")
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("box")
+        def test_quick(run, platform):
+            assert run(["true"]).exit_code == 0
+        """
+    )
+    project.run("--platforms", "amd64").assert_outcomes(passed=1)
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert dead not in listed, "a dead owner's private tag was left behind"
+    assert live in listed, "a live owner's private tag was swept"
+    assert "busybox:latest" in listed, "the image a swept tag named went with it"

@@ -4,10 +4,12 @@ SIGKILL; a run that is still alive is never swept; --keep-containers keeps and s
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, wait_until
@@ -210,4 +212,124 @@ def test_private_build_tags_of_a_dead_run_are_removed_but_a_live_runs_are_kept(
         assert _has_image(tags["live"]), "a live run's private tag was swept"
     finally:
         for tag in tags.values():
+            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
+# A docker CLI that holds the retag of a private build tag (``docker tag <...-tmp-...> <tag>``)
+# until the test says: it writes the private tag's name to $HOLD_DIR/held, then waits for a
+# line on the FIFO $HOLD_DIR/release ("go": carry on; anything else: fail the call).
+HOLDING_SHIM = """#!/bin/sh
+previous=
+for argument in "$@"; do
+    if [ "$previous" = tag ]; then
+        case "$argument" in
+            *-tmp-*)
+                echo "$argument" > "$HOLD_DIR/held.part"
+                mv "$HOLD_DIR/held.part" "$HOLD_DIR/held"
+                read -r answer < "$HOLD_DIR/release"
+                [ "$answer" = go ] || exit 1
+                ;;
+        esac
+    fi
+    previous=$argument
+done
+exec "__REAL__" "$@"
+"""
+
+QUICK_TEST = """
+    import pytest
+
+    @pytest.mark.image("{image}")
+    def test_quick(run, platform):
+        assert run(["true"]).exit_code == 0
+"""
+
+
+def _held_run(project: Project, image: str, hold: Path) -> subprocess.Popen[str]:
+    """An inner run of ``image``'s test, with a state directory of its own (somewhere no other
+    run looks), held by the shim once its build made its private tag."""
+    hold.mkdir()
+    os.mkfifo(hold / "release")
+    shim = hold / "docker"
+    shim.write_text(HOLDING_SHIM.replace("__REAL__", shutil.which("docker") or "docker"))
+    shim.chmod(0o755)
+    project.image(image, BUSYBOX_IMAGE)
+    project.tests(QUICK_TEST.format(image=image), name=f"test_{image}.py")
+    environment = {
+        **os.environ,
+        "XDG_STATE_HOME": str(hold / "state"),
+        "MULTIARCH_DOCKER": str(shim),
+        "HOLD_DIR": str(hold),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--platforms",
+            "amd64",
+            f"test_{image}.py",
+        ],
+        cwd=project.path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _held_tag(process: subprocess.Popen[str], hold: Path) -> str:
+    """The private tag of ``process``'s build, once it is on the engine and its retag held."""
+
+    def held() -> str:
+        if process.poll() is not None:
+            pytest.fail(f"the held run ended (exit {process.returncode}):\n{process.stdout.read()}")
+        marker = hold / "held"
+        return marker.read_text().strip() if marker.exists() else ""
+
+    return wait_until(held, 600, "the run's build to make its private tag")
+
+
+def test_private_tag_of_a_killed_run_is_swept_from_the_engine_by_a_run_with_another_state_dir(
+    project: Project, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 21 point 1: a run SIGKILLed between buildx's export and the retag, whose state
+    directory no later run reads, leaves its private tag; the next run finds it on the engine
+    and removes it (its owner is dead), never the private tag of a run that is still alive."""
+    base = tmp_path_factory.mktemp("held")
+    dead_hold, live_hold = base / "dead", base / "live"
+    dead = _held_run(project, "doomed", dead_hold)
+    live = _held_run(project, "alive", live_hold)
+    tags: list[str] = []
+    try:
+        dead_tag = _held_tag(dead, dead_hold)
+        live_tag = _held_tag(live, live_hold)
+        tags += [dead_tag, live_tag]
+        assert _has_image(dead_tag)
+        assert _has_image(live_tag)
+        os.killpg(dead.pid, signal.SIGKILL)
+        dead.wait(timeout=60)
+        assert _has_image(dead_tag), "the killed run's private tag is its leftover"
+
+        project.image("box", BUSYBOX_IMAGE, unique=False)
+        project.tests(QUICK_TEST.format(image="box"), name="test_quick.py")
+        result = project.run("--platforms", "amd64", "test_quick.py")
+        result.assert_outcomes(passed=1)
+        assert not _has_image(dead_tag), f"a dead run's private tag was left behind: {dead_tag}"
+        assert _has_image(live_tag), f"a live run's private tag was swept: {live_tag}"
+
+        with (live_hold / "release").open("w") as release:
+            release.write("go\n")
+        output, _ = live.communicate(timeout=600)
+        assert live.returncode == 0, output
+        assert not _has_image(live_tag), output
+    finally:
+        for process in (dead, live):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+        for tag in tags:
             subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)

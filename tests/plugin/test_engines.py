@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from subprocess import PIPE
 from typing import Any
 
 import pytest
@@ -409,3 +410,46 @@ def test_publish_pushes_each_platform_from_the_engine_that_tested_it(
     checks = [call for call in calls if "run --rm --pull always" in call]
     assert any(c.startswith(f"--host {e12} ") and "linux/arm64" in c for c in checks), checks
     assert any(not c.startswith("--") and "linux/amd64" in c for c in checks), checks
+
+
+def test_dead_owners_private_tags_are_swept_from_every_engine_of_the_run(
+    project: Project, second_engine: EngineLayout
+) -> None:
+    """Issue 21 point 1: the first use of each engine of a run removes the private build tags
+    there whose owner (named in the tag) is dead; a live owner's stay, on either engine."""
+    from pytest_multiarch.engine.cleanup import owner_id
+    from pytest_multiarch.runtime.build import private_tag
+
+    e12 = second_engine.docker_host
+    victim = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=PIPE)
+    dead_owner = owner_id(victim.pid)
+    victim.kill()
+    victim.wait(timeout=30)
+    shared = f"pytest-multiarch/leftover:{uuid.uuid4().hex[:16]}-amd64"
+    tags: dict[str | None, tuple[str, str]] = {}
+    for engine in (None, e12):
+        pulled = docker_cli(engine, "pull", "--quiet", "busybox:latest", timeout=300)
+        assert pulled.returncode == 0, pulled.stderr
+        dead, live = private_tag(shared, dead_owner), private_tag(shared, owner_id())
+        for tag in (dead, live):
+            assert docker_cli(engine, "tag", "busybox:latest", tag).returncode == 0
+        tags[engine] = (dead, live)
+    try:
+        project.image("box", BUSYBOX_IMAGE, TOML)
+        project.tests(
+            """
+            import pytest
+
+            @pytest.mark.image("box")
+            def test_quick(run, platform):
+                assert run(["true"]).exit_code == 0
+            """
+        )
+        result = project.run("--platforms", "amd64,arm64", f"--engine=arm64={e12}")
+        result.assert_outcomes(passed=2)
+        for engine, (dead, live) in tags.items():
+            assert docker_cli(engine, "image", "inspect", dead).returncode != 0, (engine, dead)
+            assert docker_cli(engine, "image", "inspect", live).returncode == 0, (engine, live)
+    finally:
+        for engine, named in tags.items():
+            docker_cli(engine, "image", "rm", *named)

@@ -87,6 +87,9 @@ def test_an_engine_is_swept_once_per_run_by_the_first_process_that_uses_it(
 ) -> None:
     swept: list[EngineRef | None] = []
     monkeypatch.setattr(engine_module, "sweep", lambda run_id, engine: swept.append(engine))
+    # Dead runs' private build tags go with their containers, from each engine once.
+    tags_swept: list[EngineRef | None] = []
+    monkeypatch.setattr(engine_module, "sweep_dead_private_tags", tags_swept.append)
     first, second = ProcessRuntime(settings()), ProcessRuntime(settings())
     first.start()
     for runtime in (first, second):  # two processes of one run
@@ -99,6 +102,7 @@ def test_an_engine_is_swept_once_per_run_by_the_first_process_that_uses_it(
     other.engine_for(AMD64).sweep_once()
     assert swept[-1] == EngineRef()
     assert len(swept) == 3
+    assert tags_swept == swept
 
 
 def test_an_engine_that_did_not_answer_at_the_start_is_unreachable_for_its_platforms() -> None:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, get_args
@@ -37,6 +39,7 @@ from pytest_multiarch.core.platforms import Platform, oci_name
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError, engine_kind_over_api
 from pytest_multiarch.engine.buildx import inspect_builder
+from pytest_multiarch.engine.cleanup import owner_alive, owner_id
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import EngineRef, engine_of
 from pytest_multiarch.engine.podman import (
@@ -411,7 +414,7 @@ def _run_build(
     # Through a registry, the build's name is the registry's by content: pushes of the same
     # inputs by two runs write the same manifest, so no private name is needed there.
     through_registry = builder is not None and builder.delivery == "registry"
-    private = tag if through_registry else f"{tag}-tmp-{uuid.uuid4().hex[:12]}"
+    private = tag if through_registry else private_tag(tag, owner_id())
     # Written before buildx may export the private tag, removed once it is gone: a run killed
     # in between leaves the record in its state directory for the next run's sweep.
     record = None
@@ -567,6 +570,87 @@ def _remove_recorded(path: Path, timeout: float) -> list[str]:
                 removed.append(tag)
     path.unlink(missing_ok=True)
     return removed
+
+
+# A private tag names its owner, the process that makes it and then removes it (a hash of its
+# host, its pid and start time): one a dead run left on an engine is found there by the next
+# run on that engine, wherever the dead run kept its state (:func:`sweep_dead_private_tags`).
+# In the name, not in an image label: a label is the image's, and two runs (or a run and the
+# shared tag) may name the same image, while each private tag has exactly one owner.
+_PRIVATE_TAG = re.compile(
+    r"-tmp-[0-9a-f]{12}-(?P<host>[0-9a-f]{8})-(?P<pid>[1-9][0-9]{0,9})-(?P<ticks>[0-9]{1,20}|u)$"
+)
+# Where the engine lists them: Docker by the name given, Podman under localhost/.
+_PRIVATE_REPOSITORIES = (f"{TAG_REPOSITORY}/", f"localhost/{TAG_REPOSITORY}/")
+
+
+def _host_key(host: str) -> str:
+    return hashlib.sha256(host.encode()).hexdigest()[:8]
+
+
+def private_tag(tag: str, owner: str) -> str:
+    """A private twin of ``tag`` for one build (unique to it), naming ``owner``
+    (``host:pid:starttime``, pytest_multiarch.engine.cleanup.owner_id)."""
+    host, _, rest = owner.partition(":")
+    pid, _, ticks = rest.partition(":")
+    if not (pid.isascii() and pid.isdigit()):
+        raise ValueError(f"not an owner id (host:pid:starttime): {owner!r}")
+    ticks = ticks if ticks.isascii() and ticks.isdigit() else "u"  # "?": start time unknown
+    return f"{tag}-tmp-{uuid.uuid4().hex[:12]}-{_host_key(host)}-{pid}-{ticks}"
+
+
+def private_tag_owner(reference: str, host: str) -> str | None:
+    """The owner id (``host:pid:starttime``) that private tag ``reference`` names, when it is a
+    private tag of ours made on ``host``; else None (not ours to judge)."""
+    repository, _, tag = reference.rpartition(":")
+    if not repository.startswith(_PRIVATE_REPOSITORIES):
+        return None
+    found = _PRIVATE_TAG.search(tag)
+    if found is None or found["host"] != _host_key(host):
+        return None
+    ticks = found["ticks"] if found["ticks"] != "u" else "?"
+    return f"{host}:{found['pid']}:{ticks}"
+
+
+def dead_private_tags(
+    references: Iterable[str], host: str, alive: Callable[[str], bool | None]
+) -> list[str]:
+    """The private tags among ``references`` whose owner is provably dead (``alive`` of its
+    owner id is False); never one of a live owner, of another host, or of no known owner."""
+    dead = []
+    for reference in references:
+        owner = private_tag_owner(reference, host)
+        if owner is not None and alive(owner) is False:
+            dead.append(reference)
+    return dead
+
+
+def sweep_dead_private_tags(engine: EngineRef | None, timeout: float = 60) -> list[str]:
+    """Remove from ``engine`` the private build tags whose owner is provably dead (a run killed
+    between buildx's export and the retag); returns those removed. Raises CommandError when the
+    engine cannot list its images. Removal is best effort: a tag gone meanwhile (another run's
+    sweep) or an engine too slow to remove it is no failure of this run, and the image a
+    removed tag named stays when another tag names it."""
+    patterns = [f"reference={prefix}*:*-tmp-*" for prefix in _PRIVATE_REPOSITORIES]
+    listing = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", engine=engine)
+    for pattern in patterns:
+        listing += ["--filter", pattern]
+    listed = run_command(listing, timeout=timeout)
+    doomed = dead_private_tags(listed.stdout.split(), socket.gethostname(), owner_alive)
+    if not doomed:
+        return []
+    try:
+        gone = run_command(
+            docker("image", "rm", *doomed, engine=engine), timeout=timeout, check=False
+        )
+    except CommandError:  # no answer in time (seen once under load): the next run tries again
+        return []
+    # "Untagged: NAME" per tag removed; Podman names it with docker.io/ in front.
+    untagged = {
+        line.partition(":")[2].strip().removeprefix("docker.io/")
+        for line in gone.stdout.splitlines()
+    }
+    return [tag for tag in doomed if tag in untagged]
 
 
 def _cache_hint(log: str, cache: BuildCache | None, builder: BuilderFacts | None) -> str:

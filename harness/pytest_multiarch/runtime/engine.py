@@ -14,7 +14,7 @@ from pytest_multiarch.core.paths import run_state_root
 from pytest_multiarch.engine.api import EngineApi, engine_info_over_api
 from pytest_multiarch.engine.cleanup import sweep
 from pytest_multiarch.engine.health import ENGINE_DEAD_FILE, EngineWatch, ping
-from pytest_multiarch.runtime.build import BuildCoordinator
+from pytest_multiarch.runtime.build import BuildCoordinator, sweep_dead_private_tags
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -122,6 +122,8 @@ class Engine:
         except FileExistsError:
             return
         sweep(None, engine=self.endpoint.ref)
+        # Found on the engine itself: the dead run's state directory may be where no run looks.
+        sweep_dead_private_tags(self.endpoint.ref)
 
     def unreachable(self, platform: Platform) -> str:
         """Why ``platform``, which runs here, cannot use this engine at all ("" when it can): it
