@@ -456,7 +456,7 @@ def platform(request: pytest.FixtureRequest) -> Platform:
         pytest.fail(
             "the 'platform' fixture is parametrized by pytest-multiarch only", pytrace=False
         )
-    return _serving(request.config, param)
+    return param
 
 
 def _serving(config: pytest.Config, plat: Platform) -> Platform:
@@ -498,6 +498,7 @@ def _started_container(
     from pytest_multiarch.runtime.services import stop_container
 
     runtime = runtime_of(request.config)
+    platform = _serving(request.config, platform)
     ahead = None
     if prestarted:
         ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))

@@ -166,7 +166,9 @@ class ProcessRuntime:
 
     def image(self, spec: ImageSpec, platform: Platform) -> tuple[BuiltImage, BuildRecord | None]:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
-        produced it (so it is reported once per run)."""
+        produced it (so it is reported once per run). A platform of a pool: on the engine this
+        process works for now (:meth:`serving`)."""
+        platform = self.serving(platform)
         engine = self.engine_for(platform)
         unreachable = engine.unreachable(platform)
         if unreachable:
@@ -203,6 +205,7 @@ class ProcessRuntime:
         process of this run already got it, or its tag is on the engine and its verification
         is cached. Work done ahead of the test that needs an image must never build, verify
         or wait behind another process's build."""
+        platform = self.serving(platform)
         engine = self.engine_for(platform)
         if engine.unreachable(platform):
             return False
@@ -261,7 +264,8 @@ class Runner:
     def __init__(self, runtime: ProcessRuntime, image: BuiltImage, platform: Platform) -> None:
         self._runtime = runtime
         self._image = image
-        self._platform = platform
+        # A platform of a pool: on the engine the image is on (the one this process works for).
+        self._platform = runtime.serving(platform)
 
     @property
     def image(self) -> BuiltImage:
