@@ -644,6 +644,11 @@ def _guarded(item: pytest.Item) -> Generator[None]:
         # fail at once with why; the other platforms' tests run on. A platform of a pool moves
         # to the pool's next engine that answers (only the tests in flight there failed).
         down = runtime.engine_for(plat).unreachable(plat) if plat is not None else ""
+        if not down and plat is not None and plat.name in runtime.settings.pools:
+            # A ping (milliseconds) before each test of a pool: an engine that died between
+            # two tests costs no test, the next one goes to the pool's next engine.
+            lost = runtime.engine_for(plat).watch.alive()
+            down = str(lost) if lost is not None else ""
         moved = runtime.fail_over(plat) if down and plat is not None else None
         if moved is not None:
             plat, down, reached = moved, "", [moved]
