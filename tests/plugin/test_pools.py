@@ -178,6 +178,11 @@ def test_killing_an_engine_of_a_pool_mid_run_fails_only_its_tests_in_flight(
     assert all(r["outcome"] == "passed" for r in after), after
     assert sum(r["engine"] != e12 for r in after) >= len(after) - 1, after
     assert proc.returncode == (1 if failed else 0), output
+    print(
+        f"\n{before} tests ended before the kill, {len(failed)} failed in flight on e12, "
+        f"{len(after)} passed after it ({Counter(r['engine'] == e12 for r in after)[False]} on "
+        "the default engine)"
+    )
     report = read_json(project.path / "r.json")
     assert len(report["lost_engines"]) == 1, report["lost_engines"]
     assert e12 in report["lost_engines"][0]
