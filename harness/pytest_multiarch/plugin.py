@@ -138,6 +138,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if _is_worker(config):
         workerinput: dict[str, Any] = config.workerinput  # type: ignore[attr-defined]
         settings = Settings.from_workerinput(workerinput["multiarch"])
+        # The engine of each pool this worker works for (XdistHooks.pytest_configure_node).
+        settings = settings.for_engines(workerinput.get("multiarch_engines", {}))
         facts = [
             load(PlatformFacts, item, "workerinput['multiarch_platforms']")
             for item in workerinput["multiarch_platforms"]
@@ -272,6 +274,12 @@ class XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["multiarch"] = self.settings.to_workerinput()
         node.workerinput["multiarch_platforms"] = dump(self.facts)
+        if self.settings.pools:
+            from pytest_multiarch.run.scheduling import assign_engines, worker_number
+
+            pools = {name: [p.engine for p in pool] for name, pool in self.settings.pools.items()}
+            number = worker_number(str(node.gateway.id))
+            node.workerinput["multiarch_engines"] = assign_engines(pools, number)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
@@ -285,11 +293,26 @@ class XdistHooks:
         from pytest_multiarch.run.scheduling import engine_grouper, make_scheduler
 
         durations = recorded_durations(config) if self.settings.order == "longest" else {}
-        if not self.settings.engines and not durations:
+        settings = self.settings
+        if not settings.engines and not settings.pools and not durations:
             return None
-        engines = {p.short: p.engine for p in self.settings.platforms}
-        group_of = engine_grouper(engines) if self.settings.engines else None
-        return make_scheduler(config, log, group_of, durations or None)
+        from pytest_multiarch.run.scheduling import pool_group
+
+        groups = {
+            p.name: pool_group([q.engine for q in settings.pool(p)])
+            if p.name in settings.pools
+            else p.engine
+            for p in settings.platforms
+        }
+        engines = {p.short: groups[p.name] for p in settings.platforms}
+        mapped = settings.engines or settings.pools
+        group_of = engine_grouper(engines) if mapped else None
+
+        def worker_engines(node: Any) -> dict[str, str]:
+            assigned = node.workerinput.get("multiarch_engines", {})
+            return {groups[name]: spec for name, spec in assigned.items() if name in groups}
+
+        return make_scheduler(config, log, group_of, durations or None, worker_engines)
 
 
 # ---- collection: one item per platform, platform markers ------------------------------------
@@ -436,6 +459,14 @@ def platform(request: pytest.FixtureRequest) -> Platform:
     return param
 
 
+def _serving(config: pytest.Config, plat: Platform) -> Platform:
+    """``plat`` on the engine of its pool this process works for now (ProcessRuntime.serving);
+    ``plat`` itself for a platform of one engine."""
+    if plat.name not in config.stash[SETTINGS_KEY].pools:
+        return plat
+    return runtime_of(config).serving(plat)
+
+
 @pytest.fixture
 def image(request: pytest.FixtureRequest, platform: Platform) -> BuiltImage:
     """The image of ``@pytest.mark.image(name)`` built for this platform (BuiltImage)."""
@@ -467,6 +498,7 @@ def _started_container(
     from pytest_multiarch.runtime.services import stop_container
 
     runtime = runtime_of(request.config)
+    platform = _serving(request.config, platform)
     ahead = None
     if prestarted:
         ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
@@ -602,13 +634,24 @@ def _guarded(item: pytest.Item) -> Generator[None]:
 
     runtime = runtime_of(item.config)
     plat = item_platform(item)
+    plat = _serving(item.config, plat) if plat is not None else None
     # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
     # that reaches every platform (the images fixture) by each of theirs.
-    reached = [plat] if plat is not None else list(item.config.stash[SETTINGS_KEY].platforms)
+    everywhere = item.config.stash[SETTINGS_KEY].platforms
+    reached = [plat] if plat is not None else [_serving(item.config, p) for p in everywhere]
     try:
         # Its engine did not answer when the run began, or died since: this platform's tests
-        # fail at once with why; the other platforms' tests run on.
+        # fail at once with why; the other platforms' tests run on. A platform of a pool moves
+        # to the pool's next engine that answers (only the tests in flight there failed).
         down = runtime.engine_for(plat).unreachable(plat) if plat is not None else ""
+        if not down and plat is not None and plat.name in runtime.settings.pools:
+            # A ping (milliseconds) before each test of a pool: an engine that died between
+            # two tests costs no test, the next one goes to the pool's next engine.
+            lost = runtime.engine_for(plat).watch.alive()
+            down = str(lost) if lost is not None else ""
+        moved = runtime.fail_over(plat) if down and plat is not None else None
+        if moved is not None:
+            plat, down, reached = moved, "", [moved]
         watches = list({id(w): w for w in (runtime.engine_for(p).watch for p in reached)}.values())
         if not down and plat is not None:
             # An engine frozen before the run began: told once, then failed at once like one
@@ -661,6 +704,7 @@ def _prestart_next(item: pytest.Item) -> None:
         return
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
+    plat = _serving(item.config, plat)
     from pytest_multiarch.runtime.prestart import PrestartKey
     from pytest_multiarch.runtime.services import start_verified
 
@@ -774,6 +818,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     plat = item_platform(item)
+    plat = _serving(item.config, plat) if plat is not None else None
     column = plat.short if plat is not None else _cross_platform_column(item)
     if column is None:
         return report
@@ -815,6 +860,7 @@ def pytest_runtest_makereport(
         # The engine the test ran on; a test of every platform (images) names the default one.
         engine = settings.engine_endpoint(plat).host if plat is not None else endpoint()
         properties.append(("engine", engine))
+        facts.engine = engine
         kind, version = _engine_kind(item.config, plat)
         if kind:
             properties += [("engine_kind", kind), ("engine_version", version)]
@@ -932,6 +978,13 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         terminalreporter.write_sep("=", "multiarch: publish")
         for line in format_publications(report.publish):
             terminalreporter.write_line(line)
+    for lost in report.lost_engines:
+        terminalreporter.write_line(
+            f"multiarch: WARNING: engine {lost} of a pool stopped answering during the run: the "
+            "tests in flight there failed, its platform's other tests ran on the pool's other "
+            "engines",
+            red=True,
+        )
     if settings.json_path is not None:
         terminalreporter.write_line(f"multiarch: JSON report written to {settings.json_path}")
     if isinstance(collector, ReportCollector):

@@ -25,17 +25,61 @@ def parse_platform_map(
     """``["arm64=x", "s390x=y,ppc64le=z"]`` -> {"linux/arm64": parse_value("x", "arm64=x"),
     ...}; ``kind`` names the map in errors ("engine"), ``expected`` says what an entry looks
     like. ``parse_value`` gets the value and the whole entry (for its own errors)."""
-    found: dict[str, Value] = {}
+    entries = _entries(items, where, kind, expected, pools=False)
+    return {name: parse_value(values[0], part) for name, (values, part) in entries.items()}
+
+
+def parse_platform_pools(
+    items: Iterable[str],
+    where: str,
+    kind: str,
+    expected: str,
+    parse_value: Callable[[str, str], Value],
+) -> dict[str, tuple[Value, ...]]:
+    """Like :func:`parse_platform_map`, where a platform may name several values, a pool:
+    ``["amd64=a,b", "arm64=c"]`` or ``["amd64=a,b,arm64=c"]`` -> {"linux/amd64": (a, b),
+    "linux/arm64": (c,)}. A comma-separated part with ``=`` begins an entry, one without joins
+    the entry before it (no value of a pool, an endpoint or a context name, holds ``=``): every
+    map of one value per platform reads as before. A value twice in one pool is an error."""
+    found: dict[str, tuple[Value, ...]] = {}
+    entries = _entries(items, where, kind, expected, pools=True)
+    for name, (values, part) in entries.items():
+        pool = tuple(parse_value(value, part) for value in values)
+        for position, value in enumerate(pool):
+            if value in pool[:position]:
+                raise ConfigError(
+                    f"Invalid {kind} mapping {part!r} from {where}: {values[position].strip()!r} "
+                    f"is named twice in the pool of {name}; name each {kind} once"
+                )
+        found[name] = pool
+    return found
+
+
+def _entries(
+    items: Iterable[str], where: str, kind: str, expected: str, *, pools: bool
+) -> dict[str, tuple[list[str], str]]:
+    """Platform name -> (its values, its entry as written); a later entry of a platform
+    replaces an earlier one. Without ``pools`` every comma-separated part is an entry."""
+    found: dict[str, tuple[list[str], str]] = {}
     for item in items:
+        current: tuple[list[str], str] | None = None
+        current_name = ""
         for part in (p.strip() for p in item.split(",")):
             if not part:
                 continue
             name, sep, value = part.partition("=")
             if not sep:
-                raise ConfigError(
-                    f"Invalid {kind} mapping {part!r} from {where}: expected {expected}"
-                )
-            found[platform_key(name, part, where, kind)] = parse_value(value, part)
+                if not pools or current is None:
+                    raise ConfigError(
+                        f"Invalid {kind} mapping {part!r} from {where}: expected {expected}"
+                    )
+                values, text = current
+                current = ([*values, part], f"{text},{part}")
+                found[current_name] = current
+                continue
+            current_name = platform_key(name, part, where, kind)
+            current = ([value], part)
+            found[current_name] = current
     return found
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_multiarch.core.errors import ConfigError
-from pytest_multiarch.core.platform_map import parse_platform_map, platform_key, tool_table
+from pytest_multiarch.core.platform_map import parse_platform_pools, tool_table
 from pytest_multiarch.core.platforms import Platform
 
 _SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
@@ -71,26 +71,57 @@ def parse_endpoint(text: str, where: str) -> EngineRef:
     return EngineRef(value)
 
 
-def parse_engine_map(items: Iterable[str], where: str) -> dict[str, EngineRef]:
-    """``["arm64=arm-box", "s390x=tcp://z:2376"]`` -> {"linux/arm64": EngineRef(...), ...}."""
-    return parse_platform_map(
+_ENGINE_EXPECTED = (
+    "PLATFORM=ENDPOINT or a pool PLATFORM=ENDPOINT,ENDPOINT,..., e.g. arm64=arm-box, "
+    "s390x=tcp://z.example:2376 or amd64=default,unix:///run/e2/docker.sock"
+)
+
+
+def parse_engine_pools(items: Iterable[str], where: str) -> dict[str, tuple[EngineRef, ...]]:
+    """``["arm64=arm-box", "amd64=default,tcp://x86b:2376"]`` -> {"linux/arm64":
+    (EngineRef("arm-box"),), "linux/amd64": (EngineRef(), EngineRef("tcp://x86b:2376"))}: each
+    platform's pool of engines (core.platform_map.parse_platform_pools)."""
+    return parse_platform_pools(
         items,
         where,
         "engine",
-        "PLATFORM=ENDPOINT, e.g. arm64=arm-box or s390x=tcp://z.example:2376",
+        _ENGINE_EXPECTED,
         lambda endpoint, _part: parse_endpoint(endpoint, where),
     )
 
 
-def project_engine_map(pyproject: Path) -> dict[str, EngineRef]:
-    """``[tool.multiarch.engines]`` of ``pyproject``: ``arm64 = "arm-box"``; {} when absent."""
+def parse_engine_map(items: Iterable[str], where: str) -> dict[str, EngineRef]:
+    """``["arm64=arm-box", "s390x=tcp://z:2376"]`` -> {"linux/arm64": EngineRef(...), ...}: the
+    first engine of each platform's pool."""
+    return {name: pool[0] for name, pool in parse_engine_pools(items, where).items()}
+
+
+def project_engine_pools(pyproject: Path) -> dict[str, tuple[EngineRef, ...]]:
+    """``[tool.multiarch.engines]`` of ``pyproject``: ``arm64 = "arm-box"``, or a pool
+    ``amd64 = ["default", "tcp://x86b:2376"]`` (or ``"default,tcp://x86b:2376"``); {} when
+    absent."""
     table, where = tool_table(pyproject, "engines")
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise ConfigError(f'{where}: expected a table of platform = "endpoint", got {table!r}')
-    return {
-        platform_key(k, f"{k} = {v!r}", where, "engine"): parse_endpoint(v, where)
-        for k, v in table.items()
-    }
+    if not isinstance(table, dict) or not all(
+        isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(e, str) for e in v))
+        for v in table.values()
+    ):
+        raise ConfigError(
+            f'{where}: expected a table of platform = "endpoint" or platform = ["endpoint", '
+            f'"endpoint", ...], got {table!r}'
+        )
+    pools: dict[str, tuple[EngineRef, ...]] = {}
+    for key, value in table.items():
+        text = value if isinstance(value, str) else ",".join(value)
+        if not isinstance(value, str) and any("," in e or "=" in e for e in value):
+            raise ConfigError(f"{where}: invalid engine in {key} = {value!r}: one endpoint each")
+        pools.update(parse_engine_pools([f"{key}={text}"], where))
+    return pools
+
+
+def project_engine_map(pyproject: Path) -> dict[str, EngineRef]:
+    """``[tool.multiarch.engines]`` of ``pyproject``: ``arm64 = "arm-box"``; {} when absent.
+    The first engine of each platform's pool."""
+    return {name: pool[0] for name, pool in project_engine_pools(pyproject).items()}
 
 
 def engine_map_json(engines: Mapping[str, EngineRef]) -> str:

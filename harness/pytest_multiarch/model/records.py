@@ -102,6 +102,9 @@ class TestRecord:
     seconds: float = 0.0
     # It ran commands on every platform (the images fixture): its time is not its platform's.
     every_platform: bool = False
+    # The endpoint of the engine it ran on (unix:///..., tcp://...): with a pool of engines per
+    # platform (--engine amd64=a,b), which one; "" when it never reached its setup.
+    engine: str = ""
     # Filled when it did not pass: what pytest reported (truncated, secrets redacted), the logs
     # of its containers, and the commands it ran (``run``) with how each ended. An xfailed or
     # xpassed test's message is its xfail reason.
@@ -295,6 +298,9 @@ class RunReport:
     # The session was stopped before it ended (Ctrl-C, SIGTERM): what it did not run is not in
     # it, and it is never a publish candidate.
     interrupted: bool = False
+    # Engines of a pool that stopped answering during the run (described: name and endpoint):
+    # the tests in flight there failed, their platform's others ran on the pool's other engines.
+    lost_engines: list[str] = field(default_factory=list)
     _by_nodeid: dict[str, TestRecord] = field(
         default_factory=dict, repr=False, compare=False, metadata=INTERNAL
     )

@@ -250,6 +250,8 @@ class ReportCollector:
             hasattr(report, "wasxfail"),
             facts.every_platform,
         )
+        if facts.engine:
+            test.engine = facts.engine
         if report.failed:
             _note_failure(test, report, facts)
         reason = getattr(report, "wasxfail", "")
@@ -286,6 +288,12 @@ class ReportCollector:
         )
         runtime = config.stash.get(RUNTIME_KEY, None)
         engines = _engines_of_run(settings, runtime)
+        pooled = {p.engine for pool in settings.pools.values() for p in pool}
+        self.report.lost_engines = [
+            engine.endpoint.describe()
+            for engine in engines
+            if engine.endpoint.spec in pooled and engine.watch.dead() is not None
+        ]
         try:
             # The report's engine is the run's default engine (platforms record their own).
             default = next((e for e in engines if e.endpoint.ref.is_default), None)

@@ -185,8 +185,9 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "engine",
         "run PLATFORM's builds and containers on another Docker engine: a Docker context name "
-        "or an endpoint (unix://, tcp://, ssh://); repeatable, or comma-separated; merged "
-        "over [tool.multiarch.engines] in pyproject.toml, the ini and the environment",
+        "or an endpoint (unix://, tcp://, ssh://); PLATFORM=ENDPOINT,ENDPOINT,... is a pool "
+        "(each xdist worker works for one of its engines); repeatable, or comma-separated; "
+        "merged over [tool.multiarch.engines] in pyproject.toml, the ini and the environment",
         kind="append",
         env="MULTIARCH_ENGINES",
         metavar="PLATFORM=ENDPOINT",

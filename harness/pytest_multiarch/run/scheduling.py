@@ -21,6 +21,12 @@ idle. With the durations of earlier runs (pytest_multiarch.run.durations), the s
 tests out in :func:`dispatch_order` instead: tests never measured first, then the others longest
 first; with engines of their own, within each engine.
 
+Pools (``--engine amd64=a,b``): each worker works for one engine of each pool
+(:func:`assign_engines`, decided on the controller and sent through ``workerinput``), so the
+workers are spread over a pool's engines, and a pool is one group here: any of its workers may
+take its tests. Staffing is counted per engine (:func:`staffing`): a worker with nothing queued
+joins the group whose engine, as this worker would work on it, the fewest other workers are on.
+
 Collection itself is untouched: every worker collects the same items in the same order (xdist
 refuses to run otherwise); only the order in which the controller sends their indices changes.
 """
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 # The group of a test that names no platform in its id (or one of no mapped engine).
@@ -53,6 +59,33 @@ def engine_grouper(engines: Mapping[str, str]) -> Callable[[str], str]:
         return engines[found.group(1)] if found else DEFAULT_GROUP
 
     return group_of
+
+
+def assign_engines(pools: Mapping[str, Sequence[str]], worker: int) -> dict[str, str]:
+    """The engine of each pool (platform name -> its engines, in the order named) that worker
+    number ``worker`` (xdist's ``gw<N>``) works for: round robin, so that ``-n`` workers are
+    spread evenly over every pool's engines, each engine getting the same share +- 1."""
+    return {name: engines[worker % len(engines)] for name, engines in pools.items() if engines}
+
+
+def worker_number(worker_id: str) -> int:
+    """``gw3`` -> 3: xdist numbers its workers (a replacement for a crashed worker gets a new
+    number); anything else counts as the first."""
+    digits = worker_id.removeprefix("gw")
+    return int(digits) if digits.isdigit() else 0
+
+
+def pool_group(engines: Sequence[str]) -> str:
+    """The scheduling group of a pool's tests (a pool is one group: any of its workers may take
+    them); never an engine's own name."""
+    return "pool " + ",".join(engines)
+
+
+def staffing(groups: Iterable[str], mine: Mapping[str, str], busy: Counter[str]) -> Counter[str]:
+    """For each of ``groups``, how many other workers are busy on the engine this worker would
+    work on for it: ``busy`` counts the others by engine, ``mine`` maps each pool group to this
+    worker's engine in that pool (any other group is an engine itself)."""
+    return Counter({group: busy[mine.get(group, group)] for group in groups})
 
 
 def choose_group(
@@ -92,11 +125,14 @@ def make_scheduler(
     log: Any,
     group_of: Callable[[str], str] | None = None,
     durations: Mapping[str, float] | None = None,
+    worker_engines: Callable[[Any], Mapping[str, str]] | None = None,
 ) -> Any:
     """xdist's ``load`` scheduling, changed in what it sends first: with ``group_of`` (test id
     -> engine), an :class:`EngineScheduling` that keeps each worker on one engine; with
     ``durations`` (test id -> seconds, of earlier runs), tests go out in :func:`dispatch_order`
-    (within an engine, too). xdist is imported only when a run uses it."""
+    (within an engine, too); ``worker_engines`` (xdist node -> pool group -> the engine that
+    worker works for in that pool) counts staffing per engine of a pool. xdist is imported only
+    when a run uses it."""
     import importlib
 
     # xdist ships no type information: its scheduler is Any here.
@@ -127,11 +163,17 @@ def make_scheduler(
                 super()._send_tests(node, num)
                 return
             queued = self.node2pending[node]
-            staffed = Counter(
-                self._group(others[-1])
+
+            def engines(worker: Any) -> Mapping[str, str]:
+                return worker_engines(worker) if worker_engines is not None else {}
+
+            busy = Counter(
+                engines(other).get(group, group)
                 for other, others in self.node2pending.items()
                 if others and other is not node
+                for group in [self._group(others[-1])]
             )
+            staffed = staffing(set(map(self._group, self.pending)), engines(node), busy)
             current = self._group(queued[-1]) if queued else None
             chosen: list[int] = []
             while self.pending and len(chosen) < num:

@@ -51,9 +51,21 @@ def resolve_settings(config: pytest.Config) -> Settings:
         )
     except PlatformError as exc:
         raise pytest.UsageError(str(exc)) from None
-    engines, endpoints = _engines_of(config, platforms, sources)
+    engines, endpoints, pool_specs = _engines_of(config, platforms, sources)
+    pools = {
+        p.name: tuple(on_engine(p, spec, endpoints) for spec in pool_specs[p.name])
+        for p in platforms
+        if p.name in pool_specs
+    }
     platforms = [on_engine(p, engines.get(p.name, ""), endpoints) for p in platforms]
     builders = _builders_of(config, platforms, sources, endpoints)
+    pooled = sorted(set(builders) & set(pools))
+    if pooled:
+        raise pytest.UsageError(
+            f"{pooled[0]} has a pool of engines ({sources[f'engine {pooled[0]}']}) and a "
+            f"builder ({sources[f'builder {pooled[0]}']}): a builder delivers to one engine; "
+            "drop the builder (each engine of the pool then builds its own image) or the pool"
+        )
 
     images = resolve_path(config, "images")
     sources["images"] = images.source
@@ -105,6 +117,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         builders=builders,
         order=value("multiarch-order"),
         build_cache=build_cache,
+        pools=pools,
     )
 
 
@@ -134,46 +147,59 @@ def _build_cache_of(config: pytest.Config, sources: dict[str, str]) -> BuildCach
 
 def _engines_of(
     config: pytest.Config, platforms: list[Platform], sources: dict[str, str]
-) -> tuple[dict[str, str], dict[str, EngineEndpoint]]:
-    """The platform -> engine map (:func:`engine_map`), and each engine that a selected
-    platform is mapped to, asked once what it is. Where each mapping came from goes into
-    ``sources`` (``engine linux/arm64``)."""
+) -> tuple[dict[str, str], dict[str, EngineEndpoint], dict[str, tuple[str, ...]]]:
+    """The platform -> engine map (the first engine of each pool), each
+    engine of a selected platform's pool asked once what it is, and the pools of more than one
+    engine (platform name -> engine specs, "" for the default engine). Where each mapping came
+    from goes into ``sources`` (``engine linux/arm64``)."""
     from pytest_multiarch.core.errors import ConfigError
     from pytest_multiarch.engine.endpoints import implicit_default_engine
     from pytest_multiarch.engine.resolve import resolve_engine
 
     try:
-        engines, where = engine_map(config)
+        pools, where = engine_pools(config)
         implicit = implicit_default_engine(os.environ)
         if implicit:
             # The CLI's default engine is another machine, or a context the SDK cannot see:
             # what the run does on "the default engine" goes there, like a mapped engine's.
             origin = "DOCKER_HOST" if os.environ.get("DOCKER_HOST") else "the current context"
             for plat in platforms:
-                if plat.name not in engines:
-                    engines[plat.name] = implicit
+                if plat.name not in pools:
+                    pools[plat.name] = (implicit,)
                     where[plat.name] = f"{origin} (the docker CLI's default engine)"
+                else:
+                    pools[plat.name] = tuple(spec or implicit for spec in pools[plat.name])
         sources.update({f"engine {name}": source for name, source in where.items()})
         endpoints: dict[str, EngineEndpoint] = {}
         for plat in platforms:
-            spec = engines.get(plat.name, "")
-            if spec and spec not in endpoints:
-                endpoints[spec] = resolve_engine(EngineRef(spec), where[plat.name], os.environ)
+            for spec in pools.get(plat.name, ("",)):
+                if spec and spec not in endpoints:
+                    endpoints[spec] = resolve_engine(EngineRef(spec), where[plat.name], os.environ)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
-    return engines, endpoints
+    engines = {name: pool[0] for name, pool in pools.items() if pool[0]}
+    return engines, endpoints, {name: pool for name, pool in pools.items() if len(pool) > 1}
 
 
 def engine_map(config: pytest.Config) -> tuple[dict[str, str], dict[str, str]]:
-    """Platform name -> engine for the platforms mapped away from the default engine, and
-    platform name -> where its entry came from. Read from ``[tool.multiarch.engines]`` of
-    rootdir's pyproject.toml, then the ini option, the environment and ``--engine``: each
-    overrides single platforms (``arm64=default`` maps one back). ConfigError names the bad
-    entry and its source."""
-    from pytest_multiarch.engine.endpoints import parse_engine_map, project_engine_map
+    """Platform name -> engine for the platforms mapped away from the default engine (the
+    first of a pool: :func:`engine_pools`), and platform name -> where its entry came from.
+    Read from ``[tool.multiarch.engines]`` of rootdir's pyproject.toml, then the ini option,
+    the environment and ``--engine``: each overrides single platforms (``arm64=default`` maps
+    one back). ConfigError names the bad entry and its source."""
+    pools, where = engine_pools(config)
+    return {name: pool[0] for name, pool in pools.items() if pool[0]}, where
 
-    mapped, where = _layered_map(config, "engine", "engines", project_engine_map, parse_engine_map)
-    return {name: ref.spec for name, ref in mapped.items() if ref.spec}, where
+
+def engine_pools(config: pytest.Config) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Platform name -> its pool of engines as named (``--engine amd64=default,tcp://b:2376``;
+    "" is the default engine), for every platform the map names, and where each came from."""
+    from pytest_multiarch.engine.endpoints import parse_engine_pools, project_engine_pools
+
+    mapped, where = _layered_map(
+        config, "engine", "engines", project_engine_pools, parse_engine_pools
+    )
+    return {name: tuple(ref.spec for ref in pool) for name, pool in mapped.items()}, where
 
 
 def builder_map(config: pytest.Config) -> tuple[dict[str, BuilderRef], dict[str, str]]:

@@ -36,6 +36,8 @@ class ItemFacts:
     builds: list[BuildRecord] = field(default_factory=list)
     build_wait_seconds: float = 0.0
     every_platform: bool = False  # it used the images fixture
+    # The endpoint of the engine it ran on (of its setup); "" until then.
+    engine: str = ""
     # Of a failed phase: the commands its ``run`` calls made, and the emulator's fault if any.
     commands: list[str] = field(default_factory=list)
     fault: str = ""

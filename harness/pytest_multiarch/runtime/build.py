@@ -872,6 +872,7 @@ class BuildCoordinator:
         observe: Callable[[str, Platform], BuildObserver] | None = None,
         builders: Mapping[str, BuilderFacts] | None = None,
         cache: BuildCache | None = None,
+        namespace: str = "",
     ) -> None:
         if mode not in BUILD_MODES:
             raise MultiarchError(f"invalid build mode {mode!r}; use one of {BUILD_MODES}")
@@ -887,6 +888,13 @@ class BuildCoordinator:
         self.cache = cache  # --build-cache
         self._drivers: dict[str, str] = {}  # engine -> driver of its current buildx builder
         self._seen: dict[tuple[str, str], BuildOutcome] = {}
+        # Told apart from the run's builds on other engines (the engines of a pool each build
+        # the same image and platform): a suffix of its files in ``run_dir``.
+        self.namespace = namespace
+
+    def _stem(self, spec: ImageSpec, platform: Platform) -> str:
+        stem = f"{spec.name}--{platform.short}"
+        return f"{stem}--{self.namespace}" if self.namespace else stem
 
     def get(
         self,
@@ -901,7 +909,7 @@ class BuildCoordinator:
         key = (spec.name, platform.name)
         if key in self._seen:
             return replace(self._seen[key], produced=False)
-        stem = f"{spec.name}--{platform.short}"
+        stem = self._stem(spec, platform)
         result_file = self.run_dir / f"{stem}.json"
         # A ref on the classic store moves one shared tag: serialize its platforms.
         lock_name = f"{spec.name}--ref" if spec.ref and self.classic_store else stem
@@ -918,7 +926,7 @@ class BuildCoordinator:
     def known(self, spec: ImageSpec, platform: Platform) -> bool:
         """Whether :meth:`get` would only read what a process of this run already found (no
         build, no verification, no wait behind another process's build)."""
-        stem = f"{spec.name}--{platform.short}"
+        stem = self._stem(spec, platform)
         return (spec.name, platform.name) in self._seen or (self.run_dir / f"{stem}.json").exists()
 
     def export_problem_for(self, platform: Platform) -> str:

@@ -106,6 +106,7 @@ class Engine:
                 observe=self._board.build,
                 builders=settings.builders,
                 cache=settings.build_cache,
+                namespace=self._state_file("").removeprefix("-"),
             )
         return self._builds
 

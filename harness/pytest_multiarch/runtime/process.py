@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
@@ -102,6 +102,33 @@ class ProcessRuntime:
         self.verifier = Verifier(settings, self.labels, self.engine_for, self.filesystems)
         self._started = False
         self._prestarter: Prestarter | None = None
+        # Platform name -> the platform on the engine of its pool this process works for since
+        # the one it was given (Settings.for_engines) stopped answering (:meth:`fail_over`).
+        self._serving: dict[str, Platform] = {}
+
+    def serving(self, platform: Platform) -> Platform:
+        """``platform`` on the engine of its pool that this process works for now: the one it
+        was given, or the one it moved to when that engine stopped answering."""
+        moved = self._serving.get(platform.name)
+        if moved is None:
+            return platform
+        return replace(moved, timeout_factor=platform.timeout_factor)
+
+    def fail_over(self, platform: Platform) -> Platform | None:
+        """``platform``'s engine stopped answering: the next engine of its pool that answers,
+        which this process works for from now on (its tests in flight on the lost engine have
+        failed; the ones after go on here); None when its pool has no other engine left."""
+        pool = self.settings.pool(platform)
+        at = next((i for i, p in enumerate(pool) if p.engine == platform.engine), None)
+        if at is None or len(pool) < 2:
+            return None
+        for candidate in pool[at + 1 :] + pool[:at]:
+            engine = self.engine_for(candidate)
+            if engine.unreachable(candidate) or engine.watch.preflight() is not None:
+                continue
+            self._serving[platform.name] = candidate
+            return self.serving(platform)
+        return None
 
     def engine_for(self, platform: Platform) -> Engine:
         """The engine that builds, verifies and runs ``platform``'s images (Platform.engine)."""
@@ -114,8 +141,10 @@ class ProcessRuntime:
         return engine
 
     def engines(self) -> list[Engine]:
-        """The engines of the run's platforms, each once, in platform order."""
-        found = {id(engine): engine for engine in map(self.engine_for, self.settings.platforms)}
+        """The engines of the run's platforms, each once, in platform order; every engine of a
+        platform's pool."""
+        pooled = [p for plat in self.settings.platforms for p in self.settings.pool(plat)]
+        found = {id(engine): engine for engine in map(self.engine_for, pooled)}
         return list(found.values())
 
     def start(self) -> None:
@@ -137,7 +166,9 @@ class ProcessRuntime:
 
     def image(self, spec: ImageSpec, platform: Platform) -> tuple[BuiltImage, BuildRecord | None]:
         """The verified image of ``spec`` for ``platform``, and the build record when this call
-        produced it (so it is reported once per run)."""
+        produced it (so it is reported once per run). A platform of a pool: on the engine this
+        process works for now (:meth:`serving`)."""
+        platform = self.serving(platform)
         engine = self.engine_for(platform)
         unreachable = engine.unreachable(platform)
         if unreachable:
@@ -174,6 +205,7 @@ class ProcessRuntime:
         process of this run already got it, or its tag is on the engine and its verification
         is cached. Work done ahead of the test that needs an image must never build, verify
         or wait behind another process's build."""
+        platform = self.serving(platform)
         engine = self.engine_for(platform)
         if engine.unreachable(platform):
             return False
@@ -232,7 +264,8 @@ class Runner:
     def __init__(self, runtime: ProcessRuntime, image: BuiltImage, platform: Platform) -> None:
         self._runtime = runtime
         self._image = image
-        self._platform = platform
+        # A platform of a pool: on the engine the image is on (the one this process works for).
+        self._platform = runtime.serving(platform)
 
     @property
     def image(self) -> BuiltImage:

@@ -4,7 +4,8 @@ through ``workerinput``, so every process collects exactly the same tests."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -55,6 +56,10 @@ class Settings:
     order: DispatchOrder = "longest"
     # --build-cache: where BuildKit's cache is read and written (a local DIR made absolute).
     build_cache: BuildCache | None = None
+    # Platform name -> the platform on each engine of its pool (``--engine amd64=a,b``), in
+    # the order named, for platforms of more than one engine. Each xdist worker works for one
+    # engine of each pool (:meth:`for_engines`); ``platforms`` carry the first.
+    pools: dict[str, tuple[Platform, ...]] = field(default_factory=dict)
 
     def endpoint(self, platform: Platform) -> EngineEndpoint | None:
         """The mapped engine of ``platform``; None for the default engine."""
@@ -63,6 +68,23 @@ class Settings:
     def engine_endpoint(self, platform: Platform) -> EngineEndpoint:
         """The engine that builds and runs ``platform``, the default engine included."""
         return self.endpoint(platform) or default_endpoint()
+
+    def pool(self, platform: Platform) -> tuple[Platform, ...]:
+        """``platform`` on each engine of its pool; itself alone for a platform of one engine."""
+        return self.pools.get(platform.name, (platform,))
+
+    def for_engines(self, assigned: Mapping[str, str]) -> Settings:
+        """These settings as a process that works for engine ``assigned[name]`` of each pooled
+        platform ``name`` sees them: its platforms are on those engines."""
+        chosen = {
+            name: next(p for p in self.pools[name] if p.engine == spec)
+            for name, spec in assigned.items()
+            if name in self.pools
+        }
+        platforms = tuple(chosen.get(p.name, p) for p in self.platforms)
+        engines = {name: spec for name, spec in self.engines.items() if name not in chosen}
+        engines.update({name: p.engine for name, p in chosen.items() if p.engine})
+        return replace(self, platforms=platforms, engines=engines)
 
     def timeout(self, native_seconds: float, platform: Platform) -> float:
         """A native time limit as it applies on ``platform`` (scaled when emulated)."""
