@@ -126,6 +126,18 @@ def test_dpkg_info_files_of_the_platforms_architecture_are_one_path() -> None:
     assert normalise_path("/opt/x:amd64.list", AMD64) == "/opt/x:amd64.list"
 
 
+def test_apt_cache_and_index_files_of_the_platforms_architecture_are_one_path() -> None:
+    deb = "/var/cache/apt/archives/python3_3.11.2-1+b1_{}.deb"
+    assert normalise_path(deb.format("amd64"), AMD64) == normalise_path(
+        deb.format("ppc64el"), PPC64LE
+    )
+    assert normalise_path(deb.format("i386"), AMD64) == deb.format("i386")
+    lists = "/var/lib/apt/lists/x_dists_bookworm_main_binary-{}_Packages.lz4"
+    assert normalise_path(lists.format("amd64"), AMD64) == normalise_path(
+        lists.format("arm64"), ARM64
+    )
+
+
 def test_loader_links_compare_by_the_loader_they_name() -> None:
     amd64 = {
         "/usr/lib64/ld-linux-x86-64.so.2": Entry(

@@ -9,7 +9,8 @@ Paths that differ by design are normalised per platform before they are compared
 multiarch triplet (``/usr/lib/x86_64-linux-gnu`` and ``/usr/lib/aarch64-linux-gnu`` are one
 path), the dynamic loader's name (``ld-linux-x86-64.so.2``, ``ld-linux-aarch64.so.1``,
 ``ld64.so.1``, musl's ``ld-musl-<arch>.so.1``), ``/lib64`` and ``/usr/lib64`` themselves, dpkg's
-``<package>:<arch>.*`` info files, and util-linux's setarch aliases named after an architecture
+``<package>:<arch>.*`` info files, apt's ``*_<arch>.deb`` and ``binary-<arch>`` index files, and
+util-linux's setarch aliases named after an architecture
 (``/usr/bin/x86_64 -> setarch``). Only the platform's own names are normalised: an amd64 variant
 that also holds i386 libraries differs from an arm64 one that does not.
 
@@ -75,6 +76,7 @@ _ARCH_NAMES: dict[str, ArchNames] = {
 TRIPLET = "<triplet>"
 LOADER = "<ld.so>"
 DPKG_INFO = "/var/lib/dpkg/info/"
+APT_LISTS = "/var/lib/apt/lists/"
 # util-linux links these names to setarch on the architectures they name (x86_64 and i386 on
 # amd64, s390 and s390x on s390x, ...): one set per architecture by design.
 SETARCH_ALIASES = frozenset(
@@ -229,9 +231,18 @@ def normalise_path(path: str, platform: Platform) -> str | None:
     if path in _LIB64:
         return None
     normal = normalise_text(path, platform)
-    if normal.startswith(DPKG_INFO) and platform.debian_arch:
+    arch = platform.debian_arch
+    if not arch:
+        return normal
+    if normal.startswith(DPKG_INFO):
         # dpkg's per-package files of Multi-Arch: same packages: libc6:amd64.list
-        normal = normal.replace(f":{platform.debian_arch}.", ":<arch>.")
+        normal = normal.replace(f":{arch}.", ":<arch>.")
+    elif normal.endswith(f"_{arch}.deb"):
+        # A package kept in apt's cache: python3_3.11.2-1+b1_amd64.deb
+        normal = normal.removesuffix(f"_{arch}.deb") + "_<arch>.deb"
+    elif normal.startswith(APT_LISTS):
+        # apt's package indexes: ..._dists_bookworm_main_binary-amd64_Packages.lz4
+        normal = normal.replace(f"_binary-{arch}_", "_binary-<arch>_")
     return normal
 
 
