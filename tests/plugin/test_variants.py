@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from acceptance import Project, assert_outcome, read_json
+from pytest_multiarch.model.records import RunReport
+from pytest_multiarch.publish.push import candidates, parse_destination
 
 # Differs between amd64 and arm64 in one file and one ENV value, by TARGETARCH.
 DRIFT = """
@@ -29,6 +31,8 @@ SELF_TEST = """
         assert run(["sh", "-c", "echo $MODE"]).stdout.strip() == f"fast-{platform.arch}"
 """
 ITEM = "images/{0}/Dockerfile::variants[{0}]"
+# Never reached: the gate decides from the report alone.
+DESTINATION = parse_destination("127.0.0.1:1", "v1")
 
 
 def _images(project: Project) -> None:
@@ -106,7 +110,12 @@ def test_variants_that_differ_fail_naming_each_difference_and_debian_compares_cl
     assert cases["variants[debian]"] == "passed"
 
     # The matrix's every-platform column holds them.
-    result.stdout.fnmatch_lines(["*multiarch: results per platform*"])
+    result.stdout.fnmatch_lines(["*multiarch: results per platform*", "image*amd64*arm64*all*"])
+
+    # The publish gate: an image whose variants differ is not published.
+    gate = {c.image: c.refused for c in candidates(RunReport.read(report), DESTINATION)}
+    assert f"{ITEM.format('drift')} (failed)" in gate["drift"]
+    assert "variants" not in gate["debian"]
 
 
 def test_k_variants_selects_only_the_variants_checks(project: Project) -> None:
