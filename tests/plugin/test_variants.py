@@ -163,3 +163,26 @@ def test_a_bad_variants_value_is_an_error_naming_the_file_key_and_value(project:
     result.stderr.fnmatch_lines(
         ["*image.toml: key 'variants.ignore': cannot ignore 'evn:MODE' (did you mean 'env'?)*"]
     )
+
+
+def test_without_two_usable_platforms_the_check_is_skipped_with_why(
+    project: Project, ppc64le_disabled: Path
+) -> None:
+    project.image(
+        "small",
+        'FROM busybox:latest\nCMD ["true"]\n',
+        'platforms = ["amd64", "ppc64le"]\n',
+        variants=True,
+    )
+    result = project.run(
+        "images", "--platforms", "amd64,ppc64le", "--missing-emulator=skip", "-v", "-rs"
+    )
+    result.assert_outcomes(skipped=1)
+    assert_outcome(result, ITEM.format("small"), "SKIPPED")
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED*images/small/Dockerfile: the variants check of image 'small' needs two "
+            "platforms that run here; left out: ppc64le (*qemu-ppc64le is disabled*"
+        ]
+    )
+    assert project.builds() == []  # nothing to compare, so nothing built
