@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from pytest_multiarch.core.errors import MultiarchError, PlatformError
-from pytest_multiarch.core.images import ImageSpec, survey_images
+from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec, survey_images
 from pytest_multiarch.core.paths import UnsafeStateDir
 from pytest_multiarch.core.platforms import Platform, lookup
 from pytest_multiarch.core.secrets import (
@@ -319,13 +319,20 @@ class XdistHooks:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    """Images' container-structure-test files: one item per (check, platform)."""
+    """Images' container-structure-test files: one item per (check, platform); an image's
+    Dockerfile (or image.toml without one): its variants check."""
     images = parent.config.stash.get(IMAGES_KEY, {})
-    if not any(spec.structure_test_files() for spec in images.values()):
-        return None  # the structure-test machinery (YAML and all) is not even imported
-    from pytest_multiarch.run.structure_items import collect_file
+    found = None
+    if any(spec.structure_test_files() for spec in images.values()):
+        # Else the structure-test machinery (YAML and all) is not even imported.
+        from pytest_multiarch.run.structure_items import collect_file
 
-    return collect_file(file_path, parent)
+        found = collect_file(file_path, parent)
+    if found is None and images and file_path.name in ("Dockerfile", IMAGE_TOML):
+        from pytest_multiarch.run.variants_items import collect_variants
+
+        found = collect_variants(file_path, parent)
+    return found
 
 
 def _marker_platforms(marker: pytest.Mark, where: str) -> set[str]:
@@ -376,7 +383,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         plat = item_platform(item)
         if plat is None:
-            if timeouts is not None and "images" in getattr(item, "fixturenames", ()):
+            if timeouts is not None and item_target(item).every_platform:
                 # A test that reaches every platform is as slow as the slowest of them.
                 slowest = max(settings.platforms, key=settings.factor)
                 scale_timeout(item, settings.factor(slowest), timeouts, slowest.name)
@@ -628,7 +635,8 @@ def _engine_kind(config: pytest.Config, plat: Platform | None) -> tuple[str, str
 def _guarded(item: pytest.Item) -> Generator[None]:
     """Setup and call of a test that uses the engine: refused at once when the engine is known
     to be gone, interrupted when it stops answering, and then failed with that one line."""
-    if not ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+    uses_engine = ENGINE_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    if not uses_engine and not item_target(item).every_platform:
         return (yield)
     from pytest_multiarch.engine.health import EngineStoppedAnswering
 
@@ -636,7 +644,7 @@ def _guarded(item: pytest.Item) -> Generator[None]:
     plat = item_platform(item)
     plat = _serving(item.config, plat) if plat is not None else None
     # Each engine has a watch of its own: a test is guarded by its platform's engine, a test
-    # that reaches every platform (the images fixture) by each of theirs.
+    # that reaches every platform (the images fixture, a variants check) by each of theirs.
     everywhere = item.config.stash[SETTINGS_KEY].platforms
     reached = [plat] if plat is not None else [_serving(item.config, p) for p in everywhere]
     try:
@@ -826,7 +834,7 @@ def pytest_runtest_makereport(
     # A module-scoped fixture (shared_container) keeps its state on the module.
     shared = [s for node in item.listchain()[:-1] if (s := node.stash.get(ITEM_KEY, None))]
     facts = ItemFacts(column, item_target(item).image)
-    facts.every_platform = "images" in getattr(item, "fixturenames", ())
+    facts.every_platform = item_target(item).every_platform
     if report.when == "setup":
         facts.builds = list(state.builds)
         facts.build_wait_seconds = state.build_wait_seconds
@@ -940,9 +948,9 @@ def _redact_report(report: pytest.TestReport, secrets: list[str]) -> None:
 
 
 def _cross_platform_column(item: pytest.Item) -> str | None:
-    """The matrix column of a test that reaches every platform through ``images`` (and is not
-    itself one per platform), or None for a test that uses no image at all."""
-    return CROSS_PLATFORM if "images" in getattr(item, "fixturenames", ()) else None
+    """The matrix column of a test that reaches every platform (through ``images``, or a
+    variants check) and is not itself one per platform; None for a test that uses no image."""
+    return CROSS_PLATFORM if item_target(item).every_platform else None
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -188,7 +188,17 @@ class Project:
     def path(self) -> Path:
         return self.pytester.path
 
-    def image(self, name: str, dockerfile: str, toml: str = "", *, unique: bool = True) -> Path:
+    def image(
+        self,
+        name: str,
+        dockerfile: str,
+        toml: str = "",
+        *,
+        unique: bool = True,
+        variants: bool = False,
+    ) -> Path:
+        """An image of the project. Its variants check is off unless ``variants`` (or ``toml``
+        says otherwise): a test about something else counts only its own items."""
         directory = self.path / "images" / name
         directory.mkdir(parents=True, exist_ok=True)
         body = textwrap.dedent(dockerfile).strip() + "\n"
@@ -196,8 +206,11 @@ class Project:
             # A fresh input digest, so this test really builds instead of reusing another's tag.
             body += f"# nonce {uuid.uuid4().hex}\n"
         (directory / "Dockerfile").write_text(body)
+        toml = textwrap.dedent(toml)
+        if not variants and "variants" not in toml:
+            toml = "variants = false\n" + toml  # before any [table]
         if toml:
-            (directory / "image.toml").write_text(textwrap.dedent(toml))
+            (directory / "image.toml").write_text(toml)
         return directory
 
     def tests(self, source: str, name: str = "test_images.py") -> Path:

@@ -61,7 +61,7 @@ def test_single_arch_ref_is_not_run_natively(project: Project) -> None:
     try:
         directory = project.path / "images" / "single"
         directory.mkdir(parents=True)
-        (directory / "image.toml").write_text(f'ref = "{tag}"\n')
+        (directory / "image.toml").write_text(f'variants = false\nref = "{tag}"\n')
         project.tests(
             """
             import pytest

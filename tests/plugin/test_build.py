@@ -104,7 +104,7 @@ def test_a_failing_build_errors_only_its_platform(project: Project) -> None:
 def test_ref_image_is_pulled_per_platform(project: Project) -> None:
     directory = project.path / "images" / "upstream"
     directory.mkdir(parents=True)
-    (directory / "image.toml").write_text('ref = "busybox:latest"\n')
+    (directory / "image.toml").write_text('variants = false\nref = "busybox:latest"\n')
     project.tests(
         """
         import pytest

@@ -250,3 +250,30 @@ def test_dead_owners_private_tags_are_swept_from_the_classic_store_and_a_live_on
     assert dead not in listed, "a dead owner's private tag was left behind"
     assert live in listed, "a live owner's private tag was swept"
     assert "busybox:latest" in listed, "the image a swept tag named went with it"
+
+
+def test_variants_check_on_the_classic_store(
+    project: Project, classic_engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One tag per platform: the variants check compares each platform's own image (its
+    config and its export), not whichever platform a shared tag holds last."""
+    monkeypatch.setenv("DOCKER_HOST", classic_engine)
+    project.image(
+        "drift",
+        """
+        FROM busybox:latest
+        ARG TARGETARCH
+        ENV MODE=fast-$TARGETARCH
+        RUN mkdir -p /opt && if [ "$TARGETARCH" = arm64 ]; then echo x > /opt/extra-asset; fi
+        """,
+        variants=True,
+    )
+    result = project.run("images", "--platforms", "amd64,arm64", "-v")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*images/drift/Dockerfile::variants?drift? FAILED*",
+            "  Env MODE: fast-amd64 (amd64) vs fast-arm64 (arm64)",
+            "  only on linux/arm64: /opt/extra-asset",
+        ]
+    )

@@ -26,5 +26,6 @@ def test_readme_example_passes_on_amd64_and_arm64(project: Project) -> None:
     (project.path / "tests").mkdir()
     (project.path / "tests" / "test_hello.py").write_text(_block("python", "`tests/test_hello.py`"))
     result = project.run("--platforms", "amd64,arm64", "-n", "2", "-v")
-    result.assert_outcomes(passed=4)
+    # Two tests on two platforms, and the image's variants check (images/hello is reached).
+    result.assert_outcomes(passed=5)
     result.stdout.fnmatch_lines(["*hello*2 passed*2 passed*"])

@@ -20,6 +20,20 @@ IMAGE_TOML = "image.toml"
 STRUCTURE_TESTS_FILE = "structure-tests.yaml"
 # Docker's grammar for one path component of an image name (also checked when publishing).
 NAME_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+# The image config fields the variants check compares (pytest_multiarch.runtime.variants).
+VARIANT_CONFIG_FIELDS = (
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "User",
+    "WorkingDir",
+    "ExposedPorts",
+    "Volumes",
+    "Labels",
+    "StopSignal",
+)
+# What ``variants = { ignore = [...] }`` entries may name besides absolute path globs.
+VARIANT_IGNORE_KINDS = ("env", "label", "package", "config")
 
 
 WaitKind = Literal["log", "http", "port", "none"]
@@ -64,6 +78,10 @@ class ImageSpec:
     # Globs of paths allowed to hold binaries of another architecture (cross toolchains).
     foreign_binaries: tuple[str, ...] = ()
     structure_tests: tuple[Path, ...] = ()
+    # The variants check (compares the platforms' variants): on unless ``variants = false``;
+    # what ``variants = { ignore = [...] }`` allows to differ.
+    variants: bool = True
+    variants_ignore: tuple[str, ...] = ()
 
     @property
     def dockerfile(self) -> Path:
@@ -92,6 +110,7 @@ _KNOWN_KEYS = {
     "secrets",
     "foreign-binaries",
     "structure-tests",
+    "variants",
 }
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -162,6 +181,48 @@ def _globs(path: Path, value: Any) -> tuple[str, ...]:
     return globs
 
 
+def _variants(path: Path, value: Any) -> tuple[bool, tuple[str, ...]]:
+    """``variants = false``, ``true`` or ``{ ignore = [...] }``: (on, ignore entries)."""
+    if isinstance(value, bool):
+        return value, ()
+    example = '{ ignore = ["/opt/plugins/**", "env:MODE"] }'
+    if not isinstance(value, dict):
+        raise _fail(
+            path, "variants", f"expected false, true or a table like {example}, got {value!r}"
+        )
+    unknown = sorted(set(value) - {"ignore"})
+    if unknown:
+        raise _fail(
+            path,
+            f"variants.{unknown[0]}",
+            f"unknown key{did_you_mean(unknown[0], ['ignore'])}; the known key is ignore",
+        )
+    entries = _str_list(path, "variants.ignore", value.get("ignore", []))
+    for entry in entries:
+        if entry.startswith("/"):
+            continue
+        kind, sep, name = entry.partition(":")
+        if not sep or kind not in VARIANT_IGNORE_KINDS:
+            raise _fail(
+                path,
+                "variants.ignore",
+                f"cannot ignore {entry!r}{did_you_mean(kind, VARIANT_IGNORE_KINDS) if sep else ''}:"
+                " expected an absolute path glob ('/opt/plugins/**') or one of "
+                + ", ".join(f"'{k}:NAME'" for k in VARIANT_IGNORE_KINDS),
+            )
+        if not name:
+            raise _fail(path, "variants.ignore", f"{entry!r} names nothing after {kind + ':'!r}")
+        fields = [f for f in VARIANT_CONFIG_FIELDS if f != "Env"]
+        if kind == "config" and name not in fields:
+            raise _fail(
+                path,
+                "variants.ignore",
+                f"{entry!r}: no config field {name!r}{did_you_mean(name, fields)}; the fields are "
+                f"{', '.join(fields)} (an Env variable is 'env:NAME')",
+            )
+    return True, entries
+
+
 def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: Path) -> ImageSpec:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
@@ -230,9 +291,12 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
     for key, value in (("ref", ref), ("target", target), ("repository", repository)):
         if not isinstance(value, str):
             raise _fail(path, key, f"expected a string, got {value!r}")
+    variants, variants_ignore = _variants(path, data.get("variants", True))
     return ImageSpec(
         secrets=_secrets(path, data.get("secrets", {})),
         foreign_binaries=_globs(path, data.get("foreign-binaries", [])),
+        variants=variants,
+        variants_ignore=variants_ignore,
         structure_tests=tuple(
             directory / rel
             for rel in _str_list(path, "structure-tests", data.get("structure-tests", []))

@@ -83,11 +83,13 @@ def parametrizes_platform(node: pytest.Item) -> bool:
 @dataclass(frozen=True)
 class ItemTarget:
     """What a test item targets: its platform (None for a test that is not one platform's:
-    it uses the images fixture, or parametrizes ``platform`` itself) and the name of its
-    ``image`` marker ("" without one)."""
+    it uses the images fixture, or parametrizes ``platform`` itself), the name of its
+    ``image`` marker ("" without one), and whether it reaches every platform of the run (the
+    images fixture, a variants check)."""
 
     platform: Platform | None
     image: str
+    every_platform: bool = False
 
 
 def item_target(item: pytest.Item) -> ItemTarget:
@@ -98,13 +100,20 @@ def item_target(item: pytest.Item) -> ItemTarget:
     if found is None:
         marker = item.get_closest_marker("image")
         name = str(marker.args[0]) if marker is not None and marker.args else ""
-        found = item.stash[TARGET_KEY] = ItemTarget(_callspec_platform(item), name)
+        every = "images" in getattr(item, "fixturenames", ())
+        found = item.stash[TARGET_KEY] = ItemTarget(_callspec_platform(item), name, every)
     return found
 
 
 def set_item_target(item: pytest.Item, platform: Platform, image: str) -> None:
     """For items that are not parametrized functions (a structure-test check): their own."""
     item.stash[TARGET_KEY] = ItemTarget(platform, image)
+
+
+def set_every_platform_target(item: pytest.Item, image: str) -> None:
+    """For items that are not parametrized functions and compare every platform of ``image``
+    (a variants check): their own."""
+    item.stash[TARGET_KEY] = ItemTarget(None, image, every_platform=True)
 
 
 def item_platform(item: pytest.Item) -> Platform | None:

@@ -19,6 +19,7 @@ from pytest_multiarch.runtime.build import Verdict
 from pytest_multiarch.runtime.containers import image_platform, metadata_problem
 from pytest_multiarch.runtime.elf import ForeignBinary, format_wrong_architecture
 from pytest_multiarch.runtime.oneshot import probe_uname
+from pytest_multiarch.runtime.variants import checks_variants
 
 if TYPE_CHECKING:
     from pytest_multiarch.core.images import ImageSpec
@@ -147,8 +148,10 @@ class Verifier:
                 spec.foreign_binaries,
                 api,
                 variant_of=recorded if wrong_metadata else "",
-                # Kept for the image's structure tests, which read the same export.
-                keep=bool(spec.structure_test_files()),
+                # Kept for the image's structure tests and variants check, which read the
+                # same export.
+                keep=bool(spec.structure_test_files())
+                or checks_variants(spec, self.settings.platforms),
             )
         except MultiarchError as exc:
             return outcome("metadata", str(exc)), False
