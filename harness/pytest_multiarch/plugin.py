@@ -77,13 +77,14 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
     from pytest_multiarch.runtime.faults import RecordedRun
     from pytest_multiarch.runtime.process import BuiltImage, ProcessRuntime, Runner
     from pytest_multiarch.runtime.settings import Settings
+    from pytest_multiarch.runtime.stacks import Stack
 
 # Values of the build secrets declared in image.toml files: redacted from test reports.
 SECRETS_KEY = pytest.StashKey[list[str]]()
 # The SIGTERM handler that was there before ours (restored at unconfigure).
 SIGTERM_KEY = pytest.StashKey[Any]()
 # Fixtures that talk to the engine: tests using them are guarded (pytest_multiarch.engine.health).
-ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run"})
+ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run", "services"})
 # The platform of an item that is not a parametrized function (a structure-test check).
 PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
 # The matrix column of tests that compare every platform in one (the images fixture).
@@ -198,6 +199,7 @@ def _start_shown(
     platform: Platform,
     runtime: ProcessRuntime,
     ahead: Future[DockerContainer] | None = None,
+    network: str = "",
 ) -> DockerContainer:
     """A started, verified container; shown in the live progress while it takes long (an
     emulated service can take a while to become ready). ``ahead``: the start begun for this test
@@ -208,7 +210,9 @@ def _start_shown(
     with _progress_board(runtime.settings.run_id).waiting(
         image.name, platform, " ".join(["container start", *filter(None, waits)])
     ):
-        return ahead.result() if ahead is not None else start_verified(image, platform, runtime)
+        if ahead is not None:
+            return ahead.result()
+        return start_verified(image, platform, runtime, network=network)
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
@@ -467,15 +471,16 @@ def _started_container(
     from pytest_multiarch.runtime.services import stop_container
 
     runtime = runtime_of(request.config)
+    network = _stack_network(request, image)
     ahead = None
-    if prestarted:
+    if prestarted and not network:
         ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
         # Begun before this test's own container is ready, not after: consecutive service tests
         # then overlap their starts, instead of each waiting for its own in its setup.
         if isinstance(request.node, pytest.Item):
             _prestart_next(request.node)
     try:
-        started = _start_shown(image, platform, runtime, ahead)
+        started = _start_shown(image, platform, runtime, ahead, network)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     item_state(request.node).containers.append((platform.short, started))
@@ -495,11 +500,54 @@ def container(
 @pytest.fixture
 def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
-    return _recording_runner(request, image, platform)
+    return _recording_runner(request, image, platform, _stack_network(request, image))
+
+
+@pytest.fixture
+def services(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Generator[Stack]:
+    """The image's services (``[services.<alias>]`` in image.toml), started on a network of
+    this test's own that its ``run`` and ``container`` join: ``services["db"].container``,
+    ``services["db"].platform`` (pytest_multiarch.runtime.stacks)."""
+    from pytest_multiarch.runtime.stacks import open_stack
+
+    config = request.config
+
+    def resolve(spec: ImageSpec, plat: Platform) -> BuiltImage:
+        found = built_image(request.node, config, spec, plat)
+        if isinstance(found, str):
+            raise MultiarchError(found)
+        return found
+
+    runtime = runtime_of(config)
+    known: dict[str, ImageSpec] = config.stash[IMAGES_KEY]
+    try:
+        stack = open_stack(image.spec, platform, runtime, known, resolve)
+    except MultiarchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    item_state(request.node).services = stack.platforms()
+    yield stack
+    stack.close()
+
+
+def _stack_network(request: pytest.FixtureRequest, image: BuiltImage) -> str:
+    """The network of the test's stack when its image has services ("" when not): started
+    first, so that the test's containers can join it."""
+    if not image.spec.services:
+        return ""
+    if request.scope != "function":
+        pytest.fail(
+            f"image {image.name!r} has services, which are started per test: use `container` "
+            "or `run`, not a container shared by a module",
+            pytrace=False,
+        )
+    stack: Stack = request.getfixturevalue("services")
+    return stack.network
 
 
 def _recording_runner(
-    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform, network: str = ""
 ) -> Runner:
     """A Runner that keeps what it ran on the test's state: for its report, and to tell an
     emulator fault from a failure (pytest_multiarch.runtime.faults)."""
@@ -507,7 +555,7 @@ def _recording_runner(
 
     secrets: list[str] = request.config.stash.get(SECRETS_KEY, [])
     return RecordingRunner(
-        runtime_of(request.config), image, platform, item_state(request.node).runs, secrets
+        runtime_of(request.config), image, platform, item_state(request.node).runs, secrets, network
     )
 
 
@@ -661,6 +709,8 @@ def _prestart_next(item: pytest.Item) -> None:
         return
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
+    if spec.services:  # its container joins its own stack's network, made in its setup
+        return
     from pytest_multiarch.runtime.prestart import PrestartKey
     from pytest_multiarch.runtime.services import start_verified
 
@@ -810,6 +860,8 @@ def pytest_runtest_makereport(
                 properties.append(("emulator_version", version))
         if state.image_id:
             properties.append(("image_id", state.image_id))
+        facts.services = dict(state.services)
+        properties.extend(("service", f"{a}={p}") for a, p in state.services.items())
         from pytest_multiarch.engine.docker import endpoint
 
         # The engine the test ran on; a test of every platform (images) names the default one.

@@ -250,6 +250,8 @@ class ReportCollector:
             hasattr(report, "wasxfail"),
             facts.every_platform,
         )
+        if facts.services:
+            test.services.update(facts.services)
         if report.failed:
             _note_failure(test, report, facts)
         reason = getattr(report, "wasxfail", "")

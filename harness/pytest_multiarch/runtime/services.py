@@ -26,6 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from requests.exceptions import RequestException
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import BytesExecResult, DockerContainer, ExecConfig
+from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 from urllib3.exceptions import HTTPError
 
@@ -96,6 +97,14 @@ def default_service_host(bind_address: str) -> str:
     return given or local_service_host(bind_address)
 
 
+class _JoinedNetwork(Network):
+    """A network that exists already (a stack's), for testcontainers to join a container to by
+    name: no client of its own, never created or removed here."""
+
+    def __init__(self, name: str) -> None:  # no super().__init__: that makes a client
+        self.name = name
+
+
 class MultiarchContainer(DockerContainer):
     """The ``container`` fixture's container: testcontainers' DockerContainer that runs
     ``reference`` for ``platform`` on ``engine`` (the process's connection to the platform's
@@ -120,6 +129,8 @@ class MultiarchContainer(DockerContainer):
         ports: Sequence[int] = (),
         command: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        network: str = "",
+        aliases: Sequence[str] = (),
     ) -> None:
         _without_ryuk()
         client_options: dict[str, Any] | None = None
@@ -132,6 +143,9 @@ class MultiarchContainer(DockerContainer):
             reference,
             docker_client_kw=client_options,
             env=dict(env or {}),
+            # On a stack's network (pytest_multiarch.runtime.stacks), answering to ``aliases``.
+            network=_JoinedNetwork(network) if network else None,
+            network_aliases=list(aliases) or None,
             platform=platform.name,
             labels=dict(labels),
         )
@@ -467,6 +481,8 @@ def make_container(
     bind_address: str = "127.0.0.1",
     engine: EngineApi | None = None,
     service_host: str | None = None,
+    network: str = "",
+    aliases: Sequence[str] = (),
 ) -> MultiarchContainer:
     """A container of ``reference`` for ``platform`` (not started), as ``spec`` describes it.
     Published ports listen on ``bind_address`` only (loopback by default: a test service is
@@ -485,6 +501,8 @@ def make_container(
         ports=spec.ports,
         command=spec.command,
         env=spec.env,
+        network=network,
+        aliases=aliases,
     )
 
 
@@ -557,10 +575,14 @@ def start_verified(
     platform: Platform,
     harness: ServiceRuntime,
     cancelled: threading.Event | None = None,
+    *,
+    network: str = "",
+    aliases: Sequence[str] = (),
 ) -> MultiarchContainer:
     """A started, ready container of ``image`` that runs the very image verified for
     ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
-    that fails, or when ``cancelled`` is set before it is ready."""
+    that fails, or when ``cancelled`` is set before it is ready. ``network``: a stack's network
+    to join, answering to ``aliases`` there (pytest_multiarch.runtime.stacks)."""
     settings = harness.settings
     spec = image.spec
     mapped = settings.endpoint(platform)
@@ -578,6 +600,8 @@ def start_verified(
         bind_address,
         harness.engine_for(platform).api,
         service_host,
+        network,
+        aliases,
     )
     timeout = settings.timeout(spec.wait.timeout, platform)
     try:

@@ -1,0 +1,305 @@
+"""Stacks: an image's services (``[services.<alias>]`` in image.toml) started beside it for one
+test on one platform. Each stack has a network of its own, where every service answers to its
+alias and the test's ``run`` and ``container`` join it; a service runs on the engine's own
+architecture (``native``: no emulation) or on the platform under test (``same``), is built and
+verified like any image (pytest_multiarch.runtime.verification), started and waited for like
+``container`` (pytest_multiarch.runtime.services), labelled with the run's labels, and removed
+with the network after the test. What survives a Ctrl-C, a SIGTERM or a lost engine carries the
+labels, and the end-of-run and dead-run sweeps remove it (pytest_multiarch.engine.cleanup).
+
+Imports testcontainers (through services): import it lazily, like services."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+
+from docker.errors import DockerException, NotFound
+from requests.exceptions import RequestException
+
+from pytest_multiarch.core.errors import MultiarchError, PlatformError
+from pytest_multiarch.core.images import ImageSpec, ServiceSpec
+from pytest_multiarch.core.platforms import Platform, native_platform
+from pytest_multiarch.core.stack_graph import find_cycle
+from pytest_multiarch.engine.health import EngineStoppedAnswering
+from pytest_multiarch.runtime.services import (
+    MultiarchContainer,
+    ServiceImage,
+    ServiceRuntime,
+    start_verified,
+)
+
+# What the engine raises when it is gone or refuses: a stack's removal is best effort then.
+_ENGINE_ERRORS = (DockerException, RequestException, OSError, EngineStoppedAnswering)
+
+
+class StackError(MultiarchError):
+    """A stack could not be planned or started: the message names the service and why."""
+
+
+@dataclass(frozen=True)
+class PlannedService:
+    """One service of a stack, in start order: ``spec`` is the image it runs (its env and
+    command as the declaring image set them), ``native`` whether it runs on the engine's own
+    architecture (else on the platform under test), ``declared_by`` the image that declared it,
+    ``source`` the image ``spec`` is resolved from (without the declaring image's changes)."""
+
+    alias: str
+    spec: ImageSpec
+    source: ImageSpec
+    native: bool
+    declared_by: str
+
+    @property
+    def platform_kind(self) -> str:
+        return "native" if self.native else "same"
+
+
+def plan_stack(spec: ImageSpec, images: Mapping[str, ImageSpec]) -> tuple[PlannedService, ...]:
+    """The services of ``spec``'s stack, each after the services it depends on (a service
+    image's own services are part of the stack). A ``same`` service runs on the platform of the
+    image that declares it: under a ``native`` service, natively too. StackError for an unknown
+    image, a cycle, or two services of the stack with one alias."""
+    cycle = find_cycle({n: [s.image for s in i.services if s.image] for n, i in images.items()})
+    if cycle and spec.name in cycle:
+        raise StackError(f"image {spec.name!r}: services form a cycle: {' -> '.join(cycle)}")
+    planned: list[PlannedService] = []
+    seen: dict[str, str] = {}
+
+    def visit(declaring: ImageSpec, native: bool, depth: int) -> None:
+        if depth > len(images) + 1:  # only a cycle goes this deep
+            raise StackError(f"image {spec.name!r}: services form a cycle through {declaring.name}")
+        for service in declaring.services:
+            runs_native = native or service.platform == "native"
+            source = _source(service, declaring, images)
+            if service.image:
+                visit(source, runs_native, depth + 1)
+            if service.alias in seen:
+                raise StackError(
+                    f"image {spec.name!r}: two services of its stack answer to "
+                    f"{service.alias!r} (declared by {seen[service.alias]!r} and "
+                    f"{declaring.name!r}); give one another alias"
+                )
+            seen[service.alias] = declaring.name
+            planned.append(
+                PlannedService(
+                    service.alias,
+                    _as_declared(service, source),
+                    source,
+                    runs_native,
+                    declaring.name,
+                )
+            )
+
+    visit(spec, False, 0)
+    return tuple(planned)
+
+
+def _source(
+    service: ServiceSpec, declaring: ImageSpec, images: Mapping[str, ImageSpec]
+) -> ImageSpec:
+    if service.ref:
+        # Resolved (pulled for the platform, verified) through the build machinery as any
+        # image with a ref is; named for where it was declared.
+        return ImageSpec(
+            name=f"{declaring.name}-service-{service.alias}",
+            directory=declaring.directory,
+            ref=service.ref,
+        )
+    found = images.get(service.image)
+    if found is None:
+        raise StackError(
+            f"image {declaring.name!r}: service {service.alias!r} names no image "
+            f"{service.image!r} (found: {', '.join(sorted(images)) or 'none'})"
+        )
+    return found
+
+
+def _as_declared(service: ServiceSpec, source: ImageSpec) -> ImageSpec:
+    return replace(
+        source,
+        env={**source.env, **service.env},
+        command=service.command or source.command,
+    )
+
+
+def native_for(platform: Platform, machine: str) -> Platform:
+    """The engine's own platform, given what its machine says of itself (``uname -m``, as
+    ``docker info`` reports it), on the same engine as ``platform``."""
+    if machine == platform.uname and not platform.emulated:
+        return platform
+    try:
+        found = native_platform(machine)
+    except PlatformError as exc:
+        raise StackError(f"a native service needs the engine's own platform: {exc}") from None
+    if found == platform:
+        return replace(platform, emulated=False, timeout_factor=1.0)
+    return replace(found, emulated=False, timeout_factor=1.0, engine=platform.engine)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A started service of a test's stack: its ``container`` (testcontainers' API: ``exec``,
+    ``get_logs``, ``get_exposed_port`` on the run's bind address, 127.0.0.1 by default) and
+    the ``platform`` it runs on; ``native`` when that is the engine's own architecture."""
+
+    alias: str
+    image: str
+    platform: Platform
+    native: bool
+    container: MultiarchContainer
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    """A service's image as start_verified takes it: the verified reference and id of the
+    source image, with the declaring image's env and command."""
+
+    name: str
+    reference: str
+    id: str
+    spec: ImageSpec
+
+
+# Resolves (builds or pulls, verifies) an image for a platform: the runtime's image(), with
+# the test's build bookkeeping; raises MultiarchError with why it cannot.
+Resolver = Callable[[ImageSpec, Platform], ServiceImage]
+
+
+class Stack(Mapping[str, Service]):
+    """The started services of one test on one platform, by alias (the ``services`` fixture),
+    and ``network``, the engine network they and the test's containers share."""
+
+    def __init__(self, network: str, runtime: ServiceRuntime, platform: Platform) -> None:
+        self.network = network
+        self._runtime = runtime
+        self._platform = platform
+        self._services: dict[str, Service] = {}
+
+    def __getitem__(self, alias: str) -> Service:
+        try:
+            return self._services[alias]
+        except KeyError:
+            known = ", ".join(self._services) or "none"
+            raise KeyError(f"no service {alias!r} in this stack (services: {known})") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._services)
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    def platforms(self) -> dict[str, str]:
+        """Alias -> the OCI platform each service ran on (for the reports)."""
+        return {alias: s.platform.name for alias, s in self._services.items()}
+
+    def add(self, service: Service) -> None:
+        self._services[service.alias] = service
+
+    def close(self) -> None:
+        """Remove the services, then the network. Not when kept (--keep-containers) or when the
+        engine stopped answering: the labels let the sweeps take them then."""
+        if not self.network:
+            return  # an image without services: nothing was made
+        engine = self._runtime.engine_for(self._platform)
+        if self._runtime.settings.keep_containers or engine.watch.dead() is not None:
+            return
+        client = engine.api.client
+        with contextlib.suppress(*_ENGINE_ERRORS):
+            for service in reversed(list(self._services.values())):
+                wrapped = service.container.get_wrapped_container()
+                if wrapped is not None:
+                    with contextlib.suppress(NotFound):
+                        wrapped.remove(force=True, v=True)
+            network = client.networks.get(self.network)
+            # The test's own containers may still be on it (removed in the background).
+            for attached in network.attrs.get("Containers") or {}:
+                with contextlib.suppress(NotFound):
+                    network.disconnect(attached, force=True)
+            network.remove()
+
+
+def open_stack(
+    spec: ImageSpec,
+    platform: Platform,
+    runtime: ServiceRuntime,
+    images: Mapping[str, ImageSpec],
+    resolve: Resolver,
+) -> Stack:
+    """The started stack of ``spec`` for a test on ``platform``: a network of its own, every
+    service built (or pulled) and verified for its platform, started on that network under its
+    alias and ready. On any failure, what was started is removed and StackError says which
+    service failed and why (a service that never became ready: with its logs)."""
+    planned = plan_stack(spec, images)
+    engine = runtime.engine_for(platform)
+    if not planned:
+        return Stack("", runtime, platform)
+    settings = runtime.settings
+    native: Platform | None = None
+    if any(p.native for p in planned):
+        machine = engine.endpoint.architecture or engine.info.architecture
+        native = native_for(platform, machine)
+    name = f"multiarch-{settings.run_id[:12]}-{uuid.uuid4().hex[:12]}"
+    try:
+        engine.api.client.networks.create(
+            name, driver="bridge", labels=runtime.labels.as_dict(), check_duplicate=True
+        )
+    except (DockerException, RequestException) as exc:
+        lost = engine.watch.translate(exc)
+        raise lost or StackError(
+            f"could not create the network of {spec.name!r}'s stack: {exc}"
+        ) from None
+    stack = Stack(name, runtime, platform)
+    try:
+        for service in planned:
+            on = native if service.native and native is not None else platform
+            what = (
+                f"service {service.alias!r} of image {spec.name!r} "
+                f"({_shown(service)}, platform {service.platform_kind}: {on.name})"
+            )
+            _check_runs(service, on, settings.unusable, what)
+            try:
+                built = resolve(service.source, on)
+            except MultiarchError as exc:
+                raise StackError(f"{what}: {exc}") from None
+            image = _Resolved(built.name, built.reference, built.id, service.spec)
+            try:
+                container = start_verified(
+                    image, on, runtime, network=name, aliases=(service.alias,)
+                )
+            except EngineStoppedAnswering:
+                raise
+            except MultiarchError as exc:
+                raise StackError(f"{what} never became ready: {exc}") from None
+            stack.add(Service(service.alias, service.spec.name, on, service.native, container))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def _shown(service: PlannedService) -> str:
+    return f"ref {service.source.ref}" if service.source.ref else f"image {service.source.name}"
+
+
+def _check_runs(
+    service: PlannedService, on: Platform, unusable: Mapping[str, str], what: str
+) -> None:
+    """A ``same`` service on a platform its image does not allow, or that nothing on this
+    engine can run, fails before anything is built."""
+    if not service.source.allows(on):
+        allowed = ", ".join(p.name for p in service.source.platforms)
+        raise StackError(
+            f"{what}: image {service.source.name!r} is not built for {on.name} (its image.toml "
+            f'allows {allowed}); add {on.name} there, or make the service platform = "native"'
+        )
+    if on.name in unusable:
+        raise StackError(
+            f"{what}: this engine cannot run {on.name}: {unusable[on.name]}; or make the "
+            'service platform = "native"'
+        )
+
+
+__all__ = ["Service", "Stack", "StackError", "open_stack", "plan_stack"]

@@ -1,0 +1,213 @@
+"""Stacks (issue 25 part A): an image's services started beside it for each test and platform,
+native or on the platform under test, reached by alias from ``run`` and ``container``, shown
+in the reports, removed with their network (also after Ctrl-C), and their errors named."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json, wait_until
+
+# A web server that says which architecture it was built for (its verified platform's).
+WEB_IMAGE = """
+    FROM busybox:latest
+    ARG TARGETARCH
+    RUN mkdir -p /www && echo "$TARGETARCH" > /www/arch
+    CMD ["sh", "-c", "echo web-starting; exec httpd -f -v -p 8080 -h /www"]
+"""
+WEB_TOML = "ports = [8080]\n[wait]\nport = 8080\n"
+APP_TOML = """
+[wait]
+log = "ready"
+
+[services.web]
+image = "web"
+
+[services.same-web]
+image = "web"
+platform = "same"
+"""
+
+STACK_TESTS = """
+    import urllib.request
+    import pytest
+
+    @pytest.mark.image("app")
+    def test_run_reaches_services_by_alias(run, services, platform):
+        assert run(["wget", "-qO-", "http://web:8080/arch"]).stdout.strip() == "amd64"
+        same = run(["wget", "-qO-", "http://same-web:8080/arch"])
+        assert same.stdout.strip() == platform.arch
+        assert services["web"].platform.name == "linux/amd64"
+        assert services["web"].native
+        assert services["same-web"].platform.name == platform.name
+        web = services["web"].container
+        port = web.get_exposed_port(8080)
+        assert web.get_container_host_ip() == "127.0.0.1"
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/arch").read()
+        assert body == b"amd64\\n"
+        out, err = web.get_logs()
+        assert b"web-starting" in out + err
+        answer = services["same-web"].container.exec(["uname", "-m"])
+        assert answer.output.decode().strip() == platform.uname
+
+    @pytest.mark.image("app")
+    def test_container_reaches_services_by_alias(container, platform):
+        result = container.exec(["wget", "-qO-", "http://same-web:8080/arch"])
+        assert result.output.decode().strip() == platform.arch
+"""
+
+
+def networks_of_run(run_id: str) -> list[str]:
+    found = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", f"label=pytest-multiarch.run={run_id}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return found.stdout.split()
+
+
+def _stack_project(project: Project) -> None:
+    project.image("web", WEB_IMAGE, WEB_TOML)
+    project.image("app", BUSYBOX_IMAGE, APP_TOML)
+
+
+def test_services_native_and_same_on_three_platforms(project: Project) -> None:
+    _stack_project(project)
+    project.tests(STACK_TESTS)
+    run_id = uuid.uuid4().hex
+    report = project.path / "report.json"
+    html = project.path / "report.html"
+    result = project.run(
+        "--platforms",
+        "amd64,arm64,s390x",
+        "-n",
+        "2",
+        f"--testrunuid={run_id}",
+        f"--multiarch-json={report}",
+        f"--multiarch-html={html}",
+    )
+    result.assert_outcomes(passed=6)
+    tests = read_json(report)["tests"]
+    seen = {t["nodeid"].split("[")[-1].rstrip("]"): t["services"] for t in tests}
+    for short, platform in (("amd64", "amd64"), ("arm64", "arm64"), ("s390x", "s390x")):
+        assert seen[short] == {"web": "linux/amd64", "same-web": f"linux/{platform}"}
+    page = html.read_text()
+    assert "same-web" in page
+    assert "linux/s390x" in page
+    assert containers_of_run(run_id) == []
+    assert networks_of_run(run_id) == []
+
+
+def _start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            f"--testrunuid={run_id}",
+            *args,
+        ],
+        cwd=project.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_ctrl_c_leaves_no_service_and_no_network(project: Project) -> None:
+    _stack_project(project)
+    project.tests(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.image("app")
+        def test_slow(run, services, platform):
+            print("STACK-STARTED", flush=True)
+            time.sleep(300)
+        """
+    )
+    run_id = uuid.uuid4().hex
+    inner = _start_inner(project, run_id, "--platforms", "amd64,arm64", "-n", "2")
+    try:
+        # Both platforms' stacks: two services each, running.
+        wait_until(
+            lambda: len(containers_of_run(run_id, all_states=False)) >= 4,
+            180,
+            f"the services of run {run_id}",
+            interval=0.3,
+        )
+        assert len(networks_of_run(run_id)) == 2
+        os.killpg(inner.pid, signal.SIGINT)
+        output, _ = inner.communicate(timeout=120)
+    finally:
+        if inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGKILL)
+    assert inner.returncode != 0, output
+    assert containers_of_run(run_id) == [], output
+    assert networks_of_run(run_id) == [], output
+
+
+def test_stack_errors_name_what_went_wrong(project: Project) -> None:
+    project.image("web", WEB_IMAGE, WEB_TOML)
+    project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n[services.db]\nimage = "wbe"\n')
+    project.image("loop-a", BUSYBOX_IMAGE, '[services.b]\nimage = "loop-b"\n')
+    project.image("loop-b", BUSYBOX_IMAGE, '[services.a]\nimage = "loop-a"\n')
+    project.image(
+        "mute",
+        """
+        FROM busybox:latest
+        CMD ["sh", "-c", "echo mute-says-hello; exec sleep 600"]
+        """,
+        '[wait]\nlog = "never printed"\ntimeout = 2\n',
+    )
+    project.image("waits", BUSYBOX_IMAGE, '[services.mute]\nimage = "mute"\n')
+    project.image("amd64-only", WEB_IMAGE, 'platforms = ["linux/amd64"]\n' + WEB_TOML)
+    project.image(
+        "wants-same", BUSYBOX_IMAGE, '[services.web]\nimage = "amd64-only"\nplatform = "same"\n'
+    )
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("box")
+        def test_unknown(run, platform):
+            pass
+
+        @pytest.mark.image("loop-a")
+        def test_cycle(run, platform):
+            pass
+
+        @pytest.mark.image("waits")
+        def test_never_ready(run, platform):
+            pass
+
+        @pytest.mark.image("wants-same")
+        def test_same_not_runnable(run, platform):
+            pass
+        """
+    )
+    run_id = uuid.uuid4().hex
+    result = project.run("--platforms", "arm64", f"--testrunuid={run_id}")
+    out = result.stdout.str()
+    result.assert_outcomes(errors=4)
+    assert "key 'services.db.image': no image 'wbe'" in out
+    assert "(did you mean 'web'?)" in out
+    assert "services form a cycle: loop-a -> loop-b -> loop-a" in out
+    assert "service 'mute' of image 'waits'" in out
+    assert "never became ready" in out
+    assert "mute-says-hello" in out  # its logs
+    assert "image 'amd64-only' is not built for linux/arm64" in out
+    assert 'platform = "native"' in out
+    assert containers_of_run(run_id) == []
+    assert networks_of_run(run_id) == []
