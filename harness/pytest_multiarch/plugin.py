@@ -7,6 +7,7 @@ pytest. Loaded through the ``pytest11`` entry point.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -471,16 +472,19 @@ def _started_container(
     from pytest_multiarch.runtime.services import stop_container
 
     runtime = runtime_of(request.config)
-    network = _stack_network(request, image)
+    stack = _stack_of(request, image)
     ahead = None
-    if prestarted and not network:
+    if prestarted and stack is None:
         ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
         # Begun before this test's own container is ready, not after: consecutive service tests
         # then overlap their starts, instead of each waiting for its own in its setup.
         if isinstance(request.node, pytest.Item):
             _prestart_next(request.node)
     try:
-        started = _start_shown(image, platform, runtime, ahead, network)
+        # Started ahead on its stack (the services fixture adopted both), or started now.
+        ready = stack.take_prestarted() if stack is not None else None
+        network = stack.network if stack is not None else ""
+        started = ready or _start_shown(image, platform, runtime, ahead, network)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     item_state(request.node).containers.append((platform.short, started))
@@ -500,7 +504,8 @@ def container(
 @pytest.fixture
 def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
-    return _recording_runner(request, image, platform, _stack_network(request, image))
+    stack = _stack_of(request, image)
+    return _recording_runner(request, image, platform, stack.network if stack else "")
 
 
 @pytest.fixture
@@ -510,32 +515,47 @@ def services(
     """The image's services (``[services.<alias>]`` in image.toml), started on a network of
     this test's own that its ``run`` and ``container`` join: ``services["db"].container``,
     ``services["db"].platform`` (pytest_multiarch.runtime.stacks)."""
-    from pytest_multiarch.runtime.stacks import open_stack
+    from pytest_multiarch.runtime.prestart import PrestartKey
+    from pytest_multiarch.runtime.stacks import adopt, open_stack, place_stack
 
     config = request.config
-
-    def resolve(spec: ImageSpec, plat: Platform) -> BuiltImage:
-        found = built_image(request.node, config, spec, plat)
-        if isinstance(found, str):
-            raise MultiarchError(found)
-        return found
-
     runtime = runtime_of(config)
-    known: dict[str, ImageSpec] = config.stash[IMAGES_KEY]
+    node = request.node
+    ahead = None
+    # A test with a container of its own: its stack and container may have been started ahead.
+    if image.spec.services and isinstance(node, pytest.Item) and _uses_plugin_container(node):
+        ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        _prestart_next(node)
     try:
-        stack = open_stack(image.spec, platform, runtime, known, resolve)
+        if ahead is not None:
+            stack = adopt(_start_shown(image, platform, runtime, ahead))
+        else:
+            known: dict[str, ImageSpec] = config.stash[IMAGES_KEY]
+            placed = place_stack(image.spec, platform, runtime, known)
+            resolve = functools.partial(_resolved_image, node, config)
+            stack = open_stack(image.name, platform, runtime, placed, resolve)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
-    item_state(request.node).services = stack.platforms()
+    item_state(node).services = stack.platforms()
     yield stack
     stack.close()
 
 
-def _stack_network(request: pytest.FixtureRequest, image: BuiltImage) -> str:
-    """The network of the test's stack when its image has services ("" when not): started
-    first, so that the test's containers can join it."""
+def _resolved_image(
+    node: pytest.Item | pytest.Collector, config: pytest.Config, spec: ImageSpec, plat: Platform
+) -> BuiltImage:
+    """built_image, raising why there is none (a stack's service image)."""
+    found = built_image(node, config, spec, plat)
+    if isinstance(found, str):
+        raise MultiarchError(found)
+    return found
+
+
+def _stack_of(request: pytest.FixtureRequest, image: BuiltImage) -> Stack | None:
+    """The test's stack when its image has services (None when not): started first, so that
+    the test's containers can join its network."""
     if not image.spec.services:
-        return ""
+        return None
     if request.scope != "function":
         pytest.fail(
             f"image {image.name!r} has services, which are started per test: use `container` "
@@ -543,7 +563,7 @@ def _stack_network(request: pytest.FixtureRequest, image: BuiltImage) -> str:
             pytrace=False,
         )
     stack: Stack = request.getfixturevalue("services")
-    return stack.network
+    return stack
 
 
 def _recording_runner(
@@ -709,8 +729,6 @@ def _prestart_next(item: pytest.Item) -> None:
         return
     if plat is None or spec is None or not spec.allows(plat) or plat.name in settings.unusable:
         return
-    if spec.services:  # its container joins its own stack's network, made in its setup
-        return
     from pytest_multiarch.runtime.prestart import PrestartKey
     from pytest_multiarch.runtime.services import start_verified
 
@@ -720,11 +738,22 @@ def _prestart_next(item: pytest.Item) -> None:
             return
         # Resolved for the next test, on its own state: a build record it produces is its.
         image = built_image(nextitem, item.config, spec, plat)
-        if not isinstance(image, str):
+        if isinstance(image, str):
+            return
+        key = PrestartKey(image.reference, image.id, plat.name)
+        if not spec.services:
             runtime.prestarter.begin(
-                PrestartKey(image.reference, image.id, plat.name),
-                lambda cancelled: start_verified(image, plat, runtime, cancelled),
+                key, lambda cancelled: start_verified(image, plat, runtime, cancelled)
             )
+            return
+        # Its stack too, with the container on its network (pytest_multiarch.runtime.stacks).
+        from pytest_multiarch.runtime.stacks import prestart_stack
+
+        resolve = functools.partial(_resolved_image, nextitem, item.config)
+        known = item.config.stash[IMAGES_KEY]
+        starter = prestart_stack(image, plat, runtime, known, resolve)
+        if starter is not None:
+            runtime.prestarter.begin(key, starter)
 
 
 def _uses_plugin_container(item: pytest.Item) -> bool:

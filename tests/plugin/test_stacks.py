@@ -211,3 +211,70 @@ def test_stack_errors_name_what_went_wrong(project: Project) -> None:
     assert 'platform = "native"' in out
     assert containers_of_run(run_id) == []
     assert networks_of_run(run_id) == []
+
+
+PRESTART_TESTS = """
+    import subprocess
+    import time
+    import pytest
+
+    def networks(container):
+        run_id = container.get_wrapped_container().labels["pytest-multiarch.run"]
+        found = subprocess.run(
+            ["docker", "network", "ls", "-q", "--filter", f"label=pytest-multiarch.run={run_id}"],
+            capture_output=True, text=True, check=True,
+        )
+        return found.stdout.split()
+
+    def wait_for(predicate, what):
+        deadline = time.monotonic() + 90
+        while not predicate():
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
+            time.sleep(0.2)
+
+    @pytest.fixture
+    def fails_first():
+        raise RuntimeError("this test never takes its container")
+
+    @pytest.mark.image("app")
+    def test_1_next_stack_is_started_meanwhile(container, services, platform):
+        # Its own stack's network, and the next test's, started while this one runs.
+        wait_for(lambda: len(networks(container)) == 2, "the next test's stack")
+        result = container.exec(["wget", "-qO-", "http://web:8080/arch"])
+        assert result.output.decode().strip() == "amd64"
+
+    @pytest.mark.image("app")
+    def test_2_takes_nothing(fails_first, container, platform):
+        pass
+
+    @pytest.mark.image("box")
+    def test_3_the_stack_nobody_took_is_removed(container, platform):
+        wait_for(lambda: networks(container) == [], "the untaken stack's removal")
+"""
+
+
+def test_the_next_tests_stack_is_prestarted_and_removed_when_not_taken(project: Project) -> None:
+    _stack_project(project)
+    project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
+    project.tests(PRESTART_TESTS)
+    warm = project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("app")
+        def test_app(services, platform):
+            pass
+
+        @pytest.mark.image("box")
+        def test_box(run, platform):
+            pass
+        """,
+        name="test_warm.py",
+    )
+    # Built and checked first: work done ahead never builds.
+    project.run("--platforms", "amd64", str(warm)).assert_outcomes(passed=2)
+    run_id = uuid.uuid4().hex
+    result = project.run("--platforms", "amd64", f"--testrunuid={run_id}", "test_images.py")
+    result.assert_outcomes(passed=2, errors=1)
+    assert containers_of_run(run_id) == []
+    assert networks_of_run(run_id) == []

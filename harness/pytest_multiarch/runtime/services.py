@@ -97,6 +97,13 @@ def default_service_host(bind_address: str) -> str:
     return given or local_service_host(bind_address)
 
 
+class Closeable(Protocol):
+    """What a prestarted container carries and its removal closes: its stack
+    (pytest_multiarch.runtime.stacks)."""
+
+    def close(self) -> None: ...
+
+
 class _JoinedNetwork(Network):
     """A network that exists already (a stack's), for testcontainers to join a container to by
     name: no client of its own, never created or removed here."""
@@ -158,6 +165,9 @@ class MultiarchContainer(DockerContainer):
         self.image_name = image_name or reference
         self.engine = engine
         self.service_host = service_host
+        # The stack a prestarted container was started on: closed with it unless its test
+        # adopts it (pytest_multiarch.runtime.stacks.adopt).
+        self.stack: Closeable | None = None
         for port in ports:
             # (address, None): the engine picks a free host port on that address.
             # testcontainers' with_bind_ports takes no address, so it goes into the port table.
@@ -525,7 +535,16 @@ def start_container(
 def stop_container(container: DockerContainer) -> None:
     """Remove ``container``: by its engine's background thread, off the test's critical path,
     when it has one (``container.stop()`` stays what testcontainers documents: removed on
-    return). Best effort: whatever survives is removed by the end-of-run sweep."""
+    return). Best effort: whatever survives is removed by the end-of-run sweep. A prestarted
+    container's stack that no test took goes with it."""
+    if isinstance(container, MultiarchContainer) and container.stack is not None:
+        stack, container.stack = container.stack, None
+        try:
+            stop_container(container)
+        finally:
+            with contextlib.suppress(*_ENGINE_ERRORS):
+                stack.close()
+        return
     if isinstance(container, MultiarchContainer) and container.remove_later():
         return
     # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.

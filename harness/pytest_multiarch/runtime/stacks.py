@@ -12,9 +12,11 @@ Imports testcontainers (through services): import it lazily, like services."""
 from __future__ import annotations
 
 import contextlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from docker.errors import DockerException, NotFound
 from requests.exceptions import RequestException
@@ -24,12 +26,18 @@ from pytest_multiarch.core.images import ImageSpec, ServiceSpec
 from pytest_multiarch.core.platforms import Platform, native_platform
 from pytest_multiarch.core.stack_graph import find_cycle
 from pytest_multiarch.engine.health import EngineStoppedAnswering
+from pytest_multiarch.runtime.containers import WrongArchitecture
 from pytest_multiarch.runtime.services import (
     MultiarchContainer,
     ServiceImage,
     ServiceRuntime,
     start_verified,
 )
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
+
+    from pytest_multiarch.runtime.process import ProcessRuntime
 
 # What the engine raises when it is gone or refuses: a stack's removal is best effort then.
 _ENGINE_ERRORS = (DockerException, RequestException, OSError, EngineStoppedAnswering)
@@ -166,6 +174,8 @@ class _Resolved:
 # Resolves (builds or pulls, verifies) an image for a platform: the runtime's image(), with
 # the test's build bookkeeping; raises MultiarchError with why it cannot.
 Resolver = Callable[[ImageSpec, Platform], ServiceImage]
+# A stack's services, each with the platform it runs on, in start order.
+Placed = tuple[tuple[PlannedService, Platform], ...]
 
 
 class Stack(Mapping[str, Service]):
@@ -177,6 +187,9 @@ class Stack(Mapping[str, Service]):
         self._runtime = runtime
         self._platform = platform
         self._services: dict[str, Service] = {}
+        self._closed = False
+        # The test's container, started ahead on this stack (prestart_stack), until it takes it.
+        self.prestarted: MultiarchContainer | None = None
 
     def __getitem__(self, alias: str) -> Service:
         try:
@@ -195,14 +208,20 @@ class Stack(Mapping[str, Service]):
         """Alias -> the OCI platform each service ran on (for the reports)."""
         return {alias: s.platform.name for alias, s in self._services.items()}
 
+    def take_prestarted(self) -> MultiarchContainer | None:
+        """The test's container started ahead on this stack (once), or None."""
+        found, self.prestarted = self.prestarted, None
+        return found
+
     def add(self, service: Service) -> None:
         self._services[service.alias] = service
 
     def close(self) -> None:
         """Remove the services, then the network. Not when kept (--keep-containers) or when the
         engine stopped answering: the labels let the sweeps take them then."""
-        if not self.network:
-            return  # an image without services: nothing was made
+        if not self.network or self._closed:
+            return  # an image without services: nothing was made; or closed already
+        self._closed = True
         engine = self._runtime.engine_for(self._platform)
         if self._runtime.settings.keep_containers or engine.watch.dead() is not None:
             return
@@ -221,45 +240,58 @@ class Stack(Mapping[str, Service]):
             network.remove()
 
 
-def open_stack(
+def place_stack(
     spec: ImageSpec,
     platform: Platform,
     runtime: ServiceRuntime,
     images: Mapping[str, ImageSpec],
-    resolve: Resolver,
-) -> Stack:
-    """The started stack of ``spec`` for a test on ``platform``: a network of its own, every
-    service built (or pulled) and verified for its platform, started on that network under its
-    alias and ready. On any failure, what was started is removed and StackError says which
-    service failed and why (a service that never became ready: with its logs)."""
+) -> Placed:
+    """Each service of ``spec``'s stack (:func:`plan_stack`) with the platform it runs on for a
+    test on ``platform``: the platform under test, or the engine's own (asked of the engine
+    once, when a service is native)."""
     planned = plan_stack(spec, images)
-    engine = runtime.engine_for(platform)
-    if not planned:
-        return Stack("", runtime, platform)
-    settings = runtime.settings
     native: Platform | None = None
     if any(p.native for p in planned):
-        machine = engine.endpoint.architecture or engine.info.architecture
-        native = native_for(platform, machine)
-    name = f"multiarch-{settings.run_id[:12]}-{uuid.uuid4().hex[:12]}"
+        engine = runtime.engine_for(platform)
+        native = native_for(platform, engine.endpoint.architecture or engine.info.architecture)
+    return tuple((s, native if s.native and native is not None else platform) for s in planned)
+
+
+def open_stack(
+    name: str,
+    platform: Platform,
+    runtime: ServiceRuntime,
+    placed: Placed,
+    resolve: Resolver,
+    cancelled: threading.Event | None = None,
+) -> Stack:
+    """The started stack of image ``name`` for a test on ``platform`` (``placed``: its services
+    and their platforms, :func:`place_stack`): a network of its own, every service built (or
+    pulled) and verified for its platform (``resolve``), started on that network under its
+    alias and ready. On any failure, what was started is removed and StackError says which
+    service failed and why (a service that never became ready: with its logs). ``cancelled``
+    set: nobody wants it any more (a prestart, pytest_multiarch.runtime.prestart)."""
+    if not placed:
+        return Stack("", runtime, platform)
+    engine = runtime.engine_for(platform)
+    network = f"multiarch-{runtime.settings.run_id[:12]}-{uuid.uuid4().hex[:12]}"
     try:
         engine.api.client.networks.create(
-            name, driver="bridge", labels=runtime.labels.as_dict(), check_duplicate=True
+            network, driver="bridge", labels=runtime.labels.as_dict(), check_duplicate=True
         )
     except (DockerException, RequestException) as exc:
         lost = engine.watch.translate(exc)
         raise lost or StackError(
-            f"could not create the network of {spec.name!r}'s stack: {exc}"
+            f"could not create the network of {name!r}'s stack: {exc}"
         ) from None
-    stack = Stack(name, runtime, platform)
+    stack = Stack(network, runtime, platform)
     try:
-        for service in planned:
-            on = native if service.native and native is not None else platform
+        for service, on in placed:
             what = (
-                f"service {service.alias!r} of image {spec.name!r} "
+                f"service {service.alias!r} of image {name!r} "
                 f"({_shown(service)}, platform {service.platform_kind}: {on.name})"
             )
-            _check_runs(service, on, settings.unusable, what)
+            _check_runs(service, on, runtime.settings.unusable, what)
             try:
                 built = resolve(service.source, on)
             except MultiarchError as exc:
@@ -267,9 +299,9 @@ def open_stack(
             image = _Resolved(built.name, built.reference, built.id, service.spec)
             try:
                 container = start_verified(
-                    image, on, runtime, network=name, aliases=(service.alias,)
+                    image, on, runtime, cancelled, network=network, aliases=(service.alias,)
                 )
-            except EngineStoppedAnswering:
+            except (EngineStoppedAnswering, WrongArchitecture):
                 raise
             except MultiarchError as exc:
                 raise StackError(f"{what} never became ready: {exc}") from None
@@ -277,6 +309,58 @@ def open_stack(
     except BaseException:
         stack.close()
         raise
+    return stack
+
+
+def prestart_stack(
+    image: ServiceImage,
+    platform: Platform,
+    runtime: ProcessRuntime,
+    images: Mapping[str, ImageSpec],
+    resolve: Resolver,
+) -> Callable[[threading.Event], MultiarchContainer] | None:
+    """What starts the next test's stack and its ``container`` on it in the background
+    (pytest_multiarch.runtime.prestart), or None when a service image is not ready at once
+    (work done ahead never builds or verifies). The service images are resolved here, on the
+    caller's thread; the container returned carries its stack (:func:`adopt`)."""
+    placed = place_stack(image.spec, platform, runtime, images)
+    resolved: dict[tuple[str, str], ServiceImage] = {}
+    for service, on in placed:
+        key = (service.source.name, on.name)
+        if key in resolved:
+            continue
+        if not service.source.allows(on) or not runtime.resolvable_at_once(service.source, on):
+            return None
+        resolved[key] = resolve(service.source, on)
+
+    def start(cancelled: threading.Event) -> MultiarchContainer:
+        stack = open_stack(
+            image.spec.name,
+            platform,
+            runtime,
+            placed,
+            lambda source, on: resolved[(source.name, on.name)],
+            cancelled,
+        )
+        try:
+            container = start_verified(image, platform, runtime, cancelled, network=stack.network)
+        except BaseException:
+            stack.close()
+            raise
+        container.stack = stack
+        return container
+
+    return start
+
+
+def adopt(container: DockerContainer) -> Stack:
+    """The stack a prestarted ``container`` was started on, now its test's (closed by the
+    ``services`` fixture); the container is the stack's :attr:`Stack.prestarted`."""
+    stack = container.stack if isinstance(container, MultiarchContainer) else None
+    if not isinstance(container, MultiarchContainer) or not isinstance(stack, Stack):
+        raise StackError(f"the container of {container.image!r} was started without its stack")
+    container.stack = None
+    stack.prestarted = container
     return stack
 
 
@@ -302,4 +386,13 @@ def _check_runs(
         )
 
 
-__all__ = ["Service", "Stack", "StackError", "open_stack", "plan_stack"]
+__all__ = [
+    "Service",
+    "Stack",
+    "StackError",
+    "adopt",
+    "open_stack",
+    "place_stack",
+    "plan_stack",
+    "prestart_stack",
+]
