@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException
 from requests.exceptions import RequestException
 
 from pytest_multiarch.core.errors import MultiarchError, PlatformError
@@ -32,6 +32,7 @@ from pytest_multiarch.runtime.services import (
     ServiceImage,
     ServiceRuntime,
     start_verified,
+    stop_container,
 )
 
 if TYPE_CHECKING:
@@ -225,17 +226,18 @@ class Stack(Mapping[str, Service]):
         engine = self._runtime.engine_for(self._platform)
         if self._runtime.settings.keep_containers or engine.watch.dead() is not None:
             return
-        client = engine.api.client
+        # Handed to the engine's background removal (a prestarted container its test never
+        # took included); then every container still on the network is disconnected from it,
+        # so that the network goes now.
+        leftover = self.take_prestarted()
+        if leftover is not None:
+            stop_container(leftover)
+        for service in reversed(list(self._services.values())):
+            stop_container(service.container)
         with contextlib.suppress(*_ENGINE_ERRORS):
-            for service in reversed(list(self._services.values())):
-                wrapped = service.container.get_wrapped_container()
-                if wrapped is not None:
-                    with contextlib.suppress(NotFound):
-                        wrapped.remove(force=True, v=True)
-            network = client.networks.get(self.network)
-            # The test's own containers may still be on it (removed in the background).
+            network = engine.api.client.networks.get(self.network)
             for attached in network.attrs.get("Containers") or {}:
-                with contextlib.suppress(NotFound):
+                with contextlib.suppress(DockerException):  # gone meanwhile
                     network.disconnect(attached, force=True)
             network.remove()
 
