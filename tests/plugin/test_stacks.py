@@ -31,9 +31,16 @@ image = "web"
 [services.same-web]
 image = "web"
 platform = "same"
+
+[services.files]
+ref = "busybox:latest"
+platform = "same"
+env = { GREETING = "hello", SERVE = "httpd -f -p 9000 -h /w" }
+command = ["sh", "-c", "mkdir -p /w && echo $GREETING > /w/g && uname -m > /w/m; exec $SERVE"]
 """
 
 STACK_TESTS = """
+    import time
     import urllib.request
     import pytest
 
@@ -54,6 +61,17 @@ STACK_TESTS = """
         assert b"web-starting" in out + err
         answer = services["same-web"].container.exec(["uname", "-m"])
         assert answer.output.decode().strip() == platform.uname
+
+    @pytest.mark.image("app")
+    def test_a_ref_service_with_its_own_env_and_command(run, services, platform):
+        # No [wait] for a ref: asked until it answers.
+        deadline = time.monotonic() + 60
+        while (got := run(["wget", "-qO-", "http://files:9000/g"])).exit_code != 0:
+            assert time.monotonic() < deadline, got.stderr
+            time.sleep(0.2)
+        assert got.stdout == "hello\\n"
+        assert run(["wget", "-qO-", "http://files:9000/m"]).stdout.strip() == platform.uname
+        assert services["files"].platform.name == platform.name
 
     @pytest.mark.image("app")
     def test_container_reaches_services_by_alias(container, platform):
@@ -93,11 +111,15 @@ def test_services_native_and_same_on_three_platforms(project: Project) -> None:
         f"--multiarch-json={report}",
         f"--multiarch-html={html}",
     )
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=9)
     tests = read_json(report)["tests"]
     seen = {t["nodeid"].split("[")[-1].rstrip("]"): t["services"] for t in tests}
     for short, platform in (("amd64", "amd64"), ("arm64", "arm64"), ("s390x", "s390x")):
-        assert seen[short] == {"web": "linux/amd64", "same-web": f"linux/{platform}"}
+        assert seen[short] == {
+            "web": "linux/amd64",
+            "same-web": f"linux/{platform}",
+            "files": f"linux/{platform}",
+        }
     page = html.read_text()
     assert "same-web" in page
     assert "linux/s390x" in page
@@ -285,3 +307,47 @@ def test_the_next_tests_stack_is_prestarted_and_removed_when_not_taken(project: 
     result.assert_outcomes(passed=2, errors=1)
     assert containers_of_run(run_id) == []
     assert networks_of_run(run_id) == []
+
+
+def test_a_killed_runs_services_and_network_are_reaped_by_the_next_run(project: Project) -> None:
+    # SIGKILL (or an engine lost mid-run, whose removals cannot happen) leaves the stack
+    # behind; the next run on that engine removes what a dead run left, networks included.
+    _stack_project(project)
+    project.tests(
+        """
+        import time
+        import pytest
+
+        @pytest.mark.image("app")
+        def test_slow(run, services, platform):
+            time.sleep(300)
+        """
+    )
+    dead_id = uuid.uuid4().hex
+    inner = _start_inner(project, dead_id, "--platforms", "amd64")
+    try:
+        wait_until(
+            lambda: len(containers_of_run(dead_id, all_states=False)) >= 3,
+            180,
+            f"the services of run {dead_id}",
+            interval=0.3,
+        )
+        os.killpg(inner.pid, signal.SIGKILL)
+        inner.wait(timeout=60)
+    finally:
+        if inner.poll() is None:
+            os.killpg(inner.pid, signal.SIGKILL)
+    assert len(networks_of_run(dead_id)) == 1
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("web")
+        def test_quick(run, platform):
+            assert run(["true"]).exit_code == 0
+        """,
+        name="test_quick.py",
+    )
+    project.run("--platforms", "amd64", "test_quick.py").assert_outcomes(passed=1)
+    assert containers_of_run(dead_id) == []
+    assert networks_of_run(dead_id) == []
