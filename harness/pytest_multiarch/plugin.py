@@ -536,7 +536,9 @@ def services(
             stack = open_stack(image.name, platform, runtime, placed, resolve)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
-    item_state(node).services = stack.platforms()
+    state = item_state(node)
+    state.services = stack.platforms()
+    state.containers += stack.log_sources()  # their logs go with a failure's report
     yield stack
     stack.close()
 

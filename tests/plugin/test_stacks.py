@@ -205,6 +205,7 @@ def test_stack_errors_name_what_went_wrong(project: Project) -> None:
     project.image(
         "wants-same", BUSYBOX_IMAGE, '[services.web]\nimage = "amd64-only"\nplatform = "same"\n'
     )
+    project.image("talks", BUSYBOX_IMAGE, '[services.web]\nimage = "web"\n')
     project.tests(
         """
         import pytest
@@ -224,12 +225,16 @@ def test_stack_errors_name_what_went_wrong(project: Project) -> None:
         @pytest.mark.image("wants-same")
         def test_same_not_runnable(run, platform):
             pass
+
+        @pytest.mark.image("talks")
+        def test_fails_with_its_services_logs(run, platform):
+            assert False, "deliberate"
         """
     )
     run_id = uuid.uuid4().hex
     result = project.run("--platforms", "arm64", f"--testrunuid={run_id}")
     out = result.stdout.str()
-    result.assert_outcomes(errors=4)
+    result.assert_outcomes(errors=4, failed=1)
     assert "key 'services.db.image': no image 'wbe'" in out
     assert "(did you mean 'web'?)" in out
     assert "services form a cycle: loop-a -> loop-b -> loop-a" in out
@@ -238,6 +243,8 @@ def test_stack_errors_name_what_went_wrong(project: Project) -> None:
     assert "mute-says-hello" in out  # its logs
     assert "image 'amd64-only' is not built for linux/arm64" in out
     assert 'platform = "native"' in out
+    # A failed test's report carries its services' logs.
+    result.stdout.fnmatch_lines(["*container logs ?service web on amd64?*", "*web-starting*"])
     assert containers_of_run(run_id) == []
     assert networks_of_run(run_id) == []
 

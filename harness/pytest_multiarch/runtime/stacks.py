@@ -209,6 +209,13 @@ class Stack(Mapping[str, Service]):
         """Alias -> the OCI platform each service ran on (for the reports)."""
         return {alias: s.platform.name for alias, s in self._services.items()}
 
+    def log_sources(self) -> list[tuple[str, MultiarchContainer]]:
+        """(title, container) of each service, for a failed test's report."""
+        return [
+            (f"service {alias} on {s.platform.short}", s.container)
+            for alias, s in self._services.items()
+        ]
+
     def take_prestarted(self) -> MultiarchContainer | None:
         """The test's container started ahead on this stack (once), or None."""
         found, self.prestarted = self.prestarted, None
@@ -255,7 +262,15 @@ def place_stack(
     native: Platform | None = None
     if any(p.native for p in planned):
         engine = runtime.engine_for(platform)
-        native = native_for(platform, engine.endpoint.architecture or engine.info.architecture)
+        try:
+            machine = engine.endpoint.architecture or engine.info.architecture
+        except (DockerException, RequestException) as exc:
+            lost = engine.watch.translate(exc)
+            raise lost or StackError(
+                f"image {spec.name!r} has native services, but the engine did not say what its "
+                f"own platform is: {exc}"
+            ) from None
+        native = native_for(platform, machine)
     return tuple((s, native if s.native and native is not None else platform) for s in planned)
 
 
