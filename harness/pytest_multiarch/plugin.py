@@ -1000,6 +1000,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
+        if any(test.services for test in report.tests):  # the stacks' networks were kept too
+            terminalreporter.write_line(
+                "  and then their networks: docker network rm $(docker network ls -q --filter "
+                f"label=pytest-multiarch.run={settings.run_id})"
+            )
         for spec in sorted({p.engine for p in settings.platforms if p.engine}):
             from pytest_multiarch.engine.endpoints import EngineRef
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import uuid
+import xml.etree.ElementTree as ET
 
 import pytest
 from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json, wait_until
@@ -21,7 +22,7 @@ WEB_IMAGE = """
     CMD ["sh", "-c", "echo web-starting; exec httpd -f -v -p 8080 -h /www"]
 """
 WEB_TOML = "ports = [8080]\n[wait]\nport = 8080\n"
-APP_TOML = """
+NATIVE_AND_SAME_TOML = """
 [wait]
 log = "ready"
 
@@ -31,13 +32,19 @@ image = "web"
 [services.same-web]
 image = "web"
 platform = "same"
-
+"""
+# A service taken as it is (a ref): resolved again on every run, so never started ahead in a
+# run's first test.
+APP_TOML = (
+    NATIVE_AND_SAME_TOML
+    + """
 [services.files]
 ref = "busybox:latest"
 platform = "same"
 env = { GREETING = "hello", SERVE = "httpd -f -p 9000 -h /w" }
 command = ["sh", "-c", "mkdir -p /w && echo $GREETING > /w/g && uname -m > /w/m; exec $SERVE"]
 """
+)
 
 STACK_TESTS = """
     import time
@@ -91,9 +98,9 @@ def networks_of_run(run_id: str) -> list[str]:
     return found.stdout.split()
 
 
-def _stack_project(project: Project) -> None:
+def _stack_project(project: Project, toml: str = APP_TOML) -> None:
     project.image("web", WEB_IMAGE, WEB_TOML)
-    project.image("app", BUSYBOX_IMAGE, APP_TOML)
+    project.image("app", BUSYBOX_IMAGE, toml)
 
 
 def test_services_native_and_same_on_three_platforms(project: Project) -> None:
@@ -102,6 +109,7 @@ def test_services_native_and_same_on_three_platforms(project: Project) -> None:
     run_id = uuid.uuid4().hex
     report = project.path / "report.json"
     html = project.path / "report.html"
+    junit = project.path / "junit.xml"
     result = project.run(
         "--platforms",
         "amd64,arm64,s390x",
@@ -110,8 +118,17 @@ def test_services_native_and_same_on_three_platforms(project: Project) -> None:
         f"--testrunuid={run_id}",
         f"--multiarch-json={report}",
         f"--multiarch-html={html}",
+        f"--junitxml={junit}",
     )
     result.assert_outcomes(passed=9)
+    properties = {
+        (p.get("name"), p.get("value"))
+        for case in ET.parse(junit).getroot().iter("testcase")  # noqa: S314 - the inner run's own
+        if case.get("name") == "test_run_reaches_services_by_alias[arm64]"
+        for p in case.iter("property")
+    }
+    assert ("service", "web=linux/amd64") in properties
+    assert ("service", "same-web=linux/arm64") in properties
     tests = read_json(report)["tests"]
     seen = {t["nodeid"].split("[")[-1].rstrip("]"): t["services"] for t in tests}
     for short, platform in (("amd64", "amd64"), ("arm64", "arm64"), ("s390x", "s390x")):
@@ -290,7 +307,7 @@ PRESTART_TESTS = """
 
 
 def test_the_next_tests_stack_is_prestarted_and_removed_when_not_taken(project: Project) -> None:
-    _stack_project(project)
+    _stack_project(project, NATIVE_AND_SAME_TOML)
     project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
     project.tests(PRESTART_TESTS)
     warm = project.tests(
