@@ -157,6 +157,7 @@ def test_native_is_the_engine_machine_on_the_same_engine() -> None:
     assert native.name == "linux/amd64"
     assert not native.emulated
     assert native.engine == "ctx"
+    assert native_for(emulated, "amd64").name == "linux/amd64"  # Podman's words
     assert native_for(emulated, "aarch64").name == "linux/arm64"
     assert not native_for(emulated, "aarch64").emulated
     with pytest.raises(StackError, match="engine's own platform"):

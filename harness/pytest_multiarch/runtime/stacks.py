@@ -23,7 +23,7 @@ from requests.exceptions import RequestException
 
 from pytest_multiarch.core.errors import MultiarchError, PlatformError
 from pytest_multiarch.core.images import ImageSpec, ServiceSpec
-from pytest_multiarch.core.platforms import Platform, native_platform
+from pytest_multiarch.core.platforms import Platform, lookup, native_platform
 from pytest_multiarch.core.stack_graph import find_cycle
 from pytest_multiarch.engine.health import EngineStoppedAnswering
 from pytest_multiarch.runtime.containers import WrongArchitecture
@@ -141,8 +141,11 @@ def native_for(platform: Platform, machine: str) -> Platform:
         return platform
     try:
         found = native_platform(machine)
-    except PlatformError as exc:
-        raise StackError(f"a native service needs the engine's own platform: {exc}") from None
+    except PlatformError:
+        try:  # an engine that names its architecture in OCI words (Podman: amd64)
+            found = lookup(machine)
+        except PlatformError as exc:
+            raise StackError(f"a native service needs the engine's own platform: {exc}") from None
     if found == platform:
         return replace(platform, emulated=False, timeout_factor=1.0)
     return replace(found, emulated=False, timeout_factor=1.0, engine=platform.engine)
