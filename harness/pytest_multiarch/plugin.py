@@ -7,6 +7,7 @@ pytest. Loaded through the ``pytest11`` entry point.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -77,13 +78,14 @@ if TYPE_CHECKING:  # the Docker side is imported only when used
     from pytest_multiarch.runtime.faults import RecordedRun
     from pytest_multiarch.runtime.process import BuiltImage, ProcessRuntime, Runner
     from pytest_multiarch.runtime.settings import Settings
+    from pytest_multiarch.runtime.stacks import Stack
 
 # Values of the build secrets declared in image.toml files: redacted from test reports.
 SECRETS_KEY = pytest.StashKey[list[str]]()
 # The SIGTERM handler that was there before ours (restored at unconfigure).
 SIGTERM_KEY = pytest.StashKey[Any]()
 # Fixtures that talk to the engine: tests using them are guarded (pytest_multiarch.engine.health).
-ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run"})
+ENGINE_FIXTURES = frozenset({"image", "images", "container", "shared_container", "run", "services"})
 # The platform of an item that is not a parametrized function (a structure-test check).
 PLATFORM_MARKERS = ("platforms", "skip_platforms", "xfail_platforms")
 # The matrix column of tests that compare every platform in one (the images fixture).
@@ -200,6 +202,7 @@ def _start_shown(
     platform: Platform,
     runtime: ProcessRuntime,
     ahead: Future[DockerContainer] | None = None,
+    network: str = "",
 ) -> DockerContainer:
     """A started, verified container; shown in the live progress while it takes long (an
     emulated service can take a while to become ready). ``ahead``: the start begun for this test
@@ -210,7 +213,9 @@ def _start_shown(
     with _progress_board(runtime.settings.run_id).waiting(
         image.name, platform, " ".join(["container start", *filter(None, waits)])
     ):
-        return ahead.result() if ahead is not None else start_verified(image, platform, runtime)
+        if ahead is not None:
+            return ahead.result()
+        return start_verified(image, platform, runtime, network=network)
 
 
 def _progress_board(run_id: str) -> ProgressBoard:
@@ -506,15 +511,19 @@ def _started_container(
 
     runtime = runtime_of(request.config)
     platform = _serving(request.config, platform)
+    stack = _stack_of(request, image)
     ahead = None
-    if prestarted:
+    if prestarted and stack is None:
         ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
         # Begun before this test's own container is ready, not after: consecutive service tests
         # then overlap their starts, instead of each waiting for its own in its setup.
         if isinstance(request.node, pytest.Item):
             _prestart_next(request.node)
     try:
-        started = _start_shown(image, platform, runtime, ahead)
+        # Started ahead on its stack (the services fixture adopted both), or started now.
+        ready = stack.take_prestarted() if stack is not None else None
+        network = stack.network if stack is not None else ""
+        started = ready or _start_shown(image, platform, runtime, ahead, network)
     except MultiarchError as exc:
         pytest.fail(str(exc), pytrace=False)
     item_state(request.node).containers.append((platform.short, started))
@@ -534,11 +543,72 @@ def container(
 @pytest.fixture
 def run(request: pytest.FixtureRequest, image: BuiltImage, platform: Platform) -> Runner:
     """Run a command in a fresh container of this platform: returns exit_code, stdout, stderr."""
-    return _recording_runner(request, image, platform)
+    stack = _stack_of(request, image)
+    return _recording_runner(request, image, platform, stack.network if stack else "")
+
+
+@pytest.fixture
+def services(
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+) -> Generator[Stack]:
+    """The image's services (``[services.<alias>]`` in image.toml), started on a network of
+    this test's own that its ``run`` and ``container`` join: ``services["db"].container``,
+    ``services["db"].platform`` (pytest_multiarch.runtime.stacks)."""
+    from pytest_multiarch.runtime.prestart import PrestartKey
+    from pytest_multiarch.runtime.stacks import adopt, open_stack, place_stack
+
+    config = request.config
+    runtime = runtime_of(config)
+    node = request.node
+    ahead = None
+    # A test with a container of its own: its stack and container may have been started ahead.
+    if image.spec.services and isinstance(node, pytest.Item) and _uses_plugin_container(node):
+        ahead = runtime.prestarter.take(PrestartKey(image.reference, image.id, platform.name))
+        _prestart_next(node)
+    try:
+        if ahead is not None:
+            stack = adopt(_start_shown(image, platform, runtime, ahead))
+        else:
+            known: dict[str, ImageSpec] = config.stash[IMAGES_KEY]
+            placed = place_stack(image.spec, platform, runtime, known)
+            resolve = functools.partial(_resolved_image, node, config)
+            stack = open_stack(image.name, platform, runtime, placed, resolve)
+    except MultiarchError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    state = item_state(node)
+    state.services = stack.platforms()
+    state.containers += stack.log_sources()  # their logs go with a failure's report
+    yield stack
+    stack.close()
+
+
+def _resolved_image(
+    node: pytest.Item | pytest.Collector, config: pytest.Config, spec: ImageSpec, plat: Platform
+) -> BuiltImage:
+    """built_image, raising why there is none (a stack's service image)."""
+    found = built_image(node, config, spec, plat)
+    if isinstance(found, str):
+        raise MultiarchError(found)
+    return found
+
+
+def _stack_of(request: pytest.FixtureRequest, image: BuiltImage) -> Stack | None:
+    """The test's stack when its image has services (None when not): started first, so that
+    the test's containers can join its network."""
+    if not image.spec.services:
+        return None
+    if request.scope != "function":
+        pytest.fail(
+            f"image {image.name!r} has services, which are started per test: use `container` "
+            "or `run`, not a container shared by a module",
+            pytrace=False,
+        )
+    stack: Stack = request.getfixturevalue("services")
+    return stack
 
 
 def _recording_runner(
-    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform
+    request: pytest.FixtureRequest, image: BuiltImage, platform: Platform, network: str = ""
 ) -> Runner:
     """A Runner that keeps what it ran on the test's state: for its report, and to tell an
     emulator fault from a failure (pytest_multiarch.runtime.faults)."""
@@ -546,7 +616,7 @@ def _recording_runner(
 
     secrets: list[str] = request.config.stash.get(SECRETS_KEY, [])
     return RecordingRunner(
-        runtime_of(request.config), image, platform, item_state(request.node).runs, secrets
+        runtime_of(request.config), image, platform, item_state(request.node).runs, secrets, network
     )
 
 
@@ -722,11 +792,22 @@ def _prestart_next(item: pytest.Item) -> None:
             return
         # Resolved for the next test, on its own state: a build record it produces is its.
         image = built_image(nextitem, item.config, spec, plat)
-        if not isinstance(image, str):
+        if isinstance(image, str):
+            return
+        key = PrestartKey(image.reference, image.id, plat.name)
+        if not spec.services:
             runtime.prestarter.begin(
-                PrestartKey(image.reference, image.id, plat.name),
-                lambda cancelled: start_verified(image, plat, runtime, cancelled),
+                key, lambda cancelled: start_verified(image, plat, runtime, cancelled)
             )
+            return
+        # Its stack too, with the container on its network (pytest_multiarch.runtime.stacks).
+        from pytest_multiarch.runtime.stacks import prestart_stack
+
+        resolve = functools.partial(_resolved_image, nextitem, item.config)
+        known = item.config.stash[IMAGES_KEY]
+        starter = prestart_stack(image, plat, runtime, known, resolve)
+        if starter is not None:
+            runtime.prestarter.begin(key, starter)
 
 
 def _uses_plugin_container(item: pytest.Item) -> bool:
@@ -863,6 +944,8 @@ def pytest_runtest_makereport(
                 properties.append(("emulator_version", version))
         if state.image_id:
             properties.append(("image_id", state.image_id))
+        facts.services = dict(state.services)
+        properties.extend(("service", f"{a}={p}") for a, p in state.services.items())
         from pytest_multiarch.engine.docker import endpoint
 
         # The engine the test ran on; a test of every platform (images) names the default one.
@@ -971,6 +1054,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             f"containers kept (--keep-containers); remove them with: docker rm -f $(docker ps -aq "
             f"--filter label=pytest-multiarch.run={settings.run_id})"
         )
+        if any(test.services for test in report.tests):  # the stacks' networks were kept too
+            terminalreporter.write_line(
+                "  and then their networks: docker network rm $(docker network ls -q --filter "
+                f"label=pytest-multiarch.run={settings.run_id})"
+            )
         for spec in sorted({p.engine for p in settings.platforms if p.engine}):
             from pytest_multiarch.engine.endpoints import EngineRef
 

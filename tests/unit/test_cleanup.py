@@ -111,6 +111,8 @@ def _answer(returncode: int, stderr: str) -> Any:
             return CommandResult(
                 command, 0, "c1\trun-x\tnowhere:1:1\t\nc2\trun-x\tnowhere:1:1\t\n", ""
             )
+        if command[1:3] == ["network", "ls"]:  # the run made no network (no stack)
+            return CommandResult(command, 0, "", "")
         if check and returncode:
             raise CommandError(command, returncode, "", stderr)
         return CommandResult(command, returncode, "", stderr)
@@ -143,3 +145,47 @@ def test_a_sweep_that_cannot_remove_a_container_says_so(monkeypatch: pytest.Monk
     monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", _answer(1, stderr))
     with pytest.raises(CommandError, match="device or resource busy"):
         sweep("run-x")
+
+
+def test_a_sweep_removes_the_networks_of_dead_runs_after_their_containers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stacks' networks (pytest_multiarch.runtime.stacks) carry the run's labels: a dead
+    # run's go with its containers (after them: a network in use cannot be removed); a live
+    # run's and kept ones stay.
+    from pytest_multiarch.core.commands import CommandResult
+
+    dead = f"{socket.gethostname()}:{dead_pid()}:1"
+    alive = owner_id()
+    calls: list[list[str]] = []
+
+    def fake(command: list[str], **_: Any) -> CommandResult:
+        calls.append(command)
+        if command[1:3] == ["ps", "-a"]:
+            return CommandResult(command, 0, f"c1\trun-d\t{dead}\t\n", "")
+        if command[1:3] == ["network", "ls"]:
+            rows = f"n1\trun-d\t{dead}\t\nn2\trun-l\t{alive}\t\nn3\trun-k\t{dead}\t1\n"
+            return CommandResult(command, 0, rows, "")
+        return CommandResult(command, 0, "", "")
+
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", fake)
+    assert sweep().removed == 1
+    removals = [c[1:] for c in calls if "rm" in c]
+    assert removals == [["rm", "-f", "-v", "c1"], ["network", "rm", "n1"]]
+
+
+def test_a_sweep_of_a_run_removes_its_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_multiarch.core.commands import CommandResult
+
+    calls: list[list[str]] = []
+
+    def fake(command: list[str], **_: Any) -> CommandResult:
+        calls.append(command)
+        if command[1:3] == ["network", "ls"]:
+            assert "label=pytest-multiarch.run=run-x" in command
+            return CommandResult(command, 0, f"n1\trun-x\t{owner_id()}\t\n", "")
+        return CommandResult(command, 0, "", "")
+
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", fake)
+    sweep("run-x")
+    assert calls[-1][1:] == ["network", "rm", "n1"]

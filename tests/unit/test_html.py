@@ -169,3 +169,17 @@ def test_summary_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert json.loads(outputs["json"])["run_id"] == "merged"
     assert main(["summary", "--json", str(path)]) == 1
     assert json.loads(capsys.readouterr().out) == json.loads(outputs["json"])
+
+
+def test_the_page_says_which_platform_each_service_ran_on() -> None:
+    report = populated()
+    for plat in ("amd64", "arm64"):
+        test = report.record_phase(f"t.py::test_s[{plat}]", "app", plat, "call", "passed", 1, 0)
+        test.services = {"db": "linux/amd64", "cache": f"linux/{plat}"}
+    html = render_html(report)
+    assert "<h2>Services</h2>" in html
+    table = html[html.index('id="services"') :]
+    table = table[: table.index("</table>")]
+    assert table.count("<tr>") == 1 + 4  # header, then app x (amd64, arm64) x (db, cache)
+    assert "<td>cache</td><td><code>linux/arm64</code></td>" in table
+    assert "Services" not in render_html(populated())  # no stack, no section

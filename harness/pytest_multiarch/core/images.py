@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pytest_multiarch.core.errors import ConfigError, PlatformError
 from pytest_multiarch.core.platforms import Platform, lookup
 from pytest_multiarch.core.secrets import BuildSecret
+from pytest_multiarch.core.stack_graph import ALIAS, find_cycle
 
 IMAGE_TOML = "image.toml"
 # An image's container-structure-test file, next to its Dockerfile (image.toml may list more).
@@ -59,6 +60,24 @@ class WaitSpec:
         return "none"
 
 
+ServicePlatform = Literal["native", "same"]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One ``[services.<alias>]`` of an image: another image under ``images/`` (``image``) or a
+    reference (``ref``) started beside it, answering to ``alias`` on the test's network, on the
+    engine's own architecture (``native``) or the platform under test (``same``). ``env`` is
+    merged over the service image's own; ``command`` replaces its own when given."""
+
+    alias: str
+    image: str = ""
+    ref: str = ""
+    platform: ServicePlatform = "native"
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class ImageSpec:
     """One image to build (or, with ``ref``, to take as it is) and test."""
@@ -82,6 +101,7 @@ class ImageSpec:
     # what ``variants = { ignore = [...] }`` allows to differ.
     variants: bool = True
     variants_ignore: tuple[str, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
 
     @property
     def dockerfile(self) -> Path:
@@ -111,7 +131,9 @@ _KNOWN_KEYS = {
     "foreign-binaries",
     "structure-tests",
     "variants",
+    "services",
 }
+_SERVICE_KEYS = {"image", "ref", "platform", "env", "command"}
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WAIT_KEYS = {"log", "http", "port", "timeout"}
@@ -223,6 +245,65 @@ def _variants(path: Path, value: Any) -> tuple[bool, tuple[str, ...]]:
     return True, entries
 
 
+def _services(path: Path, value: Any) -> tuple[ServiceSpec, ...]:
+    if not isinstance(value, dict):
+        raise _fail(
+            path, "services", f'expected tables like [services.db] image = "db", got {value!r}'
+        )
+    found = []
+    for alias, table in value.items():
+        key = f"services.{alias}"
+        if not ALIAS.match(alias):
+            raise _fail(
+                path,
+                key,
+                "an alias is a host name on the test's network: lowercase letters, digits and "
+                "'-', at most 63, not beginning or ending with '-'",
+            )
+        if not isinstance(table, dict):
+            raise _fail(path, key, f'expected a table like {{ image = "db" }}, got {table!r}')
+        unknown = sorted(set(table) - _SERVICE_KEYS)
+        if unknown:
+            raise _fail(
+                path,
+                f"{key}.{unknown[0]}",
+                f"unknown key{did_you_mean(unknown[0], _SERVICE_KEYS)}; known are "
+                f"{', '.join(sorted(_SERVICE_KEYS))}",
+            )
+        image, ref = table.get("image", ""), table.get("ref", "")
+        for sub, text in (("image", image), ("ref", ref)):
+            if not isinstance(text, str):
+                raise _fail(path, f"{key}.{sub}", f"expected a string, got {text!r}")
+        if bool(image) == bool(ref):
+            raise _fail(
+                path,
+                key,
+                "set one of 'image' (an image under images/) or 'ref' (an image reference)",
+            )
+        platform = table.get("platform", "native")
+        if platform not in ("native", "same"):
+            raise _fail(
+                path,
+                f"{key}.platform",
+                f"expected 'native' (the engine's own architecture) or 'same' (the platform "
+                f"under test), got {platform!r}{did_you_mean(str(platform), ('native', 'same'))}",
+            )
+        command = table.get("command", [])
+        if isinstance(command, str):
+            raise _fail(path, f"{key}.command", "expected a list of strings (exec form)")
+        found.append(
+            ServiceSpec(
+                alias,
+                image,
+                ref,
+                platform,
+                _str_table(path, f"{key}.env", table.get("env", {})),
+                _str_list(path, f"{key}.command", command),
+            )
+        )
+    return tuple(found)
+
+
 def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: Path) -> ImageSpec:
     unknown = sorted(set(data) - _KNOWN_KEYS)
     if unknown:
@@ -312,6 +393,7 @@ def parse_image_toml(name: str, directory: Path, data: Mapping[str, Any], path: 
         wait=WaitSpec(wait_log, wait_http, wait_port, float(timeout)),
         ref=ref,
         repository=repository,
+        services=_services(path, data.get("services", {})),
     )
 
 
@@ -360,4 +442,41 @@ def survey_images(root: Path) -> tuple[dict[str, ImageSpec], dict[str, str]]:
                 found[child.name] = load_image(child)
             except ConfigError as exc:
                 broken[child.name] = str(exc)
+    _check_services(root, found, broken)
     return found, broken
+
+
+def _check_services(root: Path, found: dict[str, ImageSpec], broken: dict[str, str]) -> None:
+    """Moves to ``broken`` every image whose services name no valid image, form a cycle, or
+    depend on an image that is broken itself."""
+    changed = True
+    while changed:
+        changed = False
+        for name, spec in list(found.items()):
+            for service in spec.services:
+                image = service.image
+                if not image or image in found:
+                    continue
+                where = f"{spec.directory / IMAGE_TOML}: key 'services.{service.alias}.image'"
+                if image in broken:
+                    why = f"image {image!r} is not valid: {broken[image]}"
+                else:
+                    known = ", ".join(sorted(found)) or "none"
+                    why = (
+                        f"no image {image!r} under {root}{did_you_mean(image, found)} "
+                        f"(found: {known}); name a directory under {root}, or use 'ref'"
+                    )
+                broken[name] = f"{where}: {why}"
+                del found[name]
+                changed = True
+                break
+        edges = {n: [s.image for s in spec.services if s.image] for n, spec in found.items()}
+        cycle = find_cycle(edges)
+        if cycle:
+            for name in cycle[:-1]:
+                broken[name] = (
+                    f"{found[name].directory / IMAGE_TOML}: key 'services': services form a "
+                    f"cycle: {' -> '.join(cycle)}; a service cannot depend on itself"
+                )
+                del found[name]
+            changed = True

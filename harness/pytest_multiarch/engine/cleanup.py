@@ -47,14 +47,18 @@ class SweepResult:
     runs: tuple[str, ...]
 
 
-def _labelled(label: str, engine: EngineRef | None) -> list[tuple[str, str, str, bool]]:
-    """(id, run, owner, kept) of every container carrying ``label``."""
+def _labelled(
+    label: str, engine: EngineRef | None, kind: str = "container"
+) -> list[tuple[str, str, str, bool]]:
+    """(id, run, owner, kept) of every container (``kind`` "network": network) carrying
+    ``label``."""
     fmt = (
         f'{{{{.ID}}}}\t{{{{.Label "{RUN_LABEL}"}}}}\t{{{{.Label "{OWNER_LABEL}"}}}}'
         f'\t{{{{.Label "{KEEP_LABEL}"}}}}'
     )
+    listing = ("ps", "-a") if kind == "container" else ("network", "ls")
     listed = run_command(
-        docker("ps", "-a", "--filter", f"label={label}", "--format", fmt, engine=engine),
+        docker(*listing, "--filter", f"label={label}", "--format", fmt, engine=engine),
         timeout=60,
     )
     rows = []
@@ -66,10 +70,11 @@ def _labelled(label: str, engine: EngineRef | None) -> list[tuple[str, str, str,
 
 
 def sweep(run_id: str | None = None, engine: EngineRef | None = None) -> SweepResult:
-    """With ``run_id``: remove that run's containers. Without: remove those of every run whose
-    owner is provably dead. Kept containers (``--keep-containers``) stay. On ``engine`` (a
-    platform's mapped engine), else on the default engine. Raises CommandError when the engine
-    cannot list or remove them (the caller says so; nothing is hidden)."""
+    """With ``run_id``: remove that run's containers, then its networks (the stacks',
+    pytest_multiarch.runtime.stacks). Without: remove those of every run whose owner is
+    provably dead. Kept ones (``--keep-containers``) stay. On ``engine`` (a platform's mapped
+    engine), else on the default engine. Raises CommandError when the engine cannot list or
+    remove them (the caller says so; nothing is hidden). ``removed`` counts containers."""
     label = f"{RUN_LABEL}={run_id}" if run_id else RUN_LABEL
     doomed = []
     runs = set()
@@ -80,17 +85,26 @@ def sweep(run_id: str | None = None, engine: EngineRef | None = None) -> SweepRe
         runs.add(run)
     if doomed:
         _remove(doomed, engine)
+    networks = [
+        ident
+        for ident, _run, owner, kept in _labelled(label, engine, "network")
+        if not kept and (run_id is not None or owner_alive(owner) is False)
+    ]
+    if networks:
+        _remove(networks, engine, "network")
     return SweepResult(len(doomed), tuple(sorted(runs)))
 
 
 # What `docker rm -f` says of a container that someone else (another run's sweep, the owner's
 # own teardown) is removing or has removed meanwhile: gone either way, so not a failure.
-_ALREADY_GOING = ("is already in progress", "No such container")
+_ALREADY_GOING = ("is already in progress", "No such container", "not found")
 
 
-def _remove(ids: list[str], engine: EngineRef | None) -> None:
-    """Force-remove ``ids``; CommandError only for a container that is still there after it."""
-    command = docker("rm", "-f", "-v", *ids, engine=engine)
+def _remove(ids: list[str], engine: EngineRef | None, kind: str = "container") -> None:
+    """Force-remove ``ids`` (containers, or networks: ``kind`` "network"); CommandError only for
+    one that is still there after it."""
+    removal = ("rm", "-f", "-v") if kind == "container" else ("network", "rm")
+    command = docker(*removal, *ids, engine=engine)
     done = run_command(command, timeout=180, check=False)
     if done.returncode == 0:
         return

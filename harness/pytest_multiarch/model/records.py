@@ -120,6 +120,9 @@ class TestRecord:
     retries: int = 0
     # The phases that reported, in order (each once): a pass without "call" is no pass.
     phases: list[Phase] = field(default_factory=list)
+    # Its image's services ([services.<alias>] in image.toml): alias -> the OCI platform each
+    # ran on (the engine's own for a native service, the test's for a same one).
+    services: dict[str, str] = field(default_factory=dict)
 
     @property
     def called(self) -> bool:

@@ -223,6 +223,9 @@ def _failure(test: TestRecord) -> str:
         parts.append(f"<h4>Message</h4><pre>{_e(test.message)}</pre>")
     if test.logs:
         parts.append(f"<h4>Container logs</h4><pre>{_e(test.logs)}</pre>")
+    if test.services:
+        ran = ", ".join(f"{alias} on {platform}" for alias, platform in test.services.items())
+        parts.append(f"<h4>Services</h4><p>{_e(ran)}</p>")
     if test.commands:
         parts.append(f"<h4>Commands</h4><pre>{_e(chr(10).join(test.commands))}</pre>")
     return (
@@ -235,6 +238,25 @@ def _failure(test: TestRecord) -> str:
         + "".join(parts)
         + "</details>"
     )
+
+
+def _services(report: RunReport) -> str:
+    """Which platform each service of an image's stack ran on, per platform under test."""
+    seen = sorted(
+        {
+            (test.image, test.platform, alias, ran_on)
+            for test in report.tests
+            for alias, ran_on in test.services.items()
+        }
+    )
+    if not seen:
+        return ""
+    rows = [
+        [_e(image), f"<code>{_e(platform)}</code>", _e(alias), f"<code>{_e(ran_on)}</code>"]
+        for image, platform, alias, ran_on in seen
+    ]
+    header = ["image", "platform under test", "service", "service ran on"]
+    return "<h2>Services</h2>" + _table(header, rows, "services")
 
 
 def _failures(report: RunReport) -> str:
@@ -298,6 +320,7 @@ def render_html(report: RunReport) -> str:
         "<h2>Images &times; platforms</h2>"
         + _matrix(report)
         + _platforms(report)
+        + _services(report)
         + _failures(report)
         + _builds(report)
         + _publications(report)

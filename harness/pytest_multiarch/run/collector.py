@@ -252,6 +252,8 @@ class ReportCollector:
         )
         if facts.engine:
             test.engine = facts.engine
+        if facts.services:
+            test.services.update(facts.services)
         if report.failed:
             _note_failure(test, report, facts)
         reason = getattr(report, "wasxfail", "")

@@ -37,6 +37,8 @@ class ItemState:
     build_wait_seconds: float = 0.0
     image_id: str = ""
     runs: list[RecordedRun] = field(default_factory=list)  # what its ``run`` calls did
+    # Its stack's services: alias -> the platform each ran on (pytest_multiarch.runtime.stacks).
+    services: dict[str, str] = field(default_factory=dict)
 
 
 def item_state(node: pytest.Item | pytest.Collector) -> ItemState:

@@ -41,3 +41,5 @@ class ItemFacts:
     # Of a failed phase: the commands its ``run`` calls made, and the emulator's fault if any.
     commands: list[str] = field(default_factory=list)
     fault: str = ""
+    # Its stack's services (setup): alias -> the platform each ran on.
+    services: dict[str, str] = field(default_factory=dict)

@@ -155,6 +155,7 @@ def run_once(
     files: Mapping[str, Content] | None = None,
     collect: Sequence[str] = (),
     host: HostOptions | None = None,
+    network: str = "",
 ) -> RunResult:
     """Run ``command`` in a fresh container of ``reference`` for ``platform`` and remove it.
     ``stdin`` is sent as is (bytes) or UTF-8 encoded (str). ``files`` (path -> bytes or host
@@ -166,7 +167,8 @@ def run_once(
     its output, start it, feed stdin, wait. The removal is handed to ``engine``'s background
     thread, off the test's critical path. A start the engine refuses gives the exit codes of
     ``docker run`` (127: command not found, 126: not executable). ``host``: further options
-    of the container (:class:`HostOptions`)."""
+    of the container (:class:`HostOptions`). ``network``: a stack's network to join, where its
+    services answer to their aliases (pytest_multiarch.runtime.stacks)."""
     __tracebackhide__ = True
     data = stdin.encode() if isinstance(stdin, str) else stdin
     # Checked before any container exists: a bad path or value is the caller's error.
@@ -175,7 +177,7 @@ def run_once(
     connection = engine or EngineApi()
     try:
         container = _Container(
-            reference, platform, command, labels, env, entrypoint, user, workdir, host
+            reference, platform, command, labels, env, entrypoint, user, workdir, host, network
         )
         ran = _run_whole(
             connection, container, timeout=timeout, stdin=data, archive=archive, collect=wanted
@@ -415,6 +417,7 @@ class _Container:
     user: str | None
     workdir: str | None
     host: HostOptions | None
+    network: str = ""
 
 
 def _run_attached(
@@ -459,6 +462,7 @@ def _run_attached(
                 privileged=host.privileged,
                 cap_add=list(host.capabilities) or None,
                 binds=list(host.binds) or None,
+                network_mode=container.network or None,
             ),
         )
     except APIError as exc:  # no such image, or not of this platform: docker run's exit 125

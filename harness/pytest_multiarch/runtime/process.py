@@ -261,11 +261,15 @@ class Runner:
     pathlib.Path}`` are put into the container before it starts, ``collect=["/out/y"]`` are
     taken out after it ends: ``result.files["/out/y"]`` (or ``result.file("/out/y")``)."""
 
-    def __init__(self, runtime: ProcessRuntime, image: BuiltImage, platform: Platform) -> None:
+    def __init__(
+        self, runtime: ProcessRuntime, image: BuiltImage, platform: Platform, network: str = ""
+    ) -> None:
         self._runtime = runtime
         self._image = image
         # A platform of a pool: on the engine the image is on (the one this process works for).
         self._platform = runtime.serving(platform)
+        # The test's stack network (pytest_multiarch.runtime.stacks): its containers join it.
+        self._network = network
 
     @property
     def image(self) -> BuiltImage:
@@ -322,6 +326,7 @@ class Runner:
                 engine=engine.api,
                 files=files,
                 collect=collect,
+                network=self._network,
             )
 
 

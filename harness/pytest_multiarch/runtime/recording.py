@@ -24,8 +24,9 @@ class RecordingRunner(Runner):
         platform: Platform,
         calls: list[RecordedRun],
         secrets: Sequence[str] = (),
+        network: str = "",
     ) -> None:
-        super().__init__(runtime, image, platform)
+        super().__init__(runtime, image, platform, network)
         self._calls = calls
         self._secrets = list(secrets)
 

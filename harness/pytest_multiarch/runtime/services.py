@@ -26,6 +26,7 @@ from docker.errors import APIError, DockerException, ImageNotFound
 from requests.exceptions import RequestException
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import BytesExecResult, DockerContainer, ExecConfig
+from testcontainers.core.network import Network
 from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 from urllib3.exceptions import HTTPError
 
@@ -96,6 +97,21 @@ def default_service_host(bind_address: str) -> str:
     return given or local_service_host(bind_address)
 
 
+class Closeable(Protocol):
+    """What a prestarted container carries and its removal closes: its stack
+    (pytest_multiarch.runtime.stacks)."""
+
+    def close(self) -> None: ...
+
+
+class _JoinedNetwork(Network):
+    """A network that exists already (a stack's), for testcontainers to join a container to by
+    name: no client of its own, never created or removed here."""
+
+    def __init__(self, name: str) -> None:  # no super().__init__: that makes a client
+        self.name = name
+
+
 class MultiarchContainer(DockerContainer):
     """The ``container`` fixture's container: testcontainers' DockerContainer that runs
     ``reference`` for ``platform`` on ``engine`` (the process's connection to the platform's
@@ -120,6 +136,8 @@ class MultiarchContainer(DockerContainer):
         ports: Sequence[int] = (),
         command: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        network: str = "",
+        aliases: Sequence[str] = (),
     ) -> None:
         _without_ryuk()
         client_options: dict[str, Any] | None = None
@@ -132,6 +150,9 @@ class MultiarchContainer(DockerContainer):
             reference,
             docker_client_kw=client_options,
             env=dict(env or {}),
+            # On a stack's network (pytest_multiarch.runtime.stacks), answering to ``aliases``.
+            network=_JoinedNetwork(network) if network else None,
+            network_aliases=list(aliases) or None,
             platform=platform.name,
             labels=dict(labels),
         )
@@ -144,6 +165,9 @@ class MultiarchContainer(DockerContainer):
         self.image_name = image_name or reference
         self.engine = engine
         self.service_host = service_host
+        # The stack a prestarted container was started on: closed with it unless its test
+        # adopts it (pytest_multiarch.runtime.stacks.adopt).
+        self.stack: Closeable | None = None
         for port in ports:
             # (address, None): the engine picks a free host port on that address.
             # testcontainers' with_bind_ports takes no address, so it goes into the port table.
@@ -467,6 +491,8 @@ def make_container(
     bind_address: str = "127.0.0.1",
     engine: EngineApi | None = None,
     service_host: str | None = None,
+    network: str = "",
+    aliases: Sequence[str] = (),
 ) -> MultiarchContainer:
     """A container of ``reference`` for ``platform`` (not started), as ``spec`` describes it.
     Published ports listen on ``bind_address`` only (loopback by default: a test service is
@@ -485,6 +511,8 @@ def make_container(
         ports=spec.ports,
         command=spec.command,
         env=spec.env,
+        network=network,
+        aliases=aliases,
     )
 
 
@@ -507,7 +535,16 @@ def start_container(
 def stop_container(container: DockerContainer) -> None:
     """Remove ``container``: by its engine's background thread, off the test's critical path,
     when it has one (``container.stop()`` stays what testcontainers documents: removed on
-    return). Best effort: whatever survives is removed by the end-of-run sweep."""
+    return). Best effort: whatever survives is removed by the end-of-run sweep. A prestarted
+    container's stack that no test took goes with it."""
+    if isinstance(container, MultiarchContainer) and container.stack is not None:
+        stack, container.stack = container.stack, None
+        try:
+            stop_container(container)
+        finally:
+            with contextlib.suppress(*_ENGINE_ERRORS):
+                stack.close()
+        return
     if isinstance(container, MultiarchContainer) and container.remove_later():
         return
     # A dead or frozen engine (EngineStoppedAnswering, from a guard) is no reason to fail.
@@ -557,10 +594,14 @@ def start_verified(
     platform: Platform,
     harness: ServiceRuntime,
     cancelled: threading.Event | None = None,
+    *,
+    network: str = "",
+    aliases: Sequence[str] = (),
 ) -> MultiarchContainer:
     """A started, ready container of ``image`` that runs the very image verified for
     ``platform`` (its id; ``uname -m`` in it when the id is unknown); removed again when any of
-    that fails, or when ``cancelled`` is set before it is ready."""
+    that fails, or when ``cancelled`` is set before it is ready. ``network``: a stack's network
+    to join, answering to ``aliases`` there (pytest_multiarch.runtime.stacks)."""
     settings = harness.settings
     spec = image.spec
     mapped = settings.endpoint(platform)
@@ -578,6 +619,8 @@ def start_verified(
         bind_address,
         harness.engine_for(platform).api,
         service_host,
+        network,
+        aliases,
     )
     timeout = settings.timeout(spec.wait.timeout, platform)
     try:
