@@ -165,7 +165,7 @@ def test_merged_reports_add_up(tmp_path: Path) -> None:
     [
         # What `echo '{"schema_version":1}' > r.json` gave: read as a clean run (issue 20.3).
         ({"schema_version": SCHEMA_VERSION}, r"r\.json: missing key 'run_id'"),
-        ({"schema_version": 1}, r"r\.json: schema_version 1 is not 2.*older.*run the tests again"),
+        ({"schema_version": 1}, r"r\.json: schema_version 1 is not 3.*older.*run the tests again"),
         ("tests", r"r\.json: missing key 'tests'"),
         ("platforms", r"r\.json: missing key 'platforms'"),
         ("summary", r"r\.json: missing key 'summary'"),

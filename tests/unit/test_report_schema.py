@@ -68,7 +68,7 @@ def test_reports_validate_against_the_schema() -> None:
         (lambda d: d["builds"][0].update(seconds="3"), "$.builds[0].seconds"),
         (lambda d: d["engine"].update(image_store="zfs"), "$.engine.image_store"),
         (lambda d: d["platforms"][0].pop("native"), "$.platforms[0]: missing key 'native'"),
-        (lambda d: d.update(schema_version=0), "schema_version 0 is not 2"),
+        (lambda d: d.update(schema_version=0), "schema_version 0 is not 3"),
     ],
 )
 def test_schema_and_reader_reject_the_same_mistakes(change: Any, where: str) -> None:

@@ -24,8 +24,9 @@ from pytest_multiarch.model.codec import (
 )
 
 # 2: every test records its phases and headline, and the report whether the session was
-# interrupted; a version-1 report cannot say whether a test's call ever ran.
-SCHEMA_VERSION = 2
+# interrupted; a version-1 report cannot say whether a test's call ever ran. 3: each test
+# records the engine it ran on and its services' platforms, the report the engines a pool lost.
+SCHEMA_VERSION = 3
 # Native seconds below which a platform's slowdown is not worth a figure.
 SLOWDOWN_MIN_SECONDS = 0.1
 
