@@ -5,9 +5,9 @@
 ``--busy`` ``yes > /dev/null`` processes keep cores busy for the whole run. Each call must print
 its platform's name: a call that exits 0 with no output at all is *lost*, any other output or
 exit is *wrong*. Prints ``calls``, ``lost``, ``wrong`` and ``seconds``, then ``reruns`` (runs
-the engine may have cut, which run_once ran again) and ``refused`` (calls that raised
-OutputCut: cut on every attempt); exits 1 when any call was lost or wrong. A measurement to
-run, not a timed test:
+the engine may have cut, or that came back silent, which run_once ran again) and ``refused``
+(calls that raised OutputCut: cut on every attempt); exits 1 when any call was lost or wrong.
+A measurement to run, not a timed test:
 
     PYTHONPATH=harness python benchmarks/run_output_stress.py --calls 5000 --processes 4 --busy 1
 
@@ -78,10 +78,17 @@ def worker(job: tuple[int, int, bool]) -> dict[str, object]:
     attached = oneshot._run_attached
 
     def counted(*args: Any, **kwargs: Any) -> Any:
-        # Instrumentation only: count the runs the engine may have cut (run again).
+        # Instrumentation only: count the runs run again: the engine may have cut their output
+        # (late), or they came back silent (exit 0, no output: `cat` always prints here, so a
+        # silent run is one whose output the engine lost whole).
         ran = attached(*args, **kwargs)
-        if ran.cut:  # with what the attach stream gave: empty is output the engine lost
-            cut = {"at": round(time.time(), 1), "exit": ran.code, "out": ran.out.decode()}
+        if ran.cut or ran.silent:  # with what the attach stream gave
+            cut = {
+                "at": round(time.time(), 1),
+                "exit": ran.code,
+                "out": ran.out.decode(),
+                "why": "late" if ran.cut else "silent",
+            }
             cuts.append(cut)
             print("rerun", json.dumps(cut), flush=True)  # as it happens: a long run can be cut
         return ran

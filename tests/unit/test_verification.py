@@ -313,6 +313,75 @@ def test_a_run_with_host_binds_is_not_run_twice(monkeypatch: pytest.MonkeyPatch)
     assert len(calls) == 1
 
 
+def scripted_runs(monkeypatch: pytest.MonkeyPatch, *results: oneshot._Ran) -> list[int]:
+    """_run_attached replaced: its runs end as ``results`` say, in order; the calls made."""
+    calls: list[int] = []
+
+    def run(*args: object, **kwargs: object) -> oneshot._Ran:
+        calls.append(len(calls))
+        return results[len(calls) - 1]
+
+    monkeypatch.setattr(oneshot, "_run_attached", run)
+    return calls
+
+
+SILENT = oneshot._Ran(0, b"", b"")
+
+
+def test_a_silent_run_is_run_again_and_its_lost_output_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The engine lost the whole output without a sign (exit 0, nothing printed, not late):
+    the second run's output is taken (issue 20 point 2: 1 call in 5000 came back empty)."""
+    calls = scripted_runs(monkeypatch, SILENT, oneshot._Ran(0, b"arm64\n", b""))
+    assert run_cat().stdout == "arm64\n"
+    assert len(calls) == 2
+
+
+def test_silence_twice_is_believed(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = scripted_runs(monkeypatch, SILENT, SILENT, oneshot._Ran(0, b"never\n", b""))
+    result = run_cat()
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    assert len(calls) == 2
+
+
+def test_a_failing_or_printing_run_is_run_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for first in (oneshot._Ran(1, b"", b""), oneshot._Ran(0, b"", b"warning\n")):
+        calls = scripted_runs(monkeypatch, first, SILENT)
+        assert run_cat().exit_code == first.code
+        assert len(calls) == 1
+
+
+def test_a_silent_run_with_effects_outside_its_container_is_run_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Host binds, or a stack's network: running it again would repeat its effects."""
+    calls = scripted_runs(monkeypatch, SILENT, oneshot._Ran(0, b"again\n", b""))
+    assert run_cat(HostOptions(binds=("/tmp:/host",))).stdout == ""
+    assert len(calls) == 1
+    calls = scripted_runs(monkeypatch, SILENT, oneshot._Ran(0, b"again\n", b""))
+    result = oneshot.run_once(
+        "img",
+        ARM64,
+        ["true"],
+        Labels("run", "owner", keep=False),
+        timeout=10,
+        engine=SimpleNamespace(environment=None),  # type: ignore[arg-type]
+        network="stack-net",
+    )
+    assert result.stdout == ""
+    assert len(calls) == 1
+
+
+def test_a_silent_run_then_a_cut_one_is_settled_by_the_third(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cut_empty = oneshot._Ran(0, b"", b"", cut=True)
+    calls = scripted_runs(monkeypatch, SILENT, cut_empty, oneshot._Ran(0, b"arm64\n", b""))
+    assert run_cat().stdout == "arm64\n"
+    assert len(calls) == 3
+
+
 def test_frames_past_the_deadline_expire(pair: tuple[socket.socket, socket.socket]) -> None:
     ours, engine = pair
     engine.sendall(frame(1, b"partial"))
