@@ -32,8 +32,9 @@ from filelock import FileLock
 
 from pytest_multiarch.core.commands import run_command, stream_command
 from pytest_multiarch.core.errors import CommandError, CommandTimeout, ConfigError, MultiarchError
-from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec
 from pytest_multiarch.core.platforms import Platform, oci_name
+from pytest_multiarch.core.published import DOCKER_HUB, parse_reference
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError, engine_kind_over_api
 from pytest_multiarch.engine.buildx import inspect_builder
@@ -65,6 +66,13 @@ from pytest_multiarch.runtime.builders import (
     pipe_commands,
     registry_output,
     registry_reference,
+)
+from pytest_multiarch.runtime.published import (
+    Published,
+    PublishedUnavailable,
+    read_published,
+    registry_mirrors,
+    take_published,
 )
 
 if TYPE_CHECKING:
@@ -316,6 +324,20 @@ def build_image(
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
+        if spec.ref:
+            published = _published(spec, platform, client, timeout)
+            if published is not None:
+                # Nothing to build, so no builder or cache either: each platform's manifest is
+                # pulled by its digest where it runs, on either image store.
+                return take_published(
+                    spec,
+                    platform,
+                    published,
+                    tag,
+                    client=client,
+                    timeout=timeout,
+                    pull=mode != "never",
+                )
         if spec.ref and classic_store:
             # Nothing to build (a pull of ``ref``), so no builder either: pulled where it runs.
             return _take_ref_classic(spec, platform, tag, mode, start, timeout, client)
@@ -380,6 +402,24 @@ def build_image(
         return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
     except ConfigError as exc:  # a Podman engine its client cannot reach
         return _failed(spec, platform, tag, time.monotonic() - start, str(exc))
+
+
+def _published(
+    spec: ImageSpec, platform: Platform, client: DockerClient, timeout: float
+) -> Published | None:
+    """What ``spec.ref`` names in its registry, or None when no registry serves it: a local tag
+    (or a registry that cannot be reached) is then taken as before, by a ``FROM ref`` build or
+    the classic store's pull, whose failure says why. A Podman engine resolves through its own
+    registries.conf, which this cannot read: None there too."""
+    kind, _ = engine_kind_over_api(client, _engine_name(platform))
+    if kind == "podman":
+        return None
+    reference = parse_reference(spec.ref, f"ref in {spec.directory / IMAGE_TOML}")
+    mirrors = registry_mirrors(client) if reference.registry == DOCKER_HUB else ()
+    try:
+        return read_published(reference, mirrors, timeout=min(timeout, 120))
+    except PublishedUnavailable:
+        return None
 
 
 def _engine_name(platform: Platform) -> str:
