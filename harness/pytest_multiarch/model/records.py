@@ -92,6 +92,8 @@ class BuildRecord:
             return "FAILED"
         if self.cached:
             return "cached"
+        if self.published_ref:  # nothing was built: its digest was pulled
+            return f"pulled in {self.seconds:.1f}s"
         return f"built in {self.seconds:.1f}s"
 
 
