@@ -20,7 +20,7 @@ from pytest_multiarch.core.published import (
     with_ref_override,
 )
 from pytest_multiarch.publish.registry import platform_digests
-from pytest_multiarch.runtime.published import published_tag
+from pytest_multiarch.runtime.published import Published, published_tag, resolve_once
 
 AMD = "sha256:" + "a" * 64
 ARM = "sha256:" + "b" * 64
@@ -176,3 +176,16 @@ def test_the_override_needs_a_name_among_several_images(tmp_path: Path) -> None:
         with_ref_override(_images(tmp_path, "app"), "web", "r.example/app:1", "--verify-ref")
     with pytest.raises(ConfigError, match="not an image reference"):
         parse_ref_override("app=Not A Ref", "--verify-ref")
+
+
+def test_a_ref_is_resolved_once_per_run(tmp_path: Path) -> None:
+    """Every platform and worker of a run tests the index the first one found, even when the
+    tag moves in between; "no registry serves it" is kept as well."""
+    first = Published("r.example/app:1", AMD, True, {"linux/amd64": AMD, "linux/arm64": ARM})
+    moved = Published("r.example/app:1", ATT, True, {"linux/amd64": ATT})
+    path = tmp_path / "app.published.json"
+    assert resolve_once(path, lambda: first) == first
+    assert resolve_once(path, lambda: moved) == first
+    unserved = tmp_path / "local.published.json"
+    assert resolve_once(unserved, lambda: None) is None
+    assert resolve_once(unserved, lambda: first) is None

@@ -72,6 +72,7 @@ from pytest_multiarch.runtime.published import (
     PublishedUnavailable,
     read_published,
     registry_mirrors,
+    resolve_once,
     take_published,
 )
 
@@ -311,6 +312,7 @@ def build_image(
     private_tags: Path | None = None,
     cache: BuildCache | None = None,
     cache_problem: str = "",
+    run_dir: Path | None = None,
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
@@ -320,12 +322,13 @@ def build_image(
     ``private_tags`` is the run's directory of records of the build's private tag, which the
     next run removes when this one dies before its retag (:func:`sweep_private_tags`);
     ``cache`` the --build-cache to read and write, and ``cache_problem`` why that builder
-    cannot export it (the build then fails with it)."""
+    cannot export it (the build then fails with it); ``run_dir`` the run's directory, where a
+    ``ref`` is resolved once for all platforms (:func:`resolve_once`)."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
         if spec.ref:
-            published = _published(spec, platform, client, timeout)
+            published = _published(spec, platform, client, timeout, run_dir)
             if published is not None:
                 # Nothing to build, so no builder or cache either: each platform's manifest is
                 # pulled by its digest where it runs, on either image store.
@@ -405,7 +408,11 @@ def build_image(
 
 
 def _published(
-    spec: ImageSpec, platform: Platform, client: DockerClient, timeout: float
+    spec: ImageSpec,
+    platform: Platform,
+    client: DockerClient,
+    timeout: float,
+    run_dir: Path | None = None,
 ) -> Published | None:
     """What ``spec.ref`` names in its registry, or None when no registry serves it: a local tag
     (or a registry that cannot be reached) is then taken as before, by a ``FROM ref`` build or
@@ -415,11 +422,19 @@ def _published(
     if kind == "podman":
         return None
     reference = parse_reference(spec.ref, f"ref in {spec.directory / IMAGE_TOML}")
-    mirrors = registry_mirrors(client) if reference.registry == DOCKER_HUB else ()
-    try:
-        return read_published(reference, mirrors, timeout=min(timeout, 120))
-    except PublishedUnavailable:
-        return None
+
+    def resolve() -> Published | None:
+        mirrors = registry_mirrors(client) if reference.registry == DOCKER_HUB else ()
+        try:
+            return read_published(reference, mirrors, timeout=min(timeout, 120))
+        except PublishedUnavailable:
+            return None
+
+    if run_dir is None:
+        return resolve()
+    # One answer per ref for the whole run (a Docker Hub name: the first engine's mirrors).
+    key = hashlib.sha256(spec.ref.encode()).hexdigest()[:16]
+    return resolve_once(run_dir / f"{spec.name}--{key}.published.json", resolve)
 
 
 def _engine_name(platform: Platform) -> str:
@@ -917,6 +932,7 @@ class BuildCoordinator:
                 private_tags=self.run_dir / PRIVATE_TAGS_DIR,
                 cache=self.cache,
                 cache_problem=self.export_problem_for(platform),
+                run_dir=self.run_dir,
             )
         if record.error:
             observer.finished(record)

@@ -8,10 +8,15 @@ with another."""
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.errors import MultiarchError
@@ -29,6 +34,7 @@ from pytest_multiarch.core.published import (
 from pytest_multiarch.engine.api import EngineApiError
 from pytest_multiarch.engine.docker import docker
 from pytest_multiarch.engine.endpoints import engine_of
+from pytest_multiarch.model.codec import dump, load
 from pytest_multiarch.model.records import BuildRecord
 from pytest_multiarch.publish.registry import RegistryReadError, fetch_config, fetch_manifest
 
@@ -88,6 +94,25 @@ def read_published(
         except RegistryReadError as exc:
             why.append(str(exc))
     raise PublishedUnavailable(f"no registry serves {reference.text}: {'; '.join(why)}")
+
+
+def resolve_once(path: Path, resolve: Callable[[], Published | None]) -> Published | None:
+    """What ``resolve()`` found, asked once per run: the first process of the run stores it at
+    ``path`` (in the run's directory) and every other one (each platform, each xdist worker)
+    reads it, so all platforms test the same index even when its tag moves mid-run."""
+    with FileLock(f"{path}.lock"):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            found = resolve()
+            # O_EXCL|O_NOFOLLOW: never write through a link planted in the run directory.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                json.dump({"found": None if found is None else dump(found)}, handle)
+            return found
+        with os.fdopen(fd) as handle:
+            stored = json.load(handle).get("found")
+        return None if stored is None else load(Published, stored, str(path))
 
 
 def published_tag(tag: str, digest: str) -> str:
