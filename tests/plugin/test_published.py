@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,37 @@ TESTS = """
         assert run(["uname", "-m"]).stdout.strip() == platform.uname
         assert run(["cat", "/built-for"]).stdout.strip() == platform.name
 """
+
+
+@pytest.fixture(autouse=True)
+def _forget_pulled(project: Project, registry: str) -> Iterator[None]:
+    """After the test: the names its runs gave the pulled images (the digest pulled and the
+    run's tag), in each engine that got them, and the names the pushes left in the machine's
+    engine. The registry is the test's own, gone after it."""
+    yield
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    pushed = [name for name in listed.stdout.split() if name.startswith(f"{registry}/")]
+    if pushed:
+        subprocess.run(
+            ["docker", "image", "rm", *pushed], capture_output=True, check=False, timeout=120
+        )
+    for call in project.docker_calls():
+        words = call.split()
+        if "tag" not in words or "pull" in words:
+            continue
+        at = words.index("tag")
+        subprocess.run(
+            ["docker", *words[:at], "image", "rm", *words[at + 1 : at + 3]],
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
 
 
 def push(
