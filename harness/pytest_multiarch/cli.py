@@ -263,6 +263,42 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """The project's tests against the published image REF, pulled per platform by digest in
+    place of a build: pytest with ``--verify-ref``; its exit code."""
+    import subprocess
+
+    from pytest_multiarch.core.errors import EngineUnavailable
+    from pytest_multiarch.core.published import DOCKER_HUB, parse_reference
+    from pytest_multiarch.engine.docker import engine_info
+    from pytest_multiarch.runtime.published import read_published
+
+    reference = parse_reference(args.ref, "multiarch verify")
+    mirrors: tuple[str, ...] = ()
+    if reference.registry == DOCKER_HUB:
+        try:
+            found = engine_info(timeout=15).registry_mirrors
+        except EngineUnavailable:
+            found = ()
+        mirrors = tuple(m.split("://", 1)[-1].strip("/") for m in found)
+    # Before any test: a REF no registry serves is the user's typo, not a test failure.
+    published = read_published(reference, mirrors, timeout=120)
+    kind = "index" if published.index else "manifest"
+    print(
+        f"multiarch verify: {args.ref} is a published {kind} {published.digest} for "
+        f"{', '.join(sorted(published.platforms)) or 'no platform'}",
+        flush=True,
+    )
+    override = f"{args.image}={args.ref}" if args.image else args.ref
+    command = [sys.executable, "-m", "pytest", "--verify-ref", override]
+    if args.platforms:
+        command += ["--platforms", args.platforms]
+    for mapping in args.engine or []:
+        command += ["--engine", mapping]
+    command += args.pytest_args
+    return subprocess.run(command, check=False).returncode
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="multiarch",
@@ -438,12 +474,54 @@ example:
         "--overwrite", action="store_true", help="replace a tag that exists with other content"
     )
     publish.set_defaults(func=cmd_publish)
+
+    verify = sub.add_parser(
+        "verify",
+        help="run the project's tests against a published image, exactly as users pull it",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Run this project's tests (pytest, in the current directory) against the published
+image REF in place of building it: REF's manifest list is read from its registry
+(attestation manifests left out), and each platform is pulled by its own digest
+(repo@sha256:...) and tested, through the engine mapped to it. A platform REF
+does not publish fails its tests with "the published index REF has no PLATFORM".
+REF replaces the `ref` of the project's one image; with several, give --image.
+The exit code is pytest's.""",
+        epilog="""\
+example (a release pipeline, after pushing):
+  multiarch verify registry.example/app:1.2 --platforms amd64,arm64 \\
+      -- --multiarch-json verify.json -n 2""",
+    )
+    verify.add_argument("ref", metavar="REF", help="the published tag or @sha256: digest")
+    verify.add_argument("--platforms", help="platform list, as pytest --platforms takes it")
+    verify.add_argument(
+        "--image",
+        metavar="NAME",
+        help="the image (a directory under images/) REF replaces; needed with several images",
+    )
+    verify.add_argument(
+        "--engine",
+        action="append",
+        metavar="PLATFORM=ENDPOINT",
+        help="pull and test PLATFORM on that engine, as pytest --engine; repeatable",
+    )
+    verify.set_defaults(func=cmd_verify, pytest_args=[])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    # Everything after "--" is pytest's (multiarch verify REF ... -- -k smoke -n 2).
+    extra: list[str] = []
+    if "--" in given:
+        cut = given.index("--")
+        given, extra = given[:cut], given[cut + 1 :]
+    args = parser.parse_args(given)
+    if extra:
+        if args.command != "verify":
+            parser.error(f"'-- {' '.join(extra)}': only multiarch verify takes pytest arguments")
+        args.pytest_args = extra
     try:
         result: int = args.func(args)
     except PlatformError as exc:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from pytest_multiarch.core.errors import MultiarchError, PlatformError
+from pytest_multiarch.core.errors import ConfigError, MultiarchError, PlatformError
 from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec, survey_images
 from pytest_multiarch.core.paths import UnsafeStateDir
 from pytest_multiarch.core.platforms import Platform, lookup
@@ -47,7 +47,7 @@ from pytest_multiarch.run.items import (
     parametrizes_platform,
     runtime_of,
 )
-from pytest_multiarch.run.options import add_options
+from pytest_multiarch.run.options import add_options, resolve
 from pytest_multiarch.run.state import (
     BROKEN_IMAGES_KEY,
     IMAGES_KEY,
@@ -168,6 +168,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[PLATFORM_FACTS_KEY] = {fact.name: fact for fact in facts}
     images, broken = survey_images(settings.images_dir)
+    images = _with_verified_ref(config, images)
     if broken and not images:  # nothing could be tested: say so before anything runs
         raise pytest.UsageError("\n".join(broken.values()))
     # One image's bad image.toml fails that image's tests (image_spec); the others run.
@@ -180,6 +181,21 @@ def pytest_configure(config: pytest.Config) -> None:
         _check_state_dir()
         _warn_secret_like_build_args(config, images)
     _handle_sigterm_like_ctrl_c(config)
+
+
+def _with_verified_ref(config: pytest.Config, images: dict[str, ImageSpec]) -> dict[str, ImageSpec]:
+    """``images`` with --verify-ref's REF as the ``ref`` of the image it names (multiarch
+    verify): its tests run against that published image, pulled by digest, not a build."""
+    from pytest_multiarch.core.published import parse_ref_override, with_ref_override
+
+    given = resolve(config, "verify-ref")
+    if given.value is None:
+        return images
+    try:
+        name, ref = parse_ref_override(given.value, given.source)
+        return with_ref_override(images, name, ref, given.source)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _leave_with_the_controller() -> None:

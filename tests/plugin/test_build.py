@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, read_json
+from acceptance import BUSYBOX_IMAGE, Project, manifest, read_json
 
 MANY_TESTS = """
     import pytest
@@ -114,11 +114,30 @@ def test_ref_image_is_pulled_per_platform(project: Project) -> None:
             assert run(["uname", "-m"]).stdout.strip() == platform.uname
         """
     )
-    result = project.run("--platforms", "amd64,arm64")
+    report = project.path / "report.json"
+    result = project.run("--platforms", "amd64,arm64", "--multiarch-json", str(report))
     result.assert_outcomes(passed=2)
-    builds = project.builds()
-    assert len(builds) == 2
-    assert all(call.rstrip().endswith(" -") for call in builds)
+    # Resolved in the engine's registry mirror and pulled by each platform's digest, through
+    # the name the user gave (so the engine's mirror serves it): not rebuilt FROM busybox.
+    assert project.builds() == []
+    mirrored = manifest("127.0.0.1:5000", "library/busybox", "latest")
+    assert mirrored is not None
+    children = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+        for m in mirrored[1]["manifests"]
+        if not m["platform"].get("variant")
+    }
+    builds = read_json(report)["builds"]
+    assert {b["platform"] for b in builds} == {"linux/amd64", "linux/arm64"}
+    for build in builds:
+        assert build["published_index"] == mirrored[0]
+        assert build["published_digest"] == children[build["platform"]]
+        assert build["image_id"] == build["published_digest"]  # the containerd store's name
+    # Pulled (unless an earlier run did) by digest, through the name the user gave.
+    for call in project.docker_calls():
+        if call.startswith("pull"):
+            assert call.startswith("pull --quiet --platform linux/"), call
+            assert " busybox@sha256:" in call, call
 
 
 OFFLINE_TESTS = """
@@ -186,8 +205,8 @@ def test_a_ref_without_the_platform_says_its_index_has_none(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            f"image 'refd': ref {ref} is not published for linux/{platform}: its index has no "
-            f"linux/{platform} entry (it has *linux/amd64*). Take a ref published for *"
+            f"image 'refd' for linux/{platform}: the published index {ref} has no "
+            f"linux/{platform} (it has: *linux/amd64*). Take a ref published for *"
         ]
     )
     assert "seed the local mirror" not in result.stdout.str()

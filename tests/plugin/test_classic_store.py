@@ -14,7 +14,7 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
-from acceptance import Project, wait_until
+from acceptance import Project, manifest, wait_until
 
 # These tests change, or depend on, the machine's binfmt_misc handlers (see binfmt_lock).
 pytestmark = pytest.mark.usefixtures("binfmt_lock")
@@ -277,3 +277,77 @@ def test_variants_check_on_the_classic_store(
             "  only on linux/arm64: /opt/extra-asset",
         ]
     )
+
+
+def test_a_published_index_is_tested_by_child_digest_on_the_classic_store(
+    project: Project,
+    classic_engine: str,
+    registry: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The classic store keeps one platform per tag (pulling an index by tag for a second
+    platform overwrites the first, or fails with "cannot overwrite digest"): each platform's
+    manifest is pulled by its own digest, and what the engine holds is that digest."""
+    ref = f"{registry}/pub/app:1"
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(
+        'FROM busybox:latest\nARG TARGETPLATFORM\nRUN echo "$TARGETPLATFORM" > /built-for\n'
+    )
+    subprocess.run(  # on the machine's engine: pushed with an attestation manifest per platform
+        [
+            "docker",
+            "buildx",
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--provenance=true",
+            "--output",
+            f"type=image,name={ref},push=true",
+            str(context),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    found = manifest(registry, "pub/app", "1")
+    assert found is not None
+    children = {
+        f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"]
+        for m in found[1]["manifests"]
+        if m["platform"]["os"] != "unknown"
+    }
+    assert len(children) == 2
+    assert len(found[1]["manifests"]) == 4
+    monkeypatch.setenv("DOCKER_HOST", classic_engine)
+    directory = project.path / "images" / "pub"
+    directory.mkdir(parents=True)
+    (directory / "image.toml").write_text(f'ref = "{ref}"\n')
+    project.tests(
+        """
+        import pytest
+
+        @pytest.mark.image("pub")
+        def test_it(run, platform):
+            assert run(["uname", "-m"]).stdout.strip() == platform.uname
+            assert run(["cat", "/built-for"]).stdout.strip() == platform.name
+        """
+    )
+    report = project.path / "report.json"
+    result = project.run("--platforms", "amd64,arm64", "--multiarch-json", str(report))
+    result.assert_outcomes(passed=2)
+    assert project.builds() == []
+    env = {**os.environ, "DOCKER_HOST": classic_engine}
+    for build in json.loads(report.read_text())["builds"]:
+        assert build["published_index"] == found[0]
+        assert build["published_digest"] == children[build["platform"]]
+        held = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .RepoDigests}}", build["reference"]],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        assert f"{registry}/pub/app@{children[build['platform']]}" in json.loads(held.stdout)

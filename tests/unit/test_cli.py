@@ -102,3 +102,52 @@ def test_main_bad_platform_from_environment(
     err = capsys.readouterr().err
     assert "'bogus'" in err
     assert "MULTIARCH_PLATFORMS" in err
+
+
+def test_verify_takes_pytest_arguments_after_a_double_dash(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from pytest_multiarch.runtime import published
+
+    found = published.Published("r.example/app:1", "sha256:" + "a" * 64, True, {"linux/amd64": ""})
+    monkeypatch.setattr(published, "read_published", lambda *_, **__: found)
+    ran: list[list[str]] = []
+
+    def fake_run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        ran.append(command)
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    argv = ["verify", "r.example/app:1", "--image", "app", "--platforms", "amd64,arm64"]
+    assert main([*argv, "--engine", "arm64=ctx", "--", "-k", "smoke", "-n", "2"]) == 1
+    [command] = ran
+    assert command[1:] == [
+        "-m",
+        "pytest",
+        "--verify-ref",
+        "app=r.example/app:1",
+        "--platforms",
+        "amd64,arm64",
+        "--engine",
+        "arm64=ctx",
+        "-k",
+        "smoke",
+        "-n",
+        "2",
+    ]
+    assert "r.example/app:1 is a published index sha256:aaaa" in capsys.readouterr().out
+
+
+def test_verify_refuses_a_bad_ref_before_any_test(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "Not A Ref", "--platforms", "amd64"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "multiarch: error: 'Not A Ref' from multiarch verify is not an image reference"
+    )
+
+
+def test_only_verify_takes_pytest_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["summary", "r.json", "--", "-k", "x"])
+    assert "only multiarch verify takes pytest arguments" in capsys.readouterr().err

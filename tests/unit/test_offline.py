@@ -73,8 +73,8 @@ def test_a_ref_without_the_platform_says_its_index_has_none(
         NO_PLATFORM_LOG, spec(tmp_path, ref="127.0.0.1:5000/x:1"), lookup("s390x")
     )
     assert said.startswith(
-        "image 'py': ref 127.0.0.1:5000/x:1 is not published for linux/s390x: its index has no "
-        "linux/s390x entry (it has linux/amd64)."
+        "image 'py' for linux/s390x: the published index 127.0.0.1:5000/x:1 has no linux/s390x "
+        "(it has: linux/amd64). Take a ref published for linux/s390x, or leave s390x out"
     )
     # A base (FROM) without the platform keeps the hint to seed the mirror (build.py's).
     assert offline.explain(NO_PLATFORM_LOG, spec(tmp_path), lookup("s390x")) == ""

@@ -72,6 +72,12 @@ class BuildRecord:
     build_cache: str = ""
     # Why the given cache was not used (it could not be read: built without it); "" otherwise.
     cache_warning: str = ""
+    # A published image (a ``ref``, or multiarch verify's REF), pulled and tested by digest: the
+    # ref as given, the digest of the manifest list it names ("" when it names one platform's
+    # manifest) and the digest of this platform's manifest, the bytes tested. All "" for a build.
+    published_ref: str = ""
+    published_index: str = ""
+    published_digest: str = ""
 
     @property
     def cache_use(self) -> str:
@@ -87,6 +93,8 @@ class BuildRecord:
             return "FAILED"
         if self.cached:
             return "cached"
+        if self.published_ref:  # nothing was built: its digest was pulled
+            return f"pulled in {self.seconds:.1f}s"
         return f"built in {self.seconds:.1f}s"
 
 

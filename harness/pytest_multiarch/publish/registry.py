@@ -10,7 +10,7 @@ from typing import Any
 
 from pytest_multiarch.core.commands import run_command
 from pytest_multiarch.core.errors import MultiarchError
-from pytest_multiarch.core.platforms import oci_name
+from pytest_multiarch.core.published import index_platforms
 from pytest_multiarch.engine.docker import docker
 
 
@@ -36,18 +36,27 @@ def fetch_manifest(reference: str, *, timeout: float = 60) -> tuple[str, dict[st
 
 
 def platform_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """``os/arch[/variant]`` -> digest of each entry of a manifest list (attestation entries,
-    platform ``unknown``, left out); empty for a single-platform manifest."""
-    entries = {}
-    for entry in manifest.get("manifests", []):
-        plat = entry.get("platform") or {}
-        if plat.get("os") == "unknown":
-            continue
-        name = oci_name(
-            str(plat.get("os", "")), str(plat.get("architecture", "")), str(plat.get("variant", ""))
-        )
-        entries[name] = str(entry["digest"])
-    return entries
+    """``os/arch[/variant]`` -> digest of each entry of a manifest list (attestation entries
+    left out); empty for a single-platform manifest."""
+    return index_platforms(manifest)
+
+
+def fetch_config(reference: str, *, timeout: float = 60) -> dict[str, Any]:
+    """The image config (``os``, ``architecture``, ``variant``, ...) of the single-platform
+    manifest at ``reference``. Raises RegistryReadError when it cannot be had."""
+    result = run_command(
+        docker("buildx", "imagetools", "inspect", reference, "--format", "{{json .Image}}"),
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        config = json.loads(result.stdout) if result.ok else None
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        why = result.stderr.strip()[-400:] or "no image config"
+        raise RegistryReadError(f"cannot read the image config of {reference}: {why}")
+    return config
 
 
 def listed_platforms(reference: str, *, timeout: float = 60) -> set[str] | None:

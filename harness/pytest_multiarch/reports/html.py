@@ -22,6 +22,7 @@ from pytest_multiarch.reports.summary import (
     not_passed,
     outcome_label,
     platform_rows,
+    published_rows,
     verdict,
     why_not_passed,
 )
@@ -209,6 +210,18 @@ def _builds(report: RunReport) -> str:
     return "<h2>Builds</h2>" + _table(header, rows, "builds")
 
 
+def _published(report: RunReport) -> str:
+    """The published images tested: per platform, the index digest and the digest pulled."""
+    rows = [
+        [_e(image), f"<code>{_e(plat)}</code>", *(f"<code>{_e(v)}</code>" for v in rest)]
+        for image, plat, *rest in published_rows(report)
+    ]
+    if not rows:
+        return ""
+    header = ["image", "platform", "published ref", "index digest", "digest tested"]
+    return "<h2>Published images tested</h2>" + _table(header, rows, "published")
+
+
 def _failure(test: TestRecord) -> str:
     why = test.fault if test.outcome == "emulator_fault" else why_not_passed(test)
     parts = []
@@ -323,6 +336,7 @@ def render_html(report: RunReport) -> str:
         + _services(report)
         + _failures(report)
         + _builds(report)
+        + _published(report)
         + _publications(report)
         + f'<p class="muted">report schema version {report.schema_version}</p>'
     )

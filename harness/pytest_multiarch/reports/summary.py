@@ -150,6 +150,10 @@ def format_lines(report: RunReport) -> list[str]:
             )
             if build.cache_warning:
                 lines.append(f"    WARNING: {build.cache_warning}")
+            if build.published_ref:
+                index = f" (index {build.published_index})" if build.published_index else ""
+                tested = build.published_digest or "nothing: not published for it"
+                lines.append(f"    published {build.published_ref}{index}, tested {tested}")
     if report.platforms:
         lines += [
             "",
@@ -167,6 +171,22 @@ def format_lines(report: RunReport) -> list[str]:
     if report.interrupted:
         lines += ["", f"INTERRUPTED: {INTERRUPTED_NOTE}"]
     return lines
+
+
+def published_rows(report: RunReport) -> list[tuple[str, str, str, str, str]]:
+    """(image, platform, published ref, index digest or "-", digest tested or "-") of every
+    image taken from a published ref: what exactly each platform's tests ran on."""
+    return [
+        (
+            build.image,
+            build.platform,
+            build.published_ref,
+            build.published_index or "-",
+            build.published_digest or "-",
+        )
+        for build in sorted(report.builds, key=lambda b: (b.image, b.platform))
+        if build.published_ref
+    ]
 
 
 def _cache_text(build: BuildRecord) -> str:
@@ -219,6 +239,12 @@ def markdown(report: RunReport) -> str:
         for image, plat, cached, run, where, warning in builds:
             cell = _md(where) + (f" (WARNING: {_md(warning)})" if warning else "")
             lines.append(f"| {_md(image)} | {plat} | {cached} | {run} | {cell} |")
+    published = published_rows(report)
+    if published:
+        lines += ["", "| image | platform | published ref | index digest | digest tested |"]
+        lines.append("| --- | --- | --- | --- | --- |")
+        for image, plat, ref, index, digest in published:
+            lines.append(f"| {_md(image)} | {plat} | `{ref}` | `{index}` | `{digest}` |")
     failures = not_passed(report)
     if failures:
         lines += ["", f"<details><summary>{len(failures)} test(s) did not pass</summary>", ""]

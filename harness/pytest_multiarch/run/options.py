@@ -231,6 +231,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("publish-tag", "tag to publish", default="latest", metavar="TAG"),
     Option(
+        "verify-ref",
+        "test the published image REF (a tag, or @sha256: of a manifest list or of one "
+        "platform's manifest) in place of building image NAME: each platform is pulled by its "
+        "own digest; NAME may be left out when the project has one image (what `multiarch "
+        "verify` passes)",
+        metavar="[NAME=]REF",
+        key="multiarch_verify_ref",
+    ),
+    Option(
         "publish-overwrite", "replace a published tag that exists with other content", kind="flag"
     ),
 )

@@ -34,8 +34,9 @@ from filelock import FileLock
 
 from pytest_multiarch.core.commands import run_command, stream_command
 from pytest_multiarch.core.errors import CommandError, CommandTimeout, ConfigError, MultiarchError
-from pytest_multiarch.core.images import ImageSpec
+from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec
 from pytest_multiarch.core.platforms import Platform, oci_name
+from pytest_multiarch.core.published import DOCKER_HUB, parse_reference
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError, engine_kind_over_api
 from pytest_multiarch.engine.buildx import inspect_builder
@@ -68,6 +69,14 @@ from pytest_multiarch.runtime.builders import (
     pipe_commands,
     registry_output,
     registry_reference,
+)
+from pytest_multiarch.runtime.published import (
+    Published,
+    PublishedUnavailable,
+    read_published,
+    registry_mirrors,
+    resolve_once,
+    take_published,
 )
 
 if TYPE_CHECKING:
@@ -306,6 +315,7 @@ def build_image(
     private_tags: Path | None = None,
     cache: BuildCache | None = None,
     cache_problem: str = "",
+    run_dir: Path | None = None,
 ) -> BuildRecord:
     """Build (or find) ``spec`` for ``platform``. A failed build, a timeout or a failed engine
     call ends up in the record's ``error`` (every test of that (image, platform) reports the same
@@ -315,10 +325,25 @@ def build_image(
     ``private_tags`` is the run's directory of records of the build's private tag, which the
     next run removes when this one dies before its retag (:func:`sweep_private_tags`);
     ``cache`` the --build-cache to read and write, and ``cache_problem`` why that builder
-    cannot export it (the build then fails with it)."""
+    cannot export it (the build then fails with it); ``run_dir`` the run's directory, where a
+    ``ref`` is resolved once for all platforms (:func:`resolve_once`)."""
     tag = image_tag(spec, platform)
     start = time.monotonic()
     try:
+        if spec.ref:
+            published = _published(spec, platform, client, timeout, run_dir)
+            if published is not None:
+                # Nothing to build, so no builder or cache either: each platform's manifest is
+                # pulled by its digest where it runs, on either image store.
+                return take_published(
+                    spec,
+                    platform,
+                    published,
+                    tag,
+                    client=client,
+                    timeout=timeout,
+                    pull=mode != "never",
+                )
         if spec.ref and classic_store:
             # Nothing to build (a pull of ``ref``), so no builder either: pulled where it runs.
             return _take_ref_classic(spec, platform, tag, mode, start, timeout, client)
@@ -383,6 +408,36 @@ def build_image(
         return _failed(spec, platform, tag, time.monotonic() - start, redact(str(exc), secrets))
     except ConfigError as exc:  # a Podman engine its client cannot reach
         return _failed(spec, platform, tag, time.monotonic() - start, str(exc))
+
+
+def _published(
+    spec: ImageSpec,
+    platform: Platform,
+    client: DockerClient,
+    timeout: float,
+    run_dir: Path | None = None,
+) -> Published | None:
+    """What ``spec.ref`` names in its registry, or None when no registry serves it: a local tag
+    (or a registry that cannot be reached) is then taken as before, by a ``FROM ref`` build or
+    the classic store's pull, whose failure says why. A Podman engine resolves through its own
+    registries.conf, which this cannot read: None there too."""
+    kind, _ = engine_kind_over_api(client, _engine_name(platform))
+    if kind == "podman":
+        return None
+    reference = parse_reference(spec.ref, f"ref in {spec.directory / IMAGE_TOML}")
+
+    def resolve() -> Published | None:
+        mirrors = registry_mirrors(client) if reference.registry == DOCKER_HUB else ()
+        try:
+            return read_published(reference, mirrors, timeout=min(timeout, 120))
+        except PublishedUnavailable:
+            return None
+
+    if run_dir is None:
+        return resolve()
+    # One answer per ref for the whole run (a Docker Hub name: the first engine's mirrors).
+    key = hashlib.sha256(spec.ref.encode()).hexdigest()[:16]
+    return resolve_once(run_dir / f"{spec.name}--{key}.published.json", resolve)
 
 
 def _engine_name(platform: Platform) -> str:
@@ -969,6 +1024,7 @@ class BuildCoordinator:
                 private_tags=self.run_dir / PRIVATE_TAGS_DIR,
                 cache=self.cache,
                 cache_problem=self.export_problem_for(platform),
+                run_dir=self.run_dir,
             )
         if record.error:
             observer.finished(record)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pytest_multiarch.core.errors import EngineUnavailable
 from pytest_multiarch.core.images import ImageSpec
 from pytest_multiarch.core.platforms import Platform
+from pytest_multiarch.core.published import not_published_for
 from pytest_multiarch.engine.docker import engine_info
 from pytest_multiarch.engine.endpoints import EngineRef
 from pytest_multiarch.provision.bases import BASE_IMAGES, SEED_NAMESPACE
@@ -103,9 +104,4 @@ def _holding(repository: str, tags: Sequence[str]) -> str:
 
 def _no_platform(spec: ImageSpec, platform: Platform) -> str:
     listed = listed_platforms(spec.ref, timeout=30)
-    has = f" (it has {', '.join(sorted(listed))})" if listed else ""
-    return (
-        f"image {spec.name!r}: ref {spec.ref} is not published for {platform.name}: its index "
-        f"has no {platform.name} entry{has}. Take a ref published for {platform.name}, or leave "
-        f"{platform.short} out (platforms = [...] in {spec.directory / 'image.toml'})"
-    )
+    return not_published_for(spec, platform.name, platform.short, listed)
