@@ -189,3 +189,26 @@ def test_a_sweep_of_a_run_removes_its_networks(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", fake)
     sweep("run-x")
     assert calls[-1][1:] == ["network", "rm", "n1"]
+
+
+def test_a_sweep_waits_for_a_removal_another_process_began(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's teardown, cut short by the end of the session, began removing c1: the sweep
+    returns only once the engine no longer lists it (SIGTERM at -n 2 left it 'removing')."""
+    from pytest_multiarch.core.commands import CommandResult
+
+    inspections: list[list[str]] = []
+    sweeping = _answer(
+        1, "Error response from daemon: removal of container c1 is already in progress\n"
+    )
+
+    def fake(command: list[str], timeout: float = 0, check: bool = True) -> Any:
+        if command[1:3] == ["container", "inspect"]:
+            inspections.append(command)
+            still = "c1000000000000\n" if len(inspections) < 3 else ""
+            return CommandResult(command, 0 if still else 1, still, "")
+        return sweeping(command, timeout=timeout, check=check)
+
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup.run_command", fake)
+    monkeypatch.setattr("pytest_multiarch.engine.cleanup._REMOVAL_POLL", 0.0)
+    assert sweep("run-x").removed == 2
+    assert len(inspections) == 3

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -110,5 +111,26 @@ def _remove(ids: list[str], engine: EngineRef | None, kind: str = "container") -
         return
     errors = [line for line in done.stderr.splitlines() if line.strip()]
     if errors and all(any(gone in line for gone in _ALREADY_GOING) for line in errors):
+        if kind == "container" and any(_ALREADY_GOING[0] in line for line in errors):
+            _wait_removed(ids, engine)
         return
     raise CommandError(command, done.returncode, done.stdout, done.stderr)
+
+
+# A container that another process began removing (a worker's teardown cut short by the end of
+# the session) is still listed, "removing", until the engine is done with it: the sweep waits
+# for that, bounded, so that nothing of a run is there when it ends.
+REMOVAL_WAIT = 60.0
+_REMOVAL_POLL = 0.2
+
+
+def _wait_removed(ids: list[str], engine: EngineRef | None, within: float = REMOVAL_WAIT) -> None:
+    """Return once none of ``ids`` exists any more, or ``within`` seconds have passed (then the
+    engine is still removing them: the next run's sweep takes what is left)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        command = docker("container", "inspect", "--format", "{{.Id}}", *ids, engine=engine)
+        present = run_command(command, timeout=30, check=False).stdout.split()
+        if not any(full.startswith(short) for full in present for short in ids):
+            return
+        time.sleep(_REMOVAL_POLL)
