@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from acceptance import Project, manifest, read_json
+from pytest_multiarch.core.errors import CommandError
+from pytest_multiarch.core.retry import retrying
 from pytest_multiarch.provision.second_engines import EngineLayout
 
 DOCKERFILE = """\
@@ -74,24 +76,28 @@ def push(
     context = tmp_path / f"ctx-{reference.rsplit('/', 1)[-1].replace(':', '-')}"
     context.mkdir()
     (context / "Dockerfile").write_text(DOCKERFILE)
-    subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "--platform",
-            platforms,
-            f"--provenance={'true' if provenance else 'false'}",
-            "--output",
-            f"type=image,name={reference},push=true",
-            str(context),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-        env=env,
-    )
+    command = [
+        "docker",
+        "buildx",
+        "build",
+        "--platform",
+        platforms,
+        f"--provenance={'true' if provenance else 'false'}",
+        "--output",
+        f"type=image,name={reference},push=true",
+        str(context),
+    ]
+
+    def build_and_push() -> None:
+        done = subprocess.run(
+            command, capture_output=True, text=True, check=False, timeout=600, env=env
+        )
+        if done.returncode:
+            raise CommandError(command, done.returncode, done.stdout, done.stderr)
+
+    # A fresh registry can refuse a first push (HTTP 500, as publishing knows: it retries too);
+    # the last failure keeps buildx's own words.
+    retrying(build_and_push)
 
 
 def published_image(project: Project, ref: str) -> None:
