@@ -7,7 +7,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -331,3 +333,37 @@ def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
         if outcome != "passed":  # a teardown error after a pass still counts
             outcomes[name] = (outcome, message)
     return outcomes
+
+
+def start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
+    """An inner ``pytest -v`` of ``project`` with the run id ``run_id``, in a session of its own
+    (so that it can be signalled as a group), its output in ``inner.log``."""
+    log = (project.path / "inner.log").open("w")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            f"--testrunuid={run_id}",
+            *args,
+        ],
+        cwd=project.path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def finish_inner(project: Project, proc: subprocess.Popen[str], timeout: float = 600) -> str:
+    """The output of a :func:`start_inner` run once it ended; its group killed past ``timeout``."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return (project.path / "inner.log").read_text()

@@ -19,42 +19,20 @@ from subprocess import PIPE
 from typing import Any
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, assert_outcome, docker_cli, read_json, wait_until
+from acceptance import (
+    BUSYBOX_IMAGE,
+    Project,
+    assert_outcome,
+    docker_cli,
+    finish_inner,
+    read_json,
+    start_inner,
+    wait_until,
+)
 from pytest_multiarch.provision.second_engines import EngineLayout
 
 RUN_LABEL = "pytest-multiarch.run"
 TOML = '[wait]\nlog = "ready"\ntimeout = 30\n'
-
-
-def _inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
-    log = (project.path / "inner.log").open("w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            f"--testrunuid={run_id}",
-            *args,
-        ],
-        cwd=project.path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(project: Project, proc: subprocess.Popen[str], timeout: float = 600) -> str:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    return (project.path / "inner.log").read_text()
 
 
 def _running(engine: str | None, run_id: str) -> dict[str, str]:
@@ -139,7 +117,9 @@ def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
     (project.path / "pyproject.toml").write_text('[tool.multiarch.engines]\narm64 = "e12ctx"\n')
     run_id = uuid.uuid4().hex
     since = time.time() - 1
-    proc = _inner(project, run_id, "--platforms", "amd64,arm64", "-s", "--multiarch-json", "r.json")
+    proc = start_inner(
+        project, run_id, "--platforms", "amd64,arm64", "-s", "--multiarch-json", "r.json"
+    )
     seen: dict[str, set[str]] = {"default": set(), "e12": set()}
     listed = project.path / "listed-ids"
     listed.touch()
@@ -154,7 +134,7 @@ def test_every_container_and_build_of_a_mapped_platform_is_on_its_engine(
 
     log = project.path / "inner.log"
     wait_until(look, 600, "the inner run to end", context=lambda: log.read_text()[-4000:])
-    output = _finish(project, proc)
+    output = finish_inner(project, proc)
     assert proc.returncode == 0, output
     assert "PLATFORM arm64 engine='e12ctx' emulated=True" in output
     assert "PLATFORM amd64 engine='' emulated=False" in output
@@ -314,7 +294,7 @@ def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
     project.tests(KILL_TESTS)
     project.tests(RECORDER, name="conftest.py")
     run_id = uuid.uuid4().hex
-    proc = _inner(
+    proc = start_inner(
         project,
         run_id,
         "-n",
@@ -341,7 +321,7 @@ def test_killing_the_mapped_engine_mid_run_fails_only_its_platform_in_time(
     # Taken before the signal: a test may fail (and stamp its report) before os.kill returns.
     killed = time.time()
     os.kill(int(second_engine.docker_pidfile.read_text().strip()), signal.SIGKILL)
-    output = _finish(project, proc)
+    output = finish_inner(project, proc)
     finished = time.time()
     assert proc.returncode == 1, output
     records = _read(phases)

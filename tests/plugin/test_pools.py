@@ -8,14 +8,20 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from acceptance import BUSYBOX_IMAGE, Project, docker_cli, read_json, wait_until
+from acceptance import (
+    BUSYBOX_IMAGE,
+    Project,
+    docker_cli,
+    finish_inner,
+    read_json,
+    start_inner,
+    wait_until,
+)
 from pytest_multiarch.provision.second_engines import EngineLayout
 
 RUN_LABEL = "pytest-multiarch.run"
@@ -51,37 +57,6 @@ RECORDER = """
 """
 
 
-def _inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
-    log = (project.path / "inner.log").open("w")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            f"--testrunuid={run_id}",
-            *list(args),
-        ],
-        cwd=project.path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(project: Project, proc: subprocess.Popen[str], timeout: float = 600) -> str:
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        raise
-    return (project.path / "inner.log").read_text()
-
-
 def _read(phases: Path) -> list[dict[str, Any]]:
     if not phases.exists():
         return []
@@ -99,7 +74,7 @@ def test_both_engines_of_a_pool_receive_tests_and_build_their_image(
     project.image("box", BUSYBOX_IMAGE, TOML)
     project.tests(SLEEP_TESTS.replace("STEPS", "8"))
     run_id = uuid.uuid4().hex
-    proc = _inner(
+    proc = start_inner(
         project,
         run_id,
         "-n",
@@ -110,7 +85,7 @@ def test_both_engines_of_a_pool_receive_tests_and_build_their_image(
         "--multiarch-json",
         "r.json",
     )
-    output = _finish(project, proc)
+    output = finish_inner(project, proc)
     assert proc.returncode == 0, output
     report = read_json(project.path / "r.json")
     tests = report["tests"]
@@ -139,7 +114,7 @@ def test_killing_an_engine_of_a_pool_mid_run_fails_only_its_tests_in_flight(
     project.tests(SLEEP_TESTS.replace("STEPS", "12"))
     project.tests(RECORDER, name="conftest.py")
     run_id = uuid.uuid4().hex
-    proc = _inner(
+    proc = start_inner(
         project,
         run_id,
         "-n",
@@ -164,7 +139,7 @@ def test_killing_an_engine_of_a_pool_mid_run_fails_only_its_tests_in_flight(
     assert proc.poll() is None, log.read_text()
     before = len(_read(phases))
     os.kill(int(second_engine.docker_pidfile.read_text().strip()), signal.SIGKILL)
-    output = _finish(project, proc)
+    output = finish_inner(project, proc)
     records = _read(phases)
     assert len(records) == 12, records
     failed = [r for r in records if r["outcome"] != "passed"]
