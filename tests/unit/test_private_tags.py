@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from pytest_multiarch.core.commands import CommandResult
-from pytest_multiarch.core.errors import CommandTimeout
+from pytest_multiarch.core.errors import CommandError, CommandTimeout
 from pytest_multiarch.engine.cleanup import owner_alive, owner_id
 from pytest_multiarch.runtime.build import (
+    LISTING_ATTEMPTS,
     dead_private_tags,
     private_tag,
     private_tag_owner,
@@ -162,3 +163,66 @@ def test_a_removal_the_engine_does_not_finish_in_time_fails_nothing(
 
     monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
     assert sweep_dead_private_tags(None) == []
+
+
+# What the engines said when another process removed an image while they listed theirs.
+PODMAN_VANISHED = (
+    'Error response from daemon: reading image "a3674c41c181": locating image with ID '
+    '"a3674c41c181": image not known\n'
+)
+DOCKER_VANISHED = (
+    "Error response from daemon: content digest "
+    "sha256:745e3085f8e9f5bc89fa0135feab2c1f1904b800e6bfde5e4466cf455c7dec41: not found\n"
+)
+
+
+@pytest.mark.parametrize("said", [PODMAN_VANISHED, DOCKER_VANISHED], ids=["podman", "docker"])
+def test_a_listing_cut_by_an_image_removed_meanwhile_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch, said: str
+) -> None:
+    dead = private_tag(TAG, owner_id(dead_pid()))
+    listings: list[list[str]] = []
+    pauses: list[float] = []
+
+    def fake(command: list[str], *, check: bool = True, **_: Any) -> CommandResult:
+        if command[1:3] == ["image", "ls"]:
+            listings.append(command)
+            if len(listings) < 3:
+                raise CommandError(command, 1, "", said)
+            return CommandResult(command, 0, dead + "\n", "")
+        return CommandResult(command, 0, f"Untagged: {dead}\n", "")
+
+    monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
+    assert sweep_dead_private_tags(None, sleep=pauses.append) == [dead]
+    assert len(listings) == 3
+    assert pauses == [0.2, 0.4]
+
+
+def test_an_engine_whose_images_keep_changing_is_swept_by_the_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listings: list[list[str]] = []
+
+    def fake(command: list[str], **_: Any) -> CommandResult:
+        listings.append(command)
+        raise CommandError(command, 1, "", PODMAN_VANISHED)
+
+    monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
+    assert sweep_dead_private_tags(None, sleep=lambda _: None) == []
+    assert len(listings) == LISTING_ATTEMPTS
+
+
+def test_an_engine_that_cannot_list_its_images_is_told_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    listings: list[list[str]] = []
+    refused = "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.\n"
+
+    def fake(command: list[str], **_: Any) -> CommandResult:
+        listings.append(command)
+        raise CommandError(command, 1, "", refused)
+
+    monkeypatch.setattr("pytest_multiarch.runtime.build.run_command", fake)
+    with pytest.raises(CommandError, match="Cannot connect"):
+        sweep_dead_private_tags(None, sleep=lambda _: None)
+    assert len(listings) == 1

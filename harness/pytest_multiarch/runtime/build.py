@@ -680,17 +680,47 @@ def dead_private_tags(
     return dead
 
 
-def sweep_dead_private_tags(engine: EngineRef | None, timeout: float = 60) -> list[str]:
+# What an engine says when an image was removed while it listed its images (it reads each one
+# after listing their ids, and one was gone by then): Podman 4.3 `locating image with ID ...:
+# image not known`, Docker's containerd store `content digest sha256:...: not found`. Another
+# process's removal, not a fault of the engine: the listing is asked again.
+_VANISHED_WHILE_LISTED = ("image not known", "content digest sha256:")
+LISTING_ATTEMPTS = 5
+
+
+def _vanished_while_listed(exc: CommandError) -> bool:
+    return not isinstance(exc, CommandTimeout) and any(
+        sign in exc.stderr + exc.stdout for sign in _VANISHED_WHILE_LISTED
+    )
+
+
+def sweep_dead_private_tags(
+    engine: EngineRef | None,
+    timeout: float = 60,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[str]:
     """Remove from ``engine`` the private build tags whose owner is provably dead (a run killed
     between buildx's export and the retag); returns those removed. Raises CommandError when the
-    engine cannot list its images. Removal is best effort: a tag gone meanwhile (another run's
-    sweep) or an engine too slow to remove it is no failure of this run, and the image a
-    removed tag named stays when another tag names it."""
+    engine cannot list its images. The sweep is housekeeping, so what another process does
+    meanwhile fails nothing: a listing cut by an image removed while it was made is asked again
+    (up to LISTING_ATTEMPTS times; if the engine's images keep changing, the next run sweeps),
+    a tag gone meanwhile (another run's sweep) or an engine too slow to remove it is no failure
+    of this run, and the image a removed tag named stays when another tag names it."""
     patterns = [f"reference={prefix}*:*-tmp-*" for prefix in _PRIVATE_REPOSITORIES]
     listing = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", engine=engine)
     for pattern in patterns:
         listing += ["--filter", pattern]
-    listed = run_command(listing, timeout=timeout)
+    for attempt in range(1, LISTING_ATTEMPTS + 1):
+        try:
+            listed = run_command(listing, timeout=timeout)
+            break
+        except CommandError as exc:
+            if not _vanished_while_listed(exc):
+                raise
+            if attempt == LISTING_ATTEMPTS:
+                return []
+            sleep(0.2 * attempt)
     doomed = dead_private_tags(listed.stdout.split(), socket.gethostname(), owner_alive)
     if not doomed:
         return []
