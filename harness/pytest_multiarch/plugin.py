@@ -478,13 +478,15 @@ def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Plat
 
 @pytest.fixture
 def platform(request: pytest.FixtureRequest) -> Platform:
-    """The platform of this test case (parametrized by --platforms)."""
+    """The platform of this test case (parametrized by --platforms), on the engine the test
+    runs on: for a pool's platform, the engine this process moved to when its own stopped
+    answering (ProcessRuntime.fail_over), so ``platform.engine`` names where the test ran."""
     param = getattr(request, "param", None)
     if not isinstance(param, Platform):
         pytest.fail(
             "the 'platform' fixture is parametrized by pytest-multiarch only", pytrace=False
         )
-    return param
+    return _serving(request.config, param)
 
 
 def _serving(config: pytest.Config, plat: Platform) -> Platform:

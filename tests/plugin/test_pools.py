@@ -32,7 +32,8 @@ SLEEP_TESTS = """
 
     @pytest.mark.image("box")
     @pytest.mark.parametrize("step", range(STEPS))
-    def test_step(run, platform, step):
+    def test_step(run, platform, step, record_property):
+        record_property("fixture_engine", platform.engine)
         assert run(["sleep", "1"]).exit_code == 0
 """
 
@@ -45,10 +46,12 @@ RECORDER = """
             if report.when == "call" or report.failed:
                 with open("phases.jsonl", "a") as handle:
                     message = str(report.longrepr)[-400:] if report.failed else ""
-                    engine = dict(report.user_properties).get("engine", "")
+                    properties = dict(report.user_properties)
                     handle.write(json.dumps({
                         "nodeid": report.nodeid, "outcome": report.outcome,
-                        "engine": engine, "message": message,
+                        "engine": properties.get("engine", ""),
+                        "fixture_engine": properties.get("fixture_engine", ""),
+                        "message": message,
                     }) + "\\n")
 
     def pytest_configure(config):
@@ -152,6 +155,11 @@ def test_killing_an_engine_of_a_pool_mid_run_fails_only_its_tests_in_flight(
     assert after, records
     assert all(r["outcome"] == "passed" for r in after), after
     assert sum(r["engine"] != e12 for r in after) >= len(after) - 1, after
+    # The test's own platform argument names the engine it ran on, after the move as before.
+    moved = [r for r in after if r["engine"] != e12]
+    assert all(r["fixture_engine"] != e12 for r in moved), moved
+    on_e12 = [r for r in records if r["engine"] == e12 and r["outcome"] == "passed"]
+    assert all(r["fixture_engine"] == e12 for r in on_e12), on_e12
     assert proc.returncode == (1 if failed else 0), output
     print(
         f"\n{before} tests ended before the kill, {len(failed)} failed in flight on e12, "
