@@ -45,7 +45,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     checks = run_doctor(
         platforms,
         probe=not args.no_probe,
-        engines=_engine_map(args),
+        engines=_engine_pools(args),
         builders=_builder_map(args),
         images_dir=args.images,
     )
@@ -57,12 +57,15 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _engine_map(args: argparse.Namespace) -> dict[str, EngineRef]:
-    """The platform -> engine map as the plugin reads it, without pytest: pyproject.toml's
-    ``[tool.multiarch.engines]``, then ``MULTIARCH_ENGINES``, then ``--engine``."""
-    from pytest_multiarch.engine.endpoints import parse_engine_map, project_engine_map
+def _engine_pools(args: argparse.Namespace) -> dict[str, tuple[EngineRef, ...]]:
+    """The platform -> engines map (a pool, usually of one) as the plugin reads it, without
+    pytest: pyproject.toml's ``[tool.multiarch.engines]``, then ``MULTIARCH_ENGINES``, then
+    ``--engine``."""
+    from pytest_multiarch.engine.endpoints import parse_engine_pools, project_engine_pools
 
-    return _layered_map(args, project_engine_map, parse_engine_map, "MULTIARCH_ENGINES", "engine")
+    return _layered_map(
+        args, project_engine_pools, parse_engine_pools, "MULTIARCH_ENGINES", "engine"
+    )
 
 
 def _builder_map(args: argparse.Namespace) -> dict[str, BuilderRef]:

@@ -233,20 +233,28 @@ def run_doctor(
     platforms: Sequence[Platform],
     *,
     probe: bool = True,
-    engines: Mapping[str, EngineRef] | None = None,
+    engines: Mapping[str, Sequence[EngineRef]] | None = None,
     builders: Mapping[str, BuilderRef] | None = None,
     images_dir: Path | None = None,
 ) -> list[Check]:
     """The checks of the default engine and of ``platforms`` on it, then of every engine that
-    ``engines`` (platform name -> engine) maps a platform to, and of those platforms there,
-    then of the buildx builder that ``builders`` (platform name -> builder) names for each;
-    first, the ``image.toml`` of every image under ``images_dir``."""
-    mapped = {name: ref for name, ref in (engines or {}).items() if not ref.is_default}
+    ``engines`` (platform name -> its pool of engines, usually one) maps a platform to, and of
+    those platforms there: every engine of a pool, since any of them may run its tests. Then
+    of the buildx builder that ``builders`` (platform name -> builder) names for each; first,
+    the ``image.toml`` of every image under ``images_dir``."""
+    pools = {name: tuple(pool) for name, pool in (engines or {}).items() if pool}
+    # The platforms that run (also) on the default engine, and each one's other engines.
+    on_default = [
+        p for p in platforms if p.name not in pools or any(r.is_default for r in pools[p.name])
+    ]
+    mapped = [
+        (plat, ref) for plat in platforms for ref in pools.get(plat.name, ()) if not ref.is_default
+    ]
     image_checks = image_toml_checks(images_dir) if images_dir is not None else []
     checks, info = _engine_checks()
     checks = image_checks + checks + _mirror_checks(info)
     bases = _base_sources(info) if info is not None else {}
-    for plat in [p for p in platforms if p.name not in mapped]:
+    for plat in on_default:
         status = check_emulator(plat)
         if status.native:
             checks.append(Check("emulator", plat.short, "ok", "native"))
@@ -292,10 +300,12 @@ def run_doctor(
                 )
             else:
                 checks.append(Check("base", plat.short, "ok", f"{reference} from {source[0]}"))
-    checks += _mapped_engine_checks([p for p in platforms if p.name in mapped], mapped, probe)
+    checks += _mapped_engine_checks(mapped, probe)
     named = {name: ref for name, ref in (builders or {}).items() if ref.name}
     for plat in [p for p in platforms if p.name in named]:
-        there = replace(plat, engine=mapped[plat.name].spec) if plat.name in mapped else plat
+        # A builder's platform has one engine (a pool with a builder is a usage error).
+        first = pools.get(plat.name, (None,))[0]
+        there = replace(plat, engine=first.spec) if first and not first.is_default else plat
         checks += _builder_checks(there, named[plat.name])
     if info is not None:
         checks.append(_reaper_check())
@@ -336,17 +346,16 @@ def image_toml_checks(root: Path) -> list[Check]:
     return checks
 
 
-def _mapped_engine_checks(
-    platforms: Sequence[Platform], engines: Mapping[str, EngineRef], probe: bool
-) -> list[Check]:
+def _mapped_engine_checks(mapped: Sequence[tuple[Platform, EngineRef]], probe: bool) -> list[Check]:
     """Each mapped engine once (reachable, version, image store, architecture, buildx), then its
-    platforms on it: native or emulated there, and a probe container there. Of a remote
-    machine, only what its engine tells can be checked from here: its binfmt_misc handlers and
-    registry settings cannot be read, so the probe is what shows that a platform runs there."""
+    platforms on it (``mapped``: a platform and one engine of its pool, per pair): native or
+    emulated there, and a probe container there. Of a remote machine, only what its engine
+    tells can be checked from here: its binfmt_misc handlers and registry settings cannot be
+    read, so the probe is what shows that a platform runs there."""
     checks: list[Check] = []
     by_engine: dict[str, list[Platform]] = {}
-    for plat in platforms:
-        by_engine.setdefault(engines[plat.name].spec, []).append(plat)
+    for plat, engine in mapped:
+        by_engine.setdefault(engine.spec, []).append(plat)
     for spec, plats in by_engine.items():
         ref = EngineRef(spec)
         names = ",".join(p.short for p in plats)

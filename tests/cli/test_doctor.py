@@ -204,3 +204,23 @@ def test_doctor_names_an_engine_on_podman(podman_engine: str) -> None:
     assert "Podman 4." in result.stdout
     assert "rootful" in result.stdout
     assert "uname -m = aarch64" in result.stdout
+
+
+def test_doctor_checks_every_engine_of_a_pool(podman_engine: str, tmp_path: Path) -> None:
+    # Any engine of a pool may run the platform's tests: each one is checked and probed.
+    result = doctor("--platforms", "arm64", "--engine", f"arm64=default,{podman_engine}", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads(result.stdout)["checks"]
+    probes = [c for c in checks if c["name"] == "probe" and c["platform"] == "arm64"]
+    assert len(probes) == 2, probes
+    assert all("uname -m = aarch64" in c["detail"] for c in probes), probes
+    engines = [c["detail"] for c in checks if c["name"] == "engine"]
+    assert any("Podman 4." in detail for detail in engines), engines
+    # A pool whose second engine is down is not ready, and the line names that engine.
+    down = f"unix://{tmp_path}/gone.sock"
+    result = doctor("--platforms", "arm64", "--no-probe", "--engine", f"arm64=default,{down}")
+    assert result.returncode == 1, result.stdout + result.stderr
+    failing = [line for line in result.stdout.splitlines() if "FAIL" in line]
+    assert len(failing) == 1 and failing[0].startswith("engine"), result.stdout
+    assert down in failing[0], result.stdout
+    assert result.stdout.rstrip().endswith("NOT READY: arm64")
