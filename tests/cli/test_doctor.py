@@ -221,6 +221,7 @@ def test_doctor_checks_every_engine_of_a_pool(podman_engine: str, tmp_path: Path
     result = doctor("--platforms", "arm64", "--no-probe", "--engine", f"arm64=default,{down}")
     assert result.returncode == 1, result.stdout + result.stderr
     failing = [line for line in result.stdout.splitlines() if "FAIL" in line]
-    assert len(failing) == 1 and failing[0].startswith("engine"), result.stdout
+    assert len(failing) == 1, result.stdout
+    assert failing[0].startswith("engine"), result.stdout
     assert down in failing[0], result.stdout
     assert result.stdout.rstrip().endswith("NOT READY: arm64")
