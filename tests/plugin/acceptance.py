@@ -367,3 +367,129 @@ def finish_inner(project: Project, proc: subprocess.Popen[str], timeout: float =
         proc.wait()
         raise
     return (project.path / "inner.log").read_text()
+
+
+# ---- an engine lost mid-run (test_faults.py: Docker killed or frozen; test_podman_faults.py) --
+
+# From the engine's loss to the end of the run (issue 11: 190 s after a freeze on the old main).
+FAULT_TO_EXIT_LIMIT = 30.0
+
+ENGINE_LOSS_TESTS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+pytestmark = pytest.mark.image("box")
+PROGRESS = pathlib.Path(os.environ["FAULT_PROGRESS"])
+FAULTED = PROGRESS.with_name("faulted")
+
+
+def started(name):
+    \"\"\"The first tests end on a sound engine; from the third on, each waits (its container
+    started, a command run) until the outer test has faulted the engine, so the run has
+    results from both sides of the fault.\"\"\"
+    (PROGRESS / name).touch()
+    if len(list(PROGRESS.iterdir())) < 3:
+        return
+    deadline = time.monotonic() + 600
+    while not FAULTED.exists():
+        assert time.monotonic() < deadline, "the outer test never faulted the engine"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_run(run, platform, n):
+    assert run(["true"]).exit_code == 0
+    started(f"run-{platform.short}-{n}")
+    assert run(["cat", "/built-for"]).stdout.strip() == platform.name
+
+
+@pytest.mark.parametrize("n", range(3))
+def test_container(container, platform, n):
+    started(f"container-{platform.short}-{n}")
+    assert container.exec(["true"]).exit_code == 0
+"""
+
+
+@dataclass(frozen=True)
+class EngineLossRun:
+    """How an inner run of :data:`ENGINE_LOSS_TESTS` ended after its engine was faulted."""
+
+    returncode: int
+    seconds: float  # from the fault to the end of the run
+    output: str
+    junit: Path
+    report: Path
+
+
+def run_through_engine_loss(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: str,
+    fault: Callable[[], None],
+    *args: str,
+    after: Callable[[], None] = lambda: None,
+) -> EngineLossRun:
+    """An inner run of :data:`ENGINE_LOSS_TESTS` (box on amd64 and arm64, on the engine that
+    DOCKER_HOST names) with ``-n workers``: ``fault`` is called once three tests have started,
+    and the run is waited for (180 s at most); ``after`` is called in any case (un-freeze an
+    engine, remove what the lost engine kept)."""
+    project.image("box", BUSYBOX_IMAGE, unique=False)  # built once per engine for every case
+    project.tests(ENGINE_LOSS_TESTS)
+    progress = project.path / "progress"
+    progress.mkdir()
+    monkeypatch.setenv("FAULT_PROGRESS", str(progress))
+    report, junit, log = (project.path / name for name in ("report.json", "junit.xml", "out"))
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfE", *args]
+    command += ["--platforms", "amd64,arm64", "-n", workers]
+    command += ["--multiarch-json", str(report), "--junitxml", str(junit)]
+    with log.open("w") as output:
+        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        # Mid-run: tests have passed, others are running or still to come.
+        wait_until(
+            lambda: len(list(progress.iterdir())) >= 3,
+            600,
+            "3 tests to start",
+            context=lambda: log.read_text()[-4000:],
+        )
+        faulted = time.monotonic()
+        fault()
+        (project.path / "faulted").touch()
+        try:
+            returncode = inner.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the run did not end 180 s after the fault:\n{log.read_text()[-4000:]}")
+        seconds = time.monotonic() - faulted
+    finally:
+        after()
+        if inner.poll() is None:
+            inner.kill()
+            inner.wait()
+    return EngineLossRun(returncode, seconds, log.read_text(), junit, report)
+
+
+def assert_engine_loss_told(run: EngineLossRun, lost: str) -> list[dict[str, Any]]:
+    """The run ended at once and plainly (rc 1, no traceback), every one of its 14 results in
+    JUnit, the passes from before the loss kept (in the JSON report too), and every failure
+    saying ``lost``. Returns the JSON report's tests."""
+    output = run.output
+    assert "INTERNALERROR" not in output, output
+    assert "Traceback" not in output, output
+    assert run.returncode == 1, output
+    assert run.seconds < FAULT_TO_EXIT_LIMIT, f"{run.seconds:.1f} s from the fault:\n{output}"
+    outcomes = junit_outcomes(run.junit)
+    assert len(outcomes) == 14, outcomes
+    passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
+    broken = {name: message for name, (outcome, message) in outcomes.items() if name not in passed}
+    assert passed, f"no result from before the fault was kept:\n{output}"
+    assert broken, f"nothing failed after the fault:\n{output}"
+    for name, message in broken.items():
+        assert lost in message, f"{name}: {message}"
+    # What ran before the fault is in the run report, written at the end of the session.
+    tests: list[dict[str, Any]] = read_json(run.report)["tests"]
+    assert sum(t["outcome"] == "passed" for t in tests) == len(passed)
+    assert lost in output
+    return tests

@@ -20,53 +20,13 @@ import pytest
 from acceptance import (
     BUSYBOX_IMAGE,
     Project,
+    assert_engine_loss_told,
     containers_of_run,
-    junit_outcomes,
     read_json,
+    run_through_engine_loss,
     wait_until,
 )
 from pytest_multiarch.provision.second_engines import EngineLayout
-
-# From the fault to the end of the run (issue 11: 190 s after a freeze on the old main).
-FAULT_TO_EXIT_LIMIT = 30.0
-
-INNER_TESTS = """
-import os
-import pathlib
-import time
-
-import pytest
-
-pytestmark = pytest.mark.image("box")
-PROGRESS = pathlib.Path(os.environ["FAULT_PROGRESS"])
-FAULTED = PROGRESS.with_name("faulted")
-
-
-def started(name):
-    \"\"\"The first tests end on a sound engine; from the third on, each waits (its container
-    started, a command run) until the outer test has faulted the engine, so the run has
-    results from both sides of the fault.\"\"\"
-    (PROGRESS / name).touch()
-    if len(list(PROGRESS.iterdir())) < 3:
-        return
-    deadline = time.monotonic() + 600
-    while not FAULTED.exists():
-        assert time.monotonic() < deadline, "the outer test never faulted the engine"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("n", range(4))
-def test_run(run, platform, n):
-    assert run(["true"]).exit_code == 0
-    started(f"run-{platform.short}-{n}")
-    assert run(["cat", "/built-for"]).stdout.strip() == platform.name
-
-
-@pytest.mark.parametrize("n", range(3))
-def test_container(container, platform, n):
-    started(f"container-{platform.short}-{n}")
-    assert container.exec(["true"]).exit_code == 0
-"""
 
 
 @pytest.mark.parametrize(
@@ -82,63 +42,20 @@ def test_engine_lost_mid_run_fails_its_tests_at_once_and_keeps_results(
 ) -> None:
     host = second_engine.docker_host
     monkeypatch.setenv("DOCKER_HOST", host)
-    # The same inputs in every parametrization: built once on the second engine.
-    project.image("box", BUSYBOX_IMAGE, unique=False)
-    project.tests(INNER_TESTS)
-    progress = project.path / "progress"
-    progress.mkdir()
-    monkeypatch.setenv("FAULT_PROGRESS", str(progress))
-    report, junit, log = (project.path / name for name in ("report.json", "junit.xml", "out"))
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfE"]
-    command += ["--platforms", "amd64,arm64", "-n", workers]
-    command += ["--multiarch-json", str(report), "--junitxml", str(junit)]
-    with log.open("w") as output:
-        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
-    daemon = 0
-    try:
-        # Mid-run: tests have passed, others are running or still to come.
-        wait_until(
-            lambda: len(list(progress.iterdir())) >= 3,
-            600,
-            "3 tests to start",
-            context=lambda: log.read_text()[-4000:],
-        )
-        daemon = int(second_engine.docker_pidfile.read_text().strip())
-        faulted = time.monotonic()
-        os.kill(daemon, signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
-        (project.path / "faulted").touch()
-        try:
-            returncode = inner.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the run did not end 180 s after the fault:\n{log.read_text()[-4000:]}")
-        seconds = time.monotonic() - faulted
-    finally:
-        if fault == "freeze" and daemon:
-            os.kill(daemon, signal.SIGCONT)
-        if inner.poll() is None:
-            inner.kill()
-            inner.wait()
-    output = log.read_text()
-    assert "INTERNALERROR" not in output, output
-    assert "Traceback" not in output, output
-    assert returncode == 1, output
-    assert seconds < FAULT_TO_EXIT_LIMIT, f"{seconds:.1f} s from the fault to the end:\n{output}"
+    daemon: list[int] = []
 
-    lost = f"Docker engine at {host} stopped answering"
-    outcomes = junit_outcomes(junit)
-    assert len(outcomes) == 14, outcomes
-    passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
-    broken = {name: message for name, (outcome, message) in outcomes.items() if name not in passed}
-    assert passed, f"no result from before the fault was kept:\n{output}"
-    assert broken, f"nothing failed after the fault:\n{output}"
-    for name, message in broken.items():
-        assert lost in message, f"{name}: {message}"
-    # What ran before the fault is in the run report, written at the end of the session.
-    tests = read_json(report)["tests"]
+    def fault_engine() -> None:
+        daemon.append(int(second_engine.docker_pidfile.read_text().strip()))
+        os.kill(daemon[0], signal.SIGKILL if fault == "kill" else signal.SIGSTOP)
+
+    def thaw() -> None:
+        if fault == "freeze" and daemon:
+            os.kill(daemon[0], signal.SIGCONT)
+
+    run = run_through_engine_loss(project, monkeypatch, workers, fault_engine, after=thaw)
+    tests = assert_engine_loss_told(run, f"Docker engine at {host} stopped answering")
     assert {t["outcome"] for t in tests} >= {"passed", "failed"}, tests
-    assert sum(t["outcome"] == "passed" for t in tests) == len(passed)
-    assert "could not remove this run's containers" in output
-    assert lost in output
+    assert "could not remove this run's containers" in run.output
 
 
 SIGTERM_TESTS = """

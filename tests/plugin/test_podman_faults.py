@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, docker_cli, junit_outcomes, read_json, wait_until
+from acceptance import (
+    BUSYBOX_IMAGE,
+    Project,
+    assert_engine_loss_told,
+    docker_cli,
+    run_through_engine_loss,
+    wait_until,
+)
 
 RUN_LABEL = "pytest-multiarch.run"
-# From the engine's loss to the end of the run (the Docker engine's limit in test_faults.py).
-FAULT_TO_EXIT_LIMIT = 30.0
 
 
 def _podman(*args: str) -> str:
@@ -175,44 +180,6 @@ def own_podman_service(
         shutil.rmtree(directory, ignore_errors=True)
 
 
-LOSS_TESTS = """
-import os
-import pathlib
-import time
-
-import pytest
-
-pytestmark = pytest.mark.image("box")
-PROGRESS = pathlib.Path(os.environ["FAULT_PROGRESS"])
-FAULTED = PROGRESS.with_name("faulted")
-
-
-def started(name):
-    \"\"\"The first tests end on a sound engine; from the third on, each waits (its container
-    started, a command run) until the outer test has killed the engine.\"\"\"
-    (PROGRESS / name).touch()
-    if len(list(PROGRESS.iterdir())) < 3:
-        return
-    deadline = time.monotonic() + 600
-    while not FAULTED.exists():
-        assert time.monotonic() < deadline, "the outer test never killed the engine"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("n", range(4))
-def test_run(run, platform, n):
-    assert run(["true"]).exit_code == 0
-    started(f"run-{platform.short}-{n}")
-    assert run(["cat", "/built-for"]).stdout.strip() == platform.name
-
-
-@pytest.mark.parametrize("n", range(3))
-def test_container(container, platform, n):
-    started(f"container-{platform.short}-{n}")
-    assert container.exec(["true"]).exit_code == 0
-"""
-
-
 @pytest.mark.parametrize("workers", ["0", "2"])
 def test_podman_engine_lost_mid_run_fails_its_tests_at_once(
     project: Project,
@@ -222,53 +189,13 @@ def test_podman_engine_lost_mid_run_fails_its_tests_at_once(
 ) -> None:
     host = own_podman_service.url
     monkeypatch.setenv("DOCKER_HOST", host)
-    project.image("box", BUSYBOX_IMAGE, unique=False)
-    project.tests(LOSS_TESTS)
-    progress = project.path / "progress"
-    progress.mkdir()
-    monkeypatch.setenv("FAULT_PROGRESS", str(progress))
     run_id = "podman-loss-" + uuid.uuid4().hex
-    report, junit, log = (project.path / name for name in ("report.json", "junit.xml", "out"))
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rfE"]
-    command += ["--platforms", "amd64,arm64", "-n", workers, f"--testrunuid={run_id}"]
-    command += ["--multiarch-json", str(report), "--junitxml", str(junit)]
-    with log.open("w") as output:
-        inner = subprocess.Popen(command, cwd=project.path, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        wait_until(
-            lambda: len(list(progress.iterdir())) >= 3,
-            600,
-            "3 tests to start",
-            context=lambda: log.read_text()[-4000:],
-        )
-        faulted = time.monotonic()
-        own_podman_service.kill()
-        (project.path / "faulted").touch()
-        try:
-            returncode = inner.wait(timeout=180)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the run did not end 180 s after the loss:\n{log.read_text()[-4000:]}")
-        seconds = time.monotonic() - faulted
-    finally:
-        if inner.poll() is None:
-            inner.kill()
-            inner.wait()
-        _remove_run(run_id)
-    output = log.read_text()
-    assert "INTERNALERROR" not in output, output
-    assert "Traceback" not in output, output
-    assert returncode == 1, output
-    assert seconds < FAULT_TO_EXIT_LIMIT, f"{seconds:.1f} s from the loss to the end:\n{output}"
-
-    lost = f"Podman engine at {host} stopped answering"
-    outcomes = junit_outcomes(junit)
-    assert len(outcomes) == 14, outcomes
-    passed = [name for name, (outcome, _) in outcomes.items() if outcome == "passed"]
-    broken = {name: message for name, (outcome, message) in outcomes.items() if name not in passed}
-    assert passed, f"no result from before the loss was kept:\n{output}"
-    assert broken, f"nothing failed after the loss:\n{output}"
-    for name, message in broken.items():
-        assert lost in message, f"{name}: {message}"
-    tests = read_json(report)["tests"]
-    assert sum(t["outcome"] == "passed" for t in tests) == len(passed)
-    assert lost in output
+    run = run_through_engine_loss(
+        project,
+        monkeypatch,
+        workers,
+        own_podman_service.kill,
+        f"--testrunuid={run_id}",
+        after=lambda: _remove_run(run_id),
+    )
+    assert_engine_loss_told(run, f"Podman engine at {host} stopped answering")
