@@ -478,15 +478,13 @@ def _apply_platform_markers(config: pytest.Config, item: pytest.Item, plat: Plat
 
 @pytest.fixture
 def platform(request: pytest.FixtureRequest) -> Platform:
-    """The platform of this test case (parametrized by --platforms), on the engine the test
-    runs on: for a pool's platform, the engine this process moved to when its own stopped
-    answering (ProcessRuntime.fail_over), so ``platform.engine`` names where the test ran."""
+    """The platform of this test case (parametrized by --platforms)."""
     param = getattr(request, "param", None)
     if not isinstance(param, Platform):
         pytest.fail(
             "the 'platform' fixture is parametrized by pytest-multiarch only", pytrace=False
         )
-    return _serving(request.config, param)
+    return param
 
 
 def _serving(config: pytest.Config, plat: Platform) -> Platform:
@@ -779,6 +777,14 @@ def pytest_runtest_setup(item: pytest.Item) -> Generator[None]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    # The test's own platform argument names the engine it runs on: a pool's worker that moved
+    # (ProcessRuntime.fail_over) runs it elsewhere than its parameter says. The parameter is
+    # passed as is (direct parametrization: no fixture function sees it), so it is swapped here,
+    # after the fixtures (which ask _serving themselves) and before the call.
+    funcargs: dict[str, object] | None = getattr(item, "funcargs", None)
+    given = funcargs.get("platform") if funcargs is not None else None
+    if funcargs is not None and isinstance(given, Platform):
+        funcargs["platform"] = _serving(item.config, given)
     return (yield from _guarded(item))
 
 
