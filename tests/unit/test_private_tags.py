@@ -170,13 +170,21 @@ PODMAN_VANISHED = (
     'Error response from daemon: reading image "a3674c41c181": locating image with ID '
     '"a3674c41c181": image not known\n'
 )
+PODMAN_VANISHED_SIZE = (
+    'Error response from daemon: reading data blob size "manifest-sha256:59c8c3b9a074" for '
+    '"6a07a09c7ca7": size is not known\n'
+)
 DOCKER_VANISHED = (
     "Error response from daemon: content digest "
     "sha256:745e3085f8e9f5bc89fa0135feab2c1f1904b800e6bfde5e4466cf455c7dec41: not found\n"
 )
 
 
-@pytest.mark.parametrize("said", [PODMAN_VANISHED, DOCKER_VANISHED], ids=["podman", "docker"])
+@pytest.mark.parametrize(
+    "said",
+    [PODMAN_VANISHED, PODMAN_VANISHED_SIZE, DOCKER_VANISHED],
+    ids=["podman-image", "podman-size", "docker"],
+)
 def test_a_listing_cut_by_an_image_removed_meanwhile_is_asked_again(
     monkeypatch: pytest.MonkeyPatch, said: str
 ) -> None:

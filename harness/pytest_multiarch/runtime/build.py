@@ -682,9 +682,10 @@ def dead_private_tags(
 
 # What an engine says when an image was removed while it listed its images (it reads each one
 # after listing their ids, and one was gone by then): Podman 4.3 `locating image with ID ...:
-# image not known`, Docker's containerd store `content digest sha256:...: not found`. Another
-# process's removal, not a fault of the engine: the listing is asked again.
-_VANISHED_WHILE_LISTED = ("image not known", "content digest sha256:")
+# image not known` or `reading data blob size "manifest-sha256:..." for "...": size is not
+# known` (benchmarks/listing_race.py), Docker's containerd store `content digest sha256:...: not
+# found`. Another process's removal, not a fault of the engine: the listing is asked again.
+_VANISHED_WHILE_LISTED = ("not known", "content digest sha256:")
 LISTING_ATTEMPTS = 5
 
 
