@@ -685,7 +685,12 @@ def dead_private_tags(
 # image not known` or `reading data blob size "manifest-sha256:..." for "...": size is not
 # known` (benchmarks/listing_race.py), Docker's containerd store `content digest sha256:...: not
 # found`. Another process's removal, not a fault of the engine: the listing is asked again.
-_VANISHED_WHILE_LISTED = ("not known", "content digest sha256:")
+_VANISHED_WHILE_LISTED = (
+    "image not known",
+    "layer not known",
+    "size is not known",
+    "content digest sha256:",
+)
 LISTING_ATTEMPTS = 5
 
 
