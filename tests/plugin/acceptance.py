@@ -335,23 +335,39 @@ def junit_outcomes(path: Path) -> dict[str, tuple[str, str]]:
     return outcomes
 
 
+def _inner_command(run_id: str, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--testrunuid={run_id}",
+        *args,
+    ]
+
+
 def start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
     """An inner ``pytest -v`` of ``project`` with the run id ``run_id``, in a session of its own
     (so that it can be signalled as a group), its output in ``inner.log``."""
     log = (project.path / "inner.log").open("w")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            f"--testrunuid={run_id}",
-            *args,
-        ],
+        _inner_command(run_id, "-v", *args),
         cwd=project.path,
         stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def start_piped_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
+    """An inner ``pytest -s`` of ``project`` as :func:`start_inner`, its output on the process's
+    stdout pipe (read with ``communicate``)."""
+    return subprocess.Popen(
+        _inner_command(run_id, "-s", *args),
+        cwd=project.path,
+        stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,

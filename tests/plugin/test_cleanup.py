@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, wait_until
+from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, start_piped_inner, wait_until
 
 SLOW_TEST = """
     import time
@@ -29,26 +29,6 @@ SERVER_IMAGE = """
     RUN mkdir -p /www && echo hello > /www/index.html
     CMD ["sh", "-c", "echo starting; httpd -f -v -p 8080 -h /www"]
 """
-
-
-def _start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-s",
-            f"--testrunuid={run_id}",
-            *args,
-        ],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def _wait_for_containers(run_id: str, timeout: float = 120) -> list[str]:
@@ -90,7 +70,7 @@ def test_ctrl_c_leaves_nothing(project: Project, workers: list[str]) -> None:
     project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
     project.tests(SLOW_TEST)
     run_id = uuid.uuid4().hex
-    inner = _start_inner(project, run_id, "--platforms", "amd64,arm64", *workers)
+    inner = start_piped_inner(project, run_id, "--platforms", "amd64,arm64", *workers)
     try:
         _wait_for_containers(run_id)
         os.killpg(inner.pid, signal.SIGINT)
@@ -106,8 +86,8 @@ def test_killed_run_is_reaped_by_the_next_run_but_a_live_run_is_not(project: Pro
     project.image("box", BUSYBOX_IMAGE, '[wait]\nlog = "ready"\n')
     project.tests(SLOW_TEST)
     dead_id, live_id = uuid.uuid4().hex, uuid.uuid4().hex
-    dead = _start_inner(project, dead_id, "--platforms", "amd64")
-    live = _start_inner(project, live_id, "--platforms", "amd64")
+    dead = start_piped_inner(project, dead_id, "--platforms", "amd64")
+    live = start_piped_inner(project, live_id, "--platforms", "amd64")
     try:
         _wait_for_containers(dead_id)
         _wait_for_containers(live_id)

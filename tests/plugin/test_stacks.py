@@ -7,12 +7,18 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import uuid
 import xml.etree.ElementTree as ET
 
 import pytest
-from acceptance import BUSYBOX_IMAGE, Project, containers_of_run, read_json, wait_until
+from acceptance import (
+    BUSYBOX_IMAGE,
+    Project,
+    containers_of_run,
+    read_json,
+    start_piped_inner,
+    wait_until,
+)
 
 # A web server that says which architecture it was built for (its verified platform's).
 WEB_IMAGE = """
@@ -144,26 +150,6 @@ def test_services_native_and_same_on_three_platforms(project: Project) -> None:
     assert networks_of_run(run_id) == []
 
 
-def _start_inner(project: Project, run_id: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-s",
-            f"--testrunuid={run_id}",
-            *args,
-        ],
-        cwd=project.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_leaves_no_service_and_no_network(
     project: Project, signum: signal.Signals
@@ -181,7 +167,7 @@ def test_an_interrupted_run_leaves_no_service_and_no_network(
         """
     )
     run_id = uuid.uuid4().hex
-    inner = _start_inner(project, run_id, "--platforms", "amd64,arm64", "-n", "2")
+    inner = start_piped_inner(project, run_id, "--platforms", "amd64,arm64", "-n", "2")
     try:
         # Both platforms' stacks: two services each, running.
         wait_until(
@@ -348,7 +334,7 @@ def test_a_killed_runs_services_and_network_are_reaped_by_the_next_run(project: 
         """
     )
     dead_id = uuid.uuid4().hex
-    inner = _start_inner(project, dead_id, "--platforms", "amd64")
+    inner = start_piped_inner(project, dead_id, "--platforms", "amd64")
     try:
         wait_until(
             lambda: len(containers_of_run(dead_id, all_states=False)) >= 3,
