@@ -54,6 +54,13 @@ def test_other_errors_are_not_retried() -> None:
     assert calls == [1]
 
 
+def test_errors_that_when_refuses_are_not_retried() -> None:
+    calls, action = failing(1)
+    with pytest.raises(CommandError, match="Mirror sync"):
+        retrying(action, when=lambda exc: "Mirror" not in str(exc), sleep=lambda _: None)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("attempts", [0, 1])
 def test_runs_at_least_once(attempts: int) -> None:
     calls, action = failing(1)

@@ -25,16 +25,20 @@ def retrying(
     *,
     attempts: int = 3,
     retry_on: tuple[type[BaseException], ...] = (CommandError,),
+    when: Callable[[BaseException], bool] = lambda _: True,
     pause: Callable[[int], float] = linear_pause,
     on_retry: RetryHook | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """The result of ``action``, run up to ``attempts`` times (at least once) while it raises
-    one of ``retry_on``; the last such error propagates. Any other error propagates at once."""
+    one of ``retry_on`` that ``when`` accepts; the last such error propagates. Any other error
+    propagates at once."""
     for attempt in range(1, attempts):
         try:
             return action()
         except retry_on as exc:
+            if not when(exc):
+                raise
             wait = pause(attempt)
             if on_retry is not None:
                 on_retry(attempt, exc, wait)

@@ -37,6 +37,7 @@ from pytest_multiarch.core.errors import CommandError, CommandTimeout, ConfigErr
 from pytest_multiarch.core.images import IMAGE_TOML, ImageSpec
 from pytest_multiarch.core.platforms import Platform, oci_name
 from pytest_multiarch.core.published import DOCKER_HUB, parse_reference
+from pytest_multiarch.core.retry import retrying
 from pytest_multiarch.core.secrets import redact
 from pytest_multiarch.engine.api import EngineApiError, engine_kind_over_api
 from pytest_multiarch.engine.buildx import inspect_builder
@@ -694,9 +695,11 @@ _VANISHED_WHILE_LISTED = (
 LISTING_ATTEMPTS = 5
 
 
-def _vanished_while_listed(exc: CommandError) -> bool:
-    return not isinstance(exc, CommandTimeout) and any(
-        sign in exc.stderr + exc.stdout for sign in _VANISHED_WHILE_LISTED
+def _vanished_while_listed(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, CommandError)
+        and not isinstance(exc, CommandTimeout)
+        and any(sign in exc.stderr + exc.stdout for sign in _VANISHED_WHILE_LISTED)
     )
 
 
@@ -717,16 +720,18 @@ def sweep_dead_private_tags(
     listing = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", engine=engine)
     for pattern in patterns:
         listing += ["--filter", pattern]
-    for attempt in range(1, LISTING_ATTEMPTS + 1):
-        try:
-            listed = run_command(listing, timeout=timeout)
-            break
-        except CommandError as exc:
-            if not _vanished_while_listed(exc):
-                raise
-            if attempt == LISTING_ATTEMPTS:
-                return []
-            sleep(0.2 * attempt)
+    try:
+        listed = retrying(
+            lambda: run_command(listing, timeout=timeout),
+            attempts=LISTING_ATTEMPTS,
+            when=_vanished_while_listed,
+            pause=lambda attempt: 0.2 * attempt,
+            sleep=sleep,
+        )
+    except CommandError as exc:
+        if _vanished_while_listed(exc):
+            return []  # the engine's images kept changing: the next run sweeps
+        raise
     doomed = dead_private_tags(listed.stdout.split(), socket.gethostname(), owner_alive)
     if not doomed:
         return []
